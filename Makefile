@@ -1,0 +1,44 @@
+# dlqadmin: `make demo` runs the dashboard with live failing traffic; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export DJANGO_SETTINGS_MODULE := dlqadmin.settings
+
+# Test-suite environment (real services on this machine; see docs/development.md).
+TEST_ENV := DEBUG=false SECRET_KEY=test-secret-key-not-for-production \
+	DLQADMIN_ENCRYPTION_KEY=8Fq1v2o0m0vXH1bFz2C8CkQ6q0m0n7cV9wQe3rT5y7U= \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dlqadmin} \
+	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} \
+	AMQP_URL=$${AMQP_URL:-amqp://127.0.0.1:5672/} \
+	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-127.0.0.1:9092} \
+	NATS_URL=$${NATS_URL:-nats://127.0.0.1:4222}
+
+.PHONY: venv demo test lint format bench services clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+services: venv
+	bash scripts/ensure-services.sh
+
+demo: venv
+	$(PY) scripts/demo.py
+
+test: venv services
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

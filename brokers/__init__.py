@@ -1,0 +1,55 @@
+"""Broker adapters: one module per broker kind behind the contract in :mod:`brokers.base`.
+
+Only this package imports aio-pika, confluent-kafka or nats-py. Adapters are loaded lazily, on
+first use of their kind, so a process that never talks to Kafka never imports librdkafka.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from asgiref.sync import async_to_sync
+
+from .base import BrokerError, Capability, ConnectionConfig
+
+if TYPE_CHECKING:
+    from .base import BrokerAdapter
+
+ADAPTERS: dict[str, str] = {
+    "rabbitmq": "brokers.rabbitmq.RabbitMQAdapter",
+    "kafka": "brokers.kafka.KafkaAdapter",
+    "nats": "brokers.nats.NatsAdapter",
+}
+
+T = TypeVar("T")
+
+
+def adapter_class(kind: str) -> type[BrokerAdapter]:
+    try:
+        dotted = ADAPTERS[kind]
+    except KeyError:
+        raise BrokerError(f"unknown broker kind {kind!r}", permanent=True) from None
+    module_name, _, class_name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def get_adapter(config: ConnectionConfig) -> BrokerAdapter:
+    return adapter_class(config.kind)(config)
+
+
+def capabilities(kind: str) -> Capability:
+    return adapter_class(kind).capabilities
+
+
+def run(fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
+    """Run an async adapter call from sync code (views, tasks, commands): the one bridge.
+
+    Inside it, ``asgiref.sync.sync_to_async`` callables (e.g. a Django sink) run back on the
+    calling thread, so the ORM keeps its per-thread connection.
+    """
+    return async_to_sync(fn)(*args, **kwargs)
+
+
+__all__ = ["ADAPTERS", "BrokerError", "Capability", "adapter_class", "capabilities", "get_adapter", "run"]

@@ -1,0 +1,3 @@
+"""Websocket routes (Channels consumers live in consumers.py)."""
+
+websocket_urlpatterns: list = []

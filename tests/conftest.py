@@ -1,0 +1,24 @@
+import os
+import uuid
+
+import pytest
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672/")
+KAFKA_BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unique(prefix: str) -> str:
+    """A resource name no other test (or parallel run) uses."""
+    return f"t.{prefix}.{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def name():
+    return unique
+
+
+@pytest.fixture
+def operator(django_user_model):
+    return django_user_model.objects.create_user("operator", password="operator-pass-123")

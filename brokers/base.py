@@ -306,6 +306,21 @@ class BrokerAdapter(abc.ABC):
         raised only when nothing could be attempted (e.g. broker unreachable).
         """
 
+    async def prepare(self, source: SourceSpec) -> None:
+        """Create what the broker needs so failures of ``source`` are captured (e.g. the NATS
+        advisory capture stream). Idempotent. Default: nothing to do."""
+
+    async def backlog(self, source: SourceSpec) -> int | None:
+        """Messages waiting to be harvested, when the broker can tell (None = unknown)."""
+        return None
+
+    async def rewind(
+        self, source: SourceSpec, *, offset: int | None = None, timestamp_ms: int | None = None
+    ) -> None:
+        """Move the harvest position back (Capability.REWIND) so history is harvested again;
+        rows already stored are not duplicated (UNIQUE position)."""
+        raise BrokerError(f"{self.kind} sources cannot be rewound", permanent=True)
+
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
 

@@ -1,0 +1,99 @@
+"""Error groups: fingerprint each failure and keep per-group counts and lifecycle.
+
+A fingerprint is the source + exception class + the error message with the volatile parts
+(timestamps, UUIDs, hex ids, numbers, quoted values) normalised away, so "order 123 not found"
+and "order 456 not found" land in one group. With no exception class the broker's reason
+(rejected, expired, max_deliveries, ...) stands in for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from dlqadmin.models import ErrorGroup, ErrorGroupStatus
+
+_NORMALISERS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?\b"), "<ts>"),
+    (
+        re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"),
+        "<uuid>",
+    ),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{16,}\b"), "<hex>"),
+    (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "<email>"),
+    (re.compile(r"(?<![A-Za-z_<\d])[-+]?\d+(\.\d+)?"), "<n>"),
+    (re.compile(r"\b(?=\w*\d)(?=\w*[A-Za-z])[A-Za-z0-9_-]{12,}\b"), "<id>"),
+    (re.compile(r"'[^']{1,200}'"), "'<v>'"),
+    (re.compile(r'"[^"]{1,200}"'), '"<v>"'),
+    (re.compile(r"\s+"), " "),
+]
+MAX_PATTERN = 500
+
+
+def normalise_message(message: str) -> str:
+    """The error message with volatile parts replaced by placeholders (first line only)."""
+    text = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+    for pattern, replacement in _NORMALISERS:
+        text = pattern.sub(replacement, text)
+    return text.strip()[:MAX_PATTERN]
+
+
+def fingerprint(*, source_id: int, error_class: str, message: str, reason: str) -> tuple[str, str]:
+    """``(fingerprint, normalised message)`` for one failure."""
+    pattern = normalise_message(message)
+    kind = error_class.strip() or f"reason:{reason.strip()}"
+    digest = hashlib.sha256(f"{source_id}\x1f{kind}\x1f{pattern}".encode()).hexdigest()
+    return digest, pattern
+
+
+@dataclass
+class Failure:
+    error_class: str
+    message: str
+    reason: str
+    failed_at: datetime
+
+
+def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> list[ErrorGroup]:
+    """Count ``failures`` into their groups (created as needed); returns one group per failure,
+    in order. A failure in a resolved group reopens it. Call inside the storing transaction."""
+    failures = list(failures)
+    keyed = [
+        (fingerprint(source_id=source_id, error_class=f.error_class, message=f.message, reason=f.reason), f)
+        for f in failures
+    ]
+    prints = {fp for (fp, _), _ in keyed}
+    groups = {g.fingerprint: g for g in ErrorGroup.objects.select_for_update().filter(fingerprint__in=prints)}
+    now = timezone.now()
+    touched: dict[str, ErrorGroup] = {}
+    for (fp, pattern), f in keyed:
+        group = groups.get(fp)
+        if group is None:
+            group = ErrorGroup(
+                fingerprint=fp,
+                source_id=source_id,
+                error_class=f.error_class[:500],
+                reason=f.reason[:100],
+                message_pattern=pattern,
+                sample_message=f.message[:2000],
+                count=0,
+                first_seen=f.failed_at,
+                last_seen=f.failed_at,
+            )
+            groups[fp] = group
+        group.count += 1
+        group.first_seen = min(group.first_seen, f.failed_at)
+        group.last_seen = max(group.last_seen, f.failed_at)
+        if group.status == ErrorGroupStatus.RESOLVED:
+            group.status = ErrorGroupStatus.OPEN
+            group.status_changed_at = now
+        touched[fp] = group
+    for group in touched.values():
+        group.save()
+    return [groups[fp] for (fp, _), _ in keyed]

@@ -1,0 +1,72 @@
+"""docker-compose.yml describes the whole production stack (validated offline: no engine here)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+
+
+def test_every_part_of_the_stack_is_a_service():
+    assert {"postgres", "redis", "rabbitmq", "kafka", "nats", "web", "worker", "beat", "harvester"} <= set(
+        SERVICES
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "image"),
+    [
+        ("postgres", "postgres:16"),
+        ("redis", "redis:7"),
+        ("rabbitmq", "rabbitmq:3.13-management"),
+        ("kafka", "apache/kafka:3.9.0"),
+        ("nats", "nats:2.10"),
+    ],
+)
+def test_infrastructure_images_are_pinned(service, image):
+    assert SERVICES[service]["image"] == image
+
+
+def test_every_long_running_service_has_a_healthcheck():
+    for name, service in SERVICES.items():
+        if name == "migrate":
+            continue
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+
+
+def test_app_services_use_postgres_redis_and_the_env_file():
+    for name in ("web", "worker", "beat", "harvester"):
+        service = SERVICES[name]
+        assert service["env_file"] == ".env"
+        assert service["environment"]["DATABASE_URL"].startswith("postgres://")
+        assert service["environment"]["REDIS_URL"].startswith("redis://")
+        assert service["environment"]["DEBUG"] == "false"
+    assert SERVICES["harvester"]["command"][-2:] == ["harvest", "--follow"]
+    assert "--follow" in SERVICES["harvester"]["command"]
+
+
+def test_data_lives_in_named_volumes():
+    for name in ("postgres", "redis", "rabbitmq", "kafka", "nats"):
+        mounts = SERVICES[name]["volumes"]
+        assert all(m.split(":")[0] in COMPOSE["volumes"] for m in mounts), name
+
+
+def test_published_ports_bind_to_loopback_only():
+    for name, service in SERVICES.items():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+
+
+@pytest.mark.skipif(not shutil.which("docker-compose"), reason="Debian's docker-compose is not installed")
+def test_docker_compose_accepts_the_file(tmp_path):
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = subprocess.run(
+        ["docker-compose", "config", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -18,7 +18,7 @@ from django.db.models import F
 from django.utils import timezone
 
 import brokers
-from brokers.base import BrokerError, HarvestedMessage
+from brokers.base import BrokerAdapter, BrokerError, HarvestedMessage
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
 
 from .connections import connection_config, source_spec
@@ -136,7 +136,48 @@ class HarvestReport:
     inserted: int = 0
     duplicates: int = 0
     backlog: int | None = None
+    exhausted: bool = False
     error: str = ""
+
+
+def _record_failure(source: Source, exc: BrokerError) -> None:
+    Source.objects.filter(pk=source.pk).update(last_error=_text(str(exc)), last_error_at=timezone.now())
+    log.warning("harvest of %s failed: %s", source.name, exc)
+
+
+def _record_success(source: Source, cursor: dict, backlog: int | None) -> None:
+    Source.objects.filter(pk=source.pk).update(
+        cursor=cursor, backlog=backlog, last_harvest_at=timezone.now(), last_error=""
+    )
+
+
+async def source_harvest_with(
+    adapter: BrokerAdapter, *, source: Source, limit: int | None = None, batch_size: int | None = None
+) -> HarvestReport:
+    """One harvest pass over ``source`` through an open ``adapter`` (async; see source_harvest)."""
+    report = HarvestReport(source=source.name)
+    spec = source_spec(source)
+    size = batch_size or int(spec.options.get("batch_size") or settings.DLQADMIN_HARVEST_BATCH_SIZE)
+
+    def store(batch: list[HarvestedMessage]) -> None:
+        result = dead_letters_store(source=source, batch=batch)
+        report.inserted += result.inserted
+        report.duplicates += result.duplicates
+
+    try:
+        result = await adapter.harvest(
+            spec, sync_to_async(store, thread_sensitive=True), limit=limit, batch_size=size
+        )
+        backlog = result.backlog if result.backlog is not None else await adapter.backlog(spec)
+    except BrokerError as exc:
+        report.error = str(exc)
+        await sync_to_async(_record_failure, thread_sensitive=True)(source, exc)
+        raise
+    report.received = result.received
+    report.backlog = backlog
+    report.exhausted = result.exhausted
+    await sync_to_async(_record_success, thread_sensitive=True)(source, spec.cursor, backlog)
+    return report
 
 
 def source_harvest(
@@ -147,34 +188,10 @@ def source_harvest(
     Every batch is committed to the database before the broker acks it. Records the outcome on
     the source (counters, backlog, last error). Raises BrokerError after recording it.
     """
-    report = HarvestReport(source=source.name)
-    spec = source_spec(source)
-    size = batch_size or int(spec.options.get("batch_size") or settings.DLQADMIN_HARVEST_BATCH_SIZE)
-
-    def store(batch: list[HarvestedMessage]) -> None:
-        result = dead_letters_store(source=source, batch=batch)
-        report.inserted += result.inserted
-        report.duplicates += result.duplicates
-
-    sink = sync_to_async(store, thread_sensitive=True)
     config = connection_config(source.connection)
 
-    async def harvest():
+    async def harvest() -> HarvestReport:
         async with brokers.get_adapter(config) as adapter:
-            result = await adapter.harvest(spec, sink, limit=limit, batch_size=size)
-            backlog = result.backlog if result.backlog is not None else await adapter.backlog(spec)
-            return result, backlog
+            return await source_harvest_with(adapter, source=source, limit=limit, batch_size=batch_size)
 
-    try:
-        result, backlog = brokers.run(harvest)
-    except BrokerError as exc:
-        report.error = str(exc)
-        Source.objects.filter(pk=source.pk).update(last_error=_text(str(exc)), last_error_at=timezone.now())
-        log.warning("harvest of %s failed: %s", source.name, exc)
-        raise
-    report.received = result.received
-    report.backlog = backlog
-    Source.objects.filter(pk=source.pk).update(
-        cursor=spec.cursor, backlog=backlog, last_harvest_at=timezone.now(), last_error=""
-    )
-    return report
+    return brokers.run(harvest)

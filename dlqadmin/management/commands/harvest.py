@@ -1,4 +1,11 @@
-"""``manage.py harvest [--source NAME] [--limit N]``: one harvest pass, prints counts."""
+"""``manage.py harvest [--source NAME] [--limit N] [--follow]``.
+
+Without ``--follow``: one harvest pass per source, prints counts. With ``--follow``: the
+long-running harvester (SIGTERM/SIGINT stop it after the batch in progress is stored).
+"""
+
+import asyncio
+import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -6,6 +13,7 @@ from brokers.base import BrokerError
 from dlqadmin.models import Source
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.harvester import Harvester
 
 
 class Command(BaseCommand):
@@ -16,8 +24,12 @@ class Command(BaseCommand):
             "--source", action="append", help="Source name (repeatable). Default: all enabled."
         )
         parser.add_argument("--limit", type=int, default=None, help="At most this many messages per source.")
+        parser.add_argument("--follow", action="store_true", help="Keep harvesting until stopped (SIGTERM).")
+        parser.add_argument("--poll-interval", type=float, default=0.5, help="Seconds between idle passes.")
 
-    def handle(self, *args, source=None, limit=None, **options):
+    def handle(self, *args, source=None, limit=None, follow=False, poll_interval=0.5, **options):
+        if follow:
+            return self.follow(source, limit, poll_interval)
         sources = Source.objects.select_related("connection")
         if source:
             sources = sources.filter(name__in=source)
@@ -48,3 +60,17 @@ class Command(BaseCommand):
                 audit_record(action="harvest", target=src, count=report.inserted, detail={"via": "cli"})
         if failures:
             raise CommandError(f"{failures} source(s) failed to harvest")
+
+    def follow(self, names, limit, poll_interval):
+        harvester = Harvester(source_names=names, poll_interval=poll_interval, pass_limit=limit or 1000)
+
+        async def main():
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, harvester.stop)
+            await harvester.run()
+
+        self.stdout.write("Harvesting continuously; SIGTERM or Ctrl-C stops after the batch in progress.")
+        self.stdout.flush()
+        asyncio.run(main())
+        self.stdout.write("Harvester stopped cleanly.")

@@ -1,0 +1,164 @@
+"""The long-running harvester behind ``manage.py harvest --follow``.
+
+One asyncio loop watches every enabled source: it harvests each in bounded passes (so a stop
+request is honoured within one pass), keeps one open adapter per connection, and backs off
+exponentially from a broker that is down while recording the failure on the connection and
+the source. ``stop()`` (wired to SIGTERM/SIGINT) lets the pass in progress finish its batch:
+a batch is always committed to the database before the broker acks it, so nothing is lost.
+
+Several harvesters may run at once: the brokers share work (RabbitMQ competing consumers, a
+Kafka consumer group, a NATS durable consumer) and the UNIQUE position keeps rows single.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+
+import brokers
+from brokers.base import BrokerAdapter, BrokerError, Health
+from dlqadmin.models import Source
+from dlqadmin.services.connections import connection_config, connection_record_health
+from dlqadmin.services.harvest import HarvestReport, source_harvest_with
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _ConnectionState:
+    adapter: BrokerAdapter | None = None
+    failures: int = 0
+    retry_at: float = 0.0
+    fingerprint: tuple = ()
+
+
+@dataclass
+class Harvester:
+    """Harvest every enabled source (or ``source_names``) until ``stop()``."""
+
+    source_names: list[str] | None = None
+    poll_interval: float = 0.5
+    pass_limit: int = 1000
+    max_backoff: float = 30.0
+    reports: list[HarvestReport] = field(default_factory=list)
+    _stop: asyncio.Event | None = None
+    _connections: dict[int, _ConnectionState] = field(default_factory=dict)
+    _source_retry_at: dict[int, float] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    def _load_sources(self) -> list[Source]:
+        sources = Source.objects.select_related("connection").filter(enabled=True)
+        if self.source_names:
+            sources = sources.filter(name__in=self.source_names)
+        return list(sources)
+
+    async def run(self) -> None:
+        self._stop = asyncio.Event()
+        log.info("harvester started")
+        try:
+            while not self.stopping:
+                received = await self.run_once()
+                if not received and not self.stopping:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), self.poll_interval)
+        finally:
+            await self.close()
+            log.info("harvester stopped")
+
+    async def run_once(self) -> int:
+        """One pass over every source; returns how many messages were received."""
+        received = 0
+        for source in await sync_to_async(self._load_sources, thread_sensitive=True)():
+            if self.stopping:
+                break
+            report = await self.harvest_source(source)
+            if report is not None:
+                received += report.received
+        return received
+
+    async def _adapter_for(self, source: Source) -> BrokerAdapter | None:
+        conn = source.connection
+        state = self._connections.setdefault(conn.pk, _ConnectionState())
+        fingerprint = (conn.kind, conn.url, conn.username, conn.password_encrypted, conn.updated_at)
+        if state.adapter is not None and state.fingerprint != fingerprint:
+            await self._drop(state)  # the connection was edited: reconnect with the new settings
+        if time.monotonic() < state.retry_at:
+            return None
+        if state.adapter is None:
+            state.adapter = brokers.get_adapter(connection_config(conn))
+            state.fingerprint = fingerprint
+        return state.adapter
+
+    async def harvest_source(self, source: Source) -> HarvestReport | None:
+        if time.monotonic() < self._source_retry_at.get(source.pk, 0.0):
+            return None  # a permanent error on this source: retry later, not in a tight loop
+        adapter = await self._adapter_for(source)
+        if adapter is None:
+            return None  # backing off from this connection
+        state = self._connections[source.connection.pk]
+        try:
+            report = await source_harvest_with(adapter, source=source, limit=self.pass_limit)
+        except BrokerError as exc:
+            if exc.permanent:
+                log.warning(
+                    "harvest of %s failed permanently; retrying in %.0fs: %s",
+                    source.name,
+                    self.max_backoff,
+                    exc,
+                )
+                self._source_retry_at[source.pk] = time.monotonic() + self.max_backoff
+            else:
+                await self._on_failure(source, state, exc)
+            return None
+        if state.failures:
+            log.info("connection %s recovered", source.connection.name)
+            await sync_to_async(connection_record_health, thread_sensitive=True)(
+                connection=source.connection, health=Health(ok=True)
+            )
+        state.failures = 0
+        self.reports.append(report)
+        del self.reports[:-100]
+        if report.inserted:
+            log.info("%s: stored %d new dead letter(s)", source.name, report.inserted)
+        return report
+
+    async def _on_failure(self, source: Source, state: _ConnectionState, exc: BrokerError) -> None:
+        state.failures += 1
+        delay = min(self.max_backoff, 0.5 * 2 ** (state.failures - 1))
+        state.retry_at = time.monotonic() + delay
+        log.warning(
+            "connection %s: harvest of %s failed (attempt %d); reconnecting in %.1fs: %s",
+            source.connection.name,
+            source.name,
+            state.failures,
+            delay,
+            exc,
+        )
+        await sync_to_async(connection_record_health, thread_sensitive=True)(
+            connection=source.connection, health=Health(ok=False, error=str(exc))
+        )
+        await self._drop(state)
+
+    async def _drop(self, state: _ConnectionState) -> None:
+        adapter, state.adapter = state.adapter, None
+        if adapter is not None:
+            try:
+                await adapter.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection must not stop the loop
+                log.debug("closing adapter failed", exc_info=True)
+
+    async def close(self) -> None:
+        for state in self._connections.values():
+            await self._drop(state)

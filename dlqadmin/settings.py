@@ -4,6 +4,7 @@ Every setting comes from an environment variable (see README, "Configuration"). 
 also be given as a file path in ``<NAME>_FILE`` (Docker/Kubernetes secrets).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -166,6 +167,17 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"
+# Explicit overrides (e.g. `make demo` without Redis uses kombu's filesystem transport so the
+# web, worker and harvester processes still share one queue).
+if env_str("CELERY_BROKER_URL"):
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+if env_str("CELERY_RESULT_BACKEND"):
+    CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND")
+if env_str("CELERY_BROKER_TRANSPORT_OPTIONS"):
+    try:
+        CELERY_BROKER_TRANSPORT_OPTIONS = json.loads(env_str("CELERY_BROKER_TRANSPORT_OPTIONS"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"CELERY_BROKER_TRANSPORT_OPTIONS is not JSON: {exc}") from None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

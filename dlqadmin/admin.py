@@ -1,0 +1,238 @@
+"""Django admin: every model, with list columns, filters, search and read-only payloads.
+
+Broker credentials are write-only here: the form takes a new password but never shows the
+stored one. Dead letters and audit events are read-only (they are evidence).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+from django import forms
+from django.contrib import admin
+from django.utils.html import format_html
+
+from brokers import headers as header_codec
+
+from .models import AuditEvent, Connection, DeadLetter, ErrorGroup, RedriveAttempt, RedriveJob, Source
+
+admin.site.site_header = "dlqadmin"
+admin.site.site_title = "dlqadmin"
+admin.site.index_title = "Dead letters across RabbitMQ, Kafka and NATS"
+
+
+class ConnectionForm(forms.ModelForm):
+    new_password = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored password.",
+    )
+    new_tls_client_key = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="PEM private key; write-only. Leave empty to keep the stored key.",
+    )
+    clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+
+    class Meta:
+        model = Connection
+        fields = [
+            "name",
+            "kind",
+            "url",
+            "username",
+            "options",
+            "tls_enabled",
+            "tls_verify",
+            "tls_ca_cert",
+            "tls_client_cert",
+        ]
+
+    def save(self, commit=True):
+        connection = super().save(commit=False)
+        if self.cleaned_data.get("clear_password"):
+            connection.set_password("")
+        elif self.cleaned_data.get("new_password"):
+            connection.set_password(self.cleaned_data["new_password"])
+        if self.cleaned_data.get("new_tls_client_key"):
+            connection.set_tls_client_key(self.cleaned_data["new_tls_client_key"])
+        if commit:
+            connection.save()
+        return connection
+
+
+@admin.register(Connection)
+class ConnectionAdmin(admin.ModelAdmin):
+    form = ConnectionForm
+    list_display = ["name", "kind", "url", "health_status", "server_version", "last_checked_at", "last_error"]
+    list_filter = ["kind", "health_status"]
+    search_fields = ["name", "url"]
+    readonly_fields = [
+        "health_status",
+        "last_checked_at",
+        "last_error",
+        "server_version",
+        "latency_ms",
+        "password_set",
+    ]
+
+    @admin.display(boolean=True, description="Password stored")
+    def password_set(self, obj):
+        return obj.has_password
+
+
+@admin.register(Source)
+class SourceAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "connection",
+        "mode",
+        "address",
+        "enabled",
+        "harvested_total",
+        "backlog",
+        "last_harvest_at",
+        "last_error",
+    ]
+    list_filter = ["enabled", "mode", "connection"]
+    search_fields = ["name", "address"]
+    readonly_fields = [
+        "harvested_total",
+        "backlog",
+        "last_harvest_at",
+        "last_error",
+        "last_error_at",
+        "cursor",
+    ]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "failed_at",
+        "source",
+        "status",
+        "reason",
+        "error_class",
+        "short_error",
+        "original_destination",
+        "payload_size",
+        "redrive_count",
+    ]
+    list_filter = ["status", "reason", "source", "source__connection__kind"]
+    search_fields = [
+        "error_message",
+        "error_class",
+        "position",
+        "origin_queue",
+        "origin_topic",
+        "origin_subject",
+    ]
+    date_hierarchy = "failed_at"
+    list_select_related = ["source"]
+    show_full_result_count = False
+    exclude = ["payload", "key", "headers"]
+    readonly_fields = ["payload_preview", "headers_table"]
+
+    @admin.display(description="Error")
+    def short_error(self, obj):
+        return (obj.error_message or "")[:120]
+
+    @admin.display(description="Payload")
+    def payload_preview(self, obj):
+        raw = bytes(obj.payload)
+        try:
+            text = raw.decode("utf-8")
+            with contextlib.suppress(ValueError):
+                text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+        except UnicodeDecodeError:
+            text = "(binary, hex) " + raw[:4096].hex(" ")
+        return format_html(
+            "<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>", text[:65536]
+        )
+
+    @admin.display(description="Headers")
+    def headers_table(self, obj):
+        rows = header_codec.text_pairs(obj.headers or [])
+        return format_html(
+            "<pre style='white-space:pre-wrap'>{}</pre>",
+            "\n".join(f"{name} ({kind}): {text}" for name, kind, text in rows) or "(none)",
+        )
+
+
+@admin.register(ErrorGroup)
+class ErrorGroupAdmin(admin.ModelAdmin):
+    list_display = [
+        "message_pattern",
+        "error_class",
+        "reason",
+        "source",
+        "count",
+        "status",
+        "first_seen",
+        "last_seen",
+    ]
+    list_filter = ["status", "source"]
+    search_fields = ["message_pattern", "error_class"]
+    readonly_fields = [
+        "fingerprint",
+        "source",
+        "error_class",
+        "reason",
+        "message_pattern",
+        "sample_message",
+        "count",
+        "first_seen",
+        "last_seen",
+        "status_changed_at",
+    ]
+
+
+class RedriveAttemptInline(admin.TabularInline):
+    model = RedriveAttempt
+    extra = 0
+    can_delete = False
+    fields = ["dead_letter", "status", "tries", "destination", "broker_position", "error", "finished_at"]
+    readonly_fields = fields
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(RedriveJob)
+class RedriveJobAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "status",
+        "created_by",
+        "total",
+        "succeeded",
+        "failed",
+        "skipped",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status"]
+    inlines = [RedriveAttemptInline]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor_name", "action", "target_type", "target_id", "count", "remote_addr"]
+    list_filter = ["action"]
+    search_fields = ["actor_name", "action", "target_id"]
+    date_hierarchy = "created_at"

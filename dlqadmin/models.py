@@ -262,7 +262,6 @@ class RedriveJob(models.Model):
     header_policy = models.JSONField(default=dict, blank=True)
     velocity = models.FloatField(null=True, blank=True, help_text="Messages per second; empty = unlimited.")
     batch_size = models.PositiveIntegerField(default=100)
-    dry_run = models.BooleanField(default=False)
     override_loop_guard = models.BooleanField(default=False)
 
     total = models.PositiveIntegerField(default=0)
@@ -305,6 +304,7 @@ class RedriveAttempt(models.Model):
         max_length=16, choices=RedriveAttemptStatus.choices, default=RedriveAttemptStatus.PENDING
     )
     redrive_id = models.UUIDField(default=uuid.uuid4, unique=True)
+    previous_status = models.CharField(max_length=16, blank=True, help_text="Message status before the job.")
     tries = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     destination = models.CharField(max_length=600, blank=True)

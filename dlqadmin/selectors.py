@@ -1,0 +1,289 @@
+"""Reads: the one filter language for dead letters (dashboard, API, redrive jobs, CLI).
+
+A filter is a plain dict (or a query string with the same keys), so it can be stored on a
+redrive job, put in a shareable URL and sent in an API body:
+
+=================  ============================================================================
+key                value
+=================  ============================================================================
+``source``         source id or name (repeatable / list)
+``connection``     connection id or name (repeatable / list)
+``status``         new, queued, redriven, failed, parked, discarded, resolved (repeatable)
+``reason``         broker reason, e.g. rejected, expired, max_deliveries (repeatable)
+``error_group``    error group id (repeatable)
+``since``          ISO-8601 time, failed_at >= since
+``until``          ISO-8601 time, failed_at < until
+``header``         ``name:value`` — a header with exactly that text value (repeatable, all must match)
+``q``              free text, matched in the error class/message and in the raw payload bytes
+``max_id``         only rows with id <= max_id (set by a redrive plan: later arrivals are excluded)
+=================  ============================================================================
+
+Invalid input raises :class:`FilterError` with a message per field (HTTP 400 / form errors).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db import connection as db_connection
+from django.db.models import Field, Lookup, Q, QuerySet, TextField
+from django.db.models.functions import Cast
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from dlqadmin.models import DeadLetter, DeadLetterStatus
+
+FILTER_KEYS = (
+    "source",
+    "connection",
+    "status",
+    "reason",
+    "error_group",
+    "since",
+    "until",
+    "header",
+    "q",
+    "max_id",
+)
+MULTI_KEYS = {"source", "connection", "status", "reason", "error_group", "header"}
+
+
+class FilterError(ValueError):
+    """Bad filter input; ``errors`` maps each field to its message."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@Field.register_lookup
+class BytesContains(Lookup):
+    """``payload__bytes_contains=b"..."``: raw substring match on a binary column."""
+
+    lookup_name = "bytes_contains"
+
+    def as_sql(self, compiler, connection):
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        rhs, rhs_params = self.process_rhs(compiler, connection)
+        if connection.vendor == "postgresql":
+            return f"position({rhs} in {lhs}) > 0", [*lhs_params, *rhs_params]
+        return f"instr({lhs}, {rhs}) > 0", [*lhs_params, *rhs_params]
+
+
+@dataclass
+class DeadLetterFilter:
+    sources: list[str] = field(default_factory=list)
+    connections: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+    error_groups: list[int] = field(default_factory=list)
+    since: datetime | None = None
+    until: datetime | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    q: str = ""
+    max_id: int | None = None
+
+    # ---- parsing ---------------------------------------------------------------------------
+    @classmethod
+    def parse(cls, data) -> DeadLetterFilter:
+        """From a dict (JSON body) or a QueryDict (URL). Unknown keys are an error."""
+        get_list = (
+            (lambda k: data.getlist(k)) if hasattr(data, "getlist") else (lambda k: _as_list(data.get(k)))
+        )
+        keys = set(data.keys())
+        errors: dict[str, str] = {}
+        unknown = keys - set(FILTER_KEYS) - {"cursor", "page_size", "format"}
+        if unknown:
+            errors["filter"] = f"unknown filter key(s): {', '.join(sorted(unknown))}"
+        f = cls()
+        f.sources = [str(v) for v in get_list("source") if str(v).strip()]
+        f.connections = [str(v) for v in get_list("connection") if str(v).strip()]
+        f.statuses = [str(v) for v in get_list("status") if str(v).strip()]
+        bad = [s for s in f.statuses if s not in DeadLetterStatus.values]
+        if bad:
+            errors["status"] = f"unknown status {bad[0]!r}; use one of {', '.join(DeadLetterStatus.values)}"
+        f.reasons = [str(v) for v in get_list("reason") if str(v).strip()]
+        try:
+            f.error_groups = [int(v) for v in get_list("error_group") if str(v).strip()]
+        except (TypeError, ValueError):
+            errors["error_group"] = "error_group must be an integer id"
+        for key in ("since", "until"):
+            raw = _single(data, key)
+            if raw:
+                value = _parse_time(raw)
+                if value is None:
+                    errors[key] = f"{raw!r} is not an ISO-8601 date/time"
+                setattr(f, key, value)
+        for raw in get_list("header"):
+            name, sep, value = str(raw).partition(":")
+            if not sep or not name.strip():
+                errors["header"] = f"{raw!r} must look like name:value"
+                break
+            f.headers.append((name.strip(), value.strip()))
+        f.q = str(_single(data, "q") or "").strip()
+        if len(f.q) > 500:
+            errors["q"] = "search text is limited to 500 characters"
+        raw_max = _single(data, "max_id")
+        if raw_max not in (None, ""):
+            try:
+                f.max_id = int(raw_max)
+            except (TypeError, ValueError):
+                errors["max_id"] = "max_id must be an integer"
+        if errors:
+            raise FilterError(errors)
+        return f
+
+    def to_dict(self) -> dict:
+        """The JSON form (stored on jobs, sent back by the API)."""
+        out: dict = {}
+        if self.sources:
+            out["source"] = self.sources
+        if self.connections:
+            out["connection"] = self.connections
+        if self.statuses:
+            out["status"] = self.statuses
+        if self.reasons:
+            out["reason"] = self.reasons
+        if self.error_groups:
+            out["error_group"] = self.error_groups
+        if self.since:
+            out["since"] = self.since.isoformat()
+        if self.until:
+            out["until"] = self.until.isoformat()
+        if self.headers:
+            out["header"] = [f"{k}:{v}" for k, v in self.headers]
+        if self.q:
+            out["q"] = self.q
+        if self.max_id is not None:
+            out["max_id"] = self.max_id
+        return out
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.to_dict()
+
+    # ---- applying --------------------------------------------------------------------------
+    def apply(self, qs: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
+        if self.sources:
+            qs = qs.filter(_id_or_name("source", self.sources))
+        if self.connections:
+            qs = qs.filter(_id_or_name("source__connection", self.connections))
+        if self.statuses:
+            qs = qs.filter(status__in=self.statuses)
+        if self.reasons:
+            qs = qs.filter(reason__in=self.reasons)
+        if self.error_groups:
+            qs = qs.filter(error_group_id__in=self.error_groups)
+        if self.since:
+            qs = qs.filter(failed_at__gte=self.since)
+        if self.until:
+            qs = qs.filter(failed_at__lt=self.until)
+        for name, value in self.headers:
+            qs = qs.filter(_header_q(name, value))
+        if self.q:
+            qs = qs.filter(
+                Q(error_message__icontains=self.q)
+                | Q(error_class__icontains=self.q)
+                | Q(payload__bytes_contains=self.q.encode("utf-8"))
+            )
+        if self.max_id is not None:
+            qs = qs.filter(id__lte=self.max_id)
+        return qs
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _single(data, key):
+    value = data.get(key)
+    if isinstance(value, list | tuple):
+        return value[-1] if value else None
+    return value
+
+
+def _parse_time(raw) -> datetime | None:
+    try:
+        value = parse_datetime(str(raw))
+        if value is None:
+            value = datetime.fromisoformat(str(raw))
+    except ValueError:
+        return None
+    if timezone.is_naive(value):
+        value = timezone.make_aware(value, UTC)
+    return value
+
+
+def _id_or_name(prefix: str, values: list[str]) -> Q:
+    ids = [int(v) for v in values if v.isdigit()]
+    names = [v for v in values if not v.isdigit()]
+    q = Q(pk__in=[])
+    if ids:
+        q |= Q(**{f"{prefix}_id__in": ids})
+    if names:
+        q |= Q(**{f"{prefix}__name__in": names})
+    return q
+
+
+def _header_q(name: str, value: str) -> Q:
+    """A header called ``name`` whose value is ``value`` as text (str node) or UTF-8 bytes."""
+    nodes = [
+        {"t": "str", "v": value},
+        {"t": "bytes", "v": base64.b64encode(value.encode()).decode()},
+    ]
+    if value.lstrip("-").isdigit():
+        nodes.append({"t": "int", "v": int(value)})
+    q = Q(pk__in=[])
+    for node in nodes:
+        if db_connection.vendor == "postgresql":
+            q |= Q(headers__contains=[[name, node]])
+        else:  # SQLite (demo only): match the stored JSON text
+            q |= Q(headers_text__contains=json.dumps([name, node]))
+    return q
+
+
+def dead_letters(filters: DeadLetterFilter | None = None) -> QuerySet[DeadLetter]:
+    """Dead letters matching ``filters``, newest failure first."""
+    qs = DeadLetter.objects.all()
+    if db_connection.vendor != "postgresql":
+        qs = qs.annotate(headers_text=Cast("headers", TextField()))
+    if filters is not None:
+        qs = filters.apply(qs)
+    return qs.order_by("-failed_at", "-id")
+
+
+@dataclass
+class Page:
+    items: list[DeadLetter]
+    next_cursor: str | None
+
+
+def encode_cursor(row: DeadLetter) -> str:
+    raw = f"{row.failed_at.isoformat()}|{row.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, pk = raw.partition("|")
+        value = datetime.fromisoformat(when)
+        return value, int(pk)
+    except (ValueError, UnicodeDecodeError):
+        raise FilterError({"cursor": "invalid cursor"}) from None
+
+
+def dead_letter_page(qs: QuerySet[DeadLetter], *, cursor: str | None = None, size: int = 50) -> Page:
+    """Keyset pagination on (failed_at, id) descending: constant cost at any depth."""
+    if cursor:
+        when, pk = decode_cursor(cursor)
+        qs = qs.filter(Q(failed_at__lt=when) | Q(failed_at=when, id__lt=pk))
+    rows = list(qs[: size + 1])
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(items=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)

@@ -1,0 +1,311 @@
+"""Redrive jobs: plan, create, process in chunks, pause / resume / cancel.
+
+Life of a job:
+
+1. ``redrive_plan`` resolves ids or a filter to counts the operator confirms (how many, how many
+   parked by the loop guard, how many busy in another job, where they go). The plan pins the
+   filter to ``max_id`` so messages arriving after the plan are never part of the job.
+2. ``redrive_job_create`` claims the planned messages (conditional UPDATE: a message in an
+   active job is not claimed twice) and writes one RedriveAttempt per message, in chunks, so
+   memory stays flat in the job size. The Celery task is enqueued on commit.
+3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models import Count, F, Max, Q
+from django.utils import timezone
+
+from dlqadmin import live
+from dlqadmin.models import (
+    ACTIVE_JOB_STATUSES,
+    DeadLetter,
+    DeadLetterStatus,
+    RedriveAttempt,
+    RedriveAttemptStatus,
+    RedriveJob,
+    RedriveJobStatus,
+)
+from dlqadmin.selectors import DeadLetterFilter, dead_letters
+from dlqadmin.services.audit import audit_record
+from dlqadmin.services.redrive_worker import CLAIM_CHUNK, enqueue, finish
+
+log = logging.getLogger(__name__)
+
+MAX_VELOCITY = 100_000
+MAX_BATCH = 1000
+DESTINATION_KEYS = {"exchange", "routing_key", "use_original_route", "topic", "partition", "subject"}
+POLICY_KEYS = {"copy_original", "strip", "keep_diagnostics", "extra", "spring_retry_count"}
+
+
+class RedriveError(ValueError):
+    """Bad redrive request (HTTP 400 / form error); ``errors`` maps field -> message."""
+
+    def __init__(self, errors: dict[str, str], *, conflict: bool = False):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+        self.conflict = conflict
+
+
+# ------------------------------------------------------------------------------------------
+# Plan
+
+
+@dataclass
+class RedrivePlan:
+    total: int
+    redrivable: int
+    parked: int
+    busy: int
+    destinations: list[dict] = field(default_factory=list)
+    filter: dict = field(default_factory=dict)
+    ids: list[int] | None = None
+
+
+def _selection(*, ids: list[int] | None, filters: DeadLetterFilter | None):
+    if ids is not None:
+        return DeadLetter.objects.filter(pk__in=ids)
+    if filters is None:
+        raise RedriveError({"filter": "give ids or a filter"})
+    return dead_letters(filters)
+
+
+def _parked_q() -> Q:
+    return Q(status=DeadLetterStatus.PARKED) | Q(
+        retry_count__gte=F("source__max_redrives"), source__max_redrives__gt=0
+    )
+
+
+def redrive_plan(
+    *,
+    ids: list[int] | None = None,
+    filters: DeadLetterFilter | None = None,
+    override_loop_guard: bool = False,
+) -> RedrivePlan:
+    """Exactly what a job created from the same input would touch. Read-only."""
+    if ids is not None:
+        ids = _validate_ids(ids)
+    elif filters is not None and filters.max_id is None:
+        top = DeadLetter.objects.aggregate(top=Max("id"))["top"] or 0
+        filters = DeadLetterFilter(**{**filters.__dict__, "max_id": top})
+    qs = _selection(ids=ids, filters=filters).order_by()
+    total = qs.count()
+    busy = qs.filter(status=DeadLetterStatus.QUEUED).count()
+    parked = (
+        0 if override_loop_guard else qs.exclude(status=DeadLetterStatus.QUEUED).filter(_parked_q()).count()
+    )
+    destinations = list(
+        qs.values(
+            "source__connection__kind", "source__name", "origin_queue", "origin_topic", "origin_subject"
+        )
+        .annotate(count=Count("id"))
+        .order_by("-count")[:10]
+    )
+    return RedrivePlan(
+        total=total,
+        redrivable=total - busy - parked,
+        parked=parked,
+        busy=busy,
+        destinations=[
+            {
+                "kind": d["source__connection__kind"],
+                "source": d["source__name"],
+                "destination": d["origin_queue"]
+                or d["origin_topic"]
+                or d["origin_subject"]
+                or "(none recorded)",
+                "count": d["count"],
+            }
+            for d in destinations
+        ],
+        filter=filters.to_dict() if filters is not None and ids is None else {},
+        ids=ids,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Create
+
+
+def _validate_ids(ids) -> list[int]:
+    try:
+        clean = [int(i) for i in ids]
+    except (TypeError, ValueError):
+        raise RedriveError({"ids": "ids must be a list of integers"}) from None
+    if not clean:
+        raise RedriveError({"ids": "ids is empty"})
+    return clean
+
+
+def _validate_options(*, destination, velocity, batch_size, header_policy) -> None:
+    errors = {}
+    if destination and (not isinstance(destination, dict) or set(destination) - DESTINATION_KEYS):
+        errors["destination"] = f"destination takes only: {', '.join(sorted(DESTINATION_KEYS))}"
+    if velocity is not None and not (isinstance(velocity, int | float) and 0 < velocity <= MAX_VELOCITY):
+        errors["velocity"] = f"velocity must be a number of messages per second in (0, {MAX_VELOCITY}]"
+    if not (isinstance(batch_size, int) and 1 <= batch_size <= MAX_BATCH):
+        errors["batch_size"] = f"batch_size must be an integer from 1 to {MAX_BATCH}"
+    if header_policy and (not isinstance(header_policy, dict) or set(header_policy) - POLICY_KEYS):
+        errors["header_policy"] = f"header_policy takes only: {', '.join(sorted(POLICY_KEYS))}"
+    if errors:
+        raise RedriveError(errors)
+
+
+def redrive_job_create(
+    *,
+    actor=None,
+    ids: list[int] | None = None,
+    filters: DeadLetterFilter | None = None,
+    destination: dict | None = None,
+    velocity: float | None = None,
+    batch_size: int = 100,
+    header_policy: dict | None = None,
+    override_loop_guard: bool = False,
+    remote_addr: str | None = None,
+) -> RedriveJob:
+    """Create a job over exactly the planned set and enqueue it. Raises RedriveError (bad input;
+    ``conflict=True`` when every selected message is already in an active job)."""
+    _validate_options(
+        destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
+    )
+    plan = redrive_plan(ids=ids, filters=filters, override_loop_guard=override_loop_guard)
+    if plan.total == 0:
+        raise RedriveError({"selection": "nothing matches: no message to redrive"})
+    if plan.busy == plan.total:
+        raise RedriveError(
+            {"selection": "every selected message is already in an active redrive job"}, conflict=True
+        )
+    pinned = DeadLetterFilter.parse(plan.filter) if plan.filter else None
+    with transaction.atomic():
+        job = RedriveJob.objects.create(
+            created_by=actor if getattr(actor, "pk", None) else None,
+            filter=plan.filter if ids is None else {"ids_count": len(plan.ids or [])},
+            destination=destination or {},
+            header_policy=header_policy or {},
+            velocity=velocity,
+            batch_size=batch_size,
+            override_loop_guard=override_loop_guard,
+        )
+        claimed, skipped = _claim_messages(job, _selection(ids=plan.ids, filters=pinned), override_loop_guard)
+        RedriveJob.objects.filter(pk=job.pk).update(total=claimed + skipped, skipped=skipped)
+        audit_record(
+            actor=actor,
+            action="redrive.create",
+            target=job,
+            count=claimed,
+            detail={
+                "filter": plan.filter,
+                "ids": (plan.ids or [])[:100],
+                "destination": destination or {},
+                "velocity": velocity,
+                "skipped": skipped,
+            },
+            remote_addr=remote_addr,
+        )
+        if claimed == 0:
+            finish(job, RedriveJobStatus.COMPLETED)
+        else:
+            transaction.on_commit(lambda: enqueue(job.pk))
+    job.refresh_from_db()
+    live.job_progress(job)
+    return job
+
+
+def _claim_messages(job: RedriveJob, selection, override_loop_guard: bool) -> tuple[int, int]:
+    """Claim the selection for ``job`` in chunks; returns (claimed, skipped)."""
+    claimed = skipped = 0
+    ids = selection.order_by("id").values_list("id", flat=True)
+    chunk: list[int] = []
+    for pk in ids.iterator(chunk_size=CLAIM_CHUNK):
+        chunk.append(pk)
+        if len(chunk) == CLAIM_CHUNK:
+            c, s = _claim_chunk(job, chunk, override_loop_guard)
+            claimed, skipped, chunk = claimed + c, skipped + s, []
+    if chunk:
+        c, s = _claim_chunk(job, chunk, override_loop_guard)
+        claimed, skipped = claimed + c, skipped + s
+    return claimed, skipped
+
+
+def _claim_chunk(job: RedriveJob, ids: list[int], override_loop_guard: bool) -> tuple[int, int]:
+    rows = (
+        DeadLetter.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(pk__in=ids)
+        .exclude(status=DeadLetterStatus.QUEUED)
+        .select_related("source")
+    )
+    attempts, claim_ids, now = [], [], timezone.now()
+    for row in rows:
+        parked = row.status == DeadLetterStatus.PARKED or (
+            row.source.max_redrives and row.retry_count >= row.source.max_redrives
+        )
+        if parked and not override_loop_guard:
+            attempts.append(
+                RedriveAttempt(
+                    job=job,
+                    dead_letter_id=row.pk,
+                    status=RedriveAttemptStatus.SKIPPED,
+                    previous_status=row.status,
+                    finished_at=now,
+                    error=f"loop guard: redriven {row.retry_count} time(s), limit "
+                    f"{row.source.max_redrives}; override to redrive again",
+                )
+            )
+            continue
+        claim_ids.append(row.pk)
+        attempts.append(RedriveAttempt(job=job, dead_letter_id=row.pk, previous_status=row.status))
+    claimed = DeadLetter.objects.filter(pk__in=claim_ids).update(status=DeadLetterStatus.QUEUED)
+    RedriveAttempt.objects.bulk_create(attempts, batch_size=CLAIM_CHUNK)
+    return claimed, len(attempts) - len(claim_ids)
+
+
+# ------------------------------------------------------------------------------------------
+# Control
+
+
+def redrive_job_cancel(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
+    """Stop a job: no new chunk starts; the chunk in flight finishes. Raises RedriveError if done."""
+    changed = RedriveJob.objects.filter(pk=job.pk, status__in=ACTIVE_JOB_STATUSES).update(
+        status=RedriveJobStatus.CANCELLING
+    )
+    if not changed:
+        raise RedriveError(
+            {"status": f"job is {job.status}; only an active job can be cancelled"}, conflict=True
+        )
+    audit_record(actor=actor, action="redrive.cancel", target=job, remote_addr=remote_addr)
+    transaction.on_commit(lambda: enqueue(job.pk))
+    job.refresh_from_db()
+    return job
+
+
+def redrive_job_pause(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
+    changed = RedriveJob.objects.filter(
+        pk=job.pk, status__in=[RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING]
+    ).update(status=RedriveJobStatus.PAUSED)
+    if not changed:
+        raise RedriveError(
+            {"status": f"job is {job.status}; only a pending or running job can be paused"}, conflict=True
+        )
+    audit_record(actor=actor, action="redrive.pause", target=job, remote_addr=remote_addr)
+    job.refresh_from_db()
+    live.job_progress(job)
+    return job
+
+
+def redrive_job_resume(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
+    changed = RedriveJob.objects.filter(pk=job.pk, status=RedriveJobStatus.PAUSED).update(
+        status=RedriveJobStatus.RUNNING
+    )
+    if not changed:
+        raise RedriveError(
+            {"status": f"job is {job.status}; only a paused job can be resumed"}, conflict=True
+        )
+    audit_record(actor=actor, action="redrive.resume", target=job, remote_addr=remote_addr)
+    transaction.on_commit(lambda: enqueue(job.pk))
+    job.refresh_from_db()
+    live.job_progress(job)
+    return job

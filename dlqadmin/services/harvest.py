@@ -19,6 +19,7 @@ from django.utils import timezone
 
 import brokers
 from brokers.base import BrokerAdapter, BrokerError, HarvestedMessage
+from dlqadmin import live
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
 
 from .connections import connection_config, source_spec
@@ -163,6 +164,7 @@ async def source_harvest_with(
         result = dead_letters_store(source=source, batch=batch)
         report.inserted += result.inserted
         report.duplicates += result.duplicates
+        live.dead_letters_arrived(source_id=source.pk, count=result.inserted)
 
     try:
         result = await adapter.harvest(

@@ -204,6 +204,8 @@ SPECTACULAR_SETTINGS = {
 # Harvest defaults (per-source options override these).
 DLQADMIN_HARVEST_BATCH_SIZE = env_int("DLQADMIN_HARVEST_BATCH_SIZE", 200)
 DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
+# A redrive chunk claimed longer ago than this by a worker that died is processed again.
+DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
 
 # Web security when not in DEBUG.
 SESSION_COOKIE_HTTPONLY = True

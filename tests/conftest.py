@@ -22,3 +22,18 @@ def name():
 @pytest.fixture
 def operator(django_user_model):
     return django_user_model.objects.create_user("operator", password="operator-pass-123")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def celery_queue():
+    """Tasks enqueued by this run go to a queue of its own (never to another run's worker)."""
+    from dlqadmin.celery import app
+
+    queue = unique("celery")
+    app.conf.task_default_queue = queue
+    yield queue
+    try:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass

@@ -4,7 +4,7 @@
 ``SELECT ... FOR UPDATE SKIP LOCKED``, publishes them through the adapter and records each
 outcome. A message is marked redriven only after the broker confirmed it. Transient broker
 errors are retried with exponential backoff; permanent ones fail that message and move on.
-Attempts claimed by a worker that died are reclaimed after ``STALE_CLAIM_SECONDS``; outcome
+Attempts claimed by a worker that died are reclaimed after ``DLQADMIN_STALE_CLAIM_SECONDS``; outcome
 updates are conditional on the claim, so nothing is counted twice.
 """
 
@@ -16,8 +16,9 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 import brokers
@@ -35,7 +36,6 @@ from dlqadmin.services.connections import connection_config
 
 log = logging.getLogger(__name__)
 
-STALE_CLAIM_SECONDS = 120
 TRANSIENT_RETRIES = 4
 CLAIM_CHUNK = 1000
 
@@ -113,10 +113,11 @@ def redrive_job_step(*, job_id: int) -> StepResult:
 
 
 def _reclaim_stale(job: RedriveJob) -> None:
-    cutoff = timezone.now() - timedelta(seconds=STALE_CLAIM_SECONDS)
-    n = RedriveAttempt.objects.filter(
-        job=job, status=RedriveAttemptStatus.CLAIMED, claimed_at__lt=cutoff
-    ).update(status=RedriveAttemptStatus.PENDING)
+    cutoff = timezone.now() - timedelta(seconds=settings.DLQADMIN_STALE_CLAIM_SECONDS)
+    stale = Q(claimed_at__lt=cutoff) | Q(claimed_at__isnull=True)
+    n = RedriveAttempt.objects.filter(stale, job=job, status=RedriveAttemptStatus.CLAIMED).update(
+        status=RedriveAttemptStatus.PENDING
+    )
     if n:
         log.warning("redrive job %s: reclaimed %d attempt(s) from a worker that stopped", job.pk, n)
 
@@ -260,7 +261,7 @@ def _record(job: RedriveJob, attempt: RedriveAttempt, outcome: RedriveOutcome) -
 
 def redrive_jobs_watchdog() -> int:
     """Re-enqueue running jobs that stopped making progress (their worker died). Returns count."""
-    cutoff = timezone.now() - timedelta(seconds=STALE_CLAIM_SECONDS)
+    cutoff = timezone.now() - timedelta(seconds=settings.DLQADMIN_STALE_CLAIM_SECONDS)
     stale = list(
         RedriveJob.objects.filter(
             status__in=[RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING, RedriveJobStatus.CANCELLING],

@@ -1,0 +1,107 @@
+"""Genuine RabbitMQ dead letters for service-level tests (real broker, unique names)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika import DeliveryMode, ExchangeType, Message
+
+from tests.conftest import unique
+
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://127.0.0.1:5672/")
+
+
+@dataclass
+class Topology:
+    exchange: str
+    work_queue: str
+    dlx: str
+    dlq: str
+    routing_key: str = "order.created"
+
+
+async def _connect():
+    return await aio_pika.connect_robust(AMQP_URL, login="guest", password="guest")
+
+
+async def _dead_letter(count: int, payload_prefix: bytes, headers: dict | None) -> Topology:
+    top = Topology(exchange=unique("ex"), work_queue=unique("work"), dlx=unique("dlx"), dlq=unique("dlq"))
+    conn = await _connect()
+    async with conn:
+        ch = await conn.channel(publisher_confirms=True)
+        dlx = await ch.declare_exchange(top.dlx, ExchangeType.FANOUT, auto_delete=False)
+        dlq = await ch.declare_queue(top.dlq, durable=True)
+        await dlq.bind(dlx)
+        ex = await ch.declare_exchange(top.exchange, ExchangeType.DIRECT)
+        work = await ch.declare_queue(
+            top.work_queue, durable=True, arguments={"x-dead-letter-exchange": top.dlx}
+        )
+        await work.bind(ex, routing_key=top.routing_key)
+        for i in range(count):
+            await ex.publish(
+                Message(
+                    payload_prefix + str(i).encode(),
+                    delivery_mode=DeliveryMode.PERSISTENT,
+                    message_id=f"m-{i}",
+                    headers={"tenant": "acme", **(headers or {})},
+                ),
+                routing_key=top.routing_key,
+            )
+        rejected = 0
+        while rejected < count:
+            msg = await work.get(no_ack=False, fail=False, timeout=5)
+            if msg is None:
+                await asyncio.sleep(0.05)
+                continue
+            await msg.reject(requeue=False)
+            rejected += 1
+        for _ in range(200):  # dead-lettering is asynchronous
+            if (await dlq.declare()).message_count >= count:
+                break
+            await asyncio.sleep(0.02)
+    return top
+
+
+def dead_letter(count: int, payload_prefix: bytes = b"msg-", headers: dict | None = None) -> Topology:
+    """Publish ``count`` messages and reject each, so they dead-letter into a fresh DLQ."""
+    return asyncio.run(_dead_letter(count, payload_prefix, headers))
+
+
+async def _drain(queue: str, wait: float) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    conn = await _connect()
+    out = []
+    async with conn:
+        ch = await conn.channel()
+        q = await ch.declare_queue(queue, passive=True)
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            msg = await q.get(no_ack=True, fail=False)
+            if msg is not None:
+                out.append(msg)
+                continue
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)
+    return out
+
+
+def drain(queue: str, wait: float = 0.5) -> list:
+    """Take every message from ``queue`` (waiting ``wait`` seconds after it looks empty)."""
+    return asyncio.run(_drain(queue, wait))
+
+
+async def _delete(top: Topology) -> None:
+    conn = await _connect()
+    async with conn:
+        ch = await conn.channel()
+        for q in (top.work_queue, top.dlq):
+            await ch.queue_delete(q)
+        for ex in (top.exchange, top.dlx):
+            await ch.exchange_delete(ex)
+
+
+def delete(top: Topology) -> None:
+    asyncio.run(_delete(top))

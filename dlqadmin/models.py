@@ -230,6 +230,27 @@ class DeadLetter(models.Model):
         return self.origin_queue or self.origin_topic or self.origin_subject or ""
 
 
+class DeadLetterRevision(models.Model):
+    """An operator's edit of a dead letter's payload/headers. The original row never changes."""
+
+    dead_letter = models.ForeignKey(DeadLetter, on_delete=models.CASCADE, related_name="revisions")
+    payload = models.BinaryField()
+    key = models.BinaryField(null=True, blank=True)
+    headers = models.JSONField(default=list, blank=True)
+    note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        get_latest_by = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"revision {self.pk} of dead letter {self.dead_letter_id}"
+
+
 class RedriveJobStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
@@ -263,6 +284,9 @@ class RedriveJob(models.Model):
     velocity = models.FloatField(null=True, blank=True, help_text="Messages per second; empty = unlimited.")
     batch_size = models.PositiveIntegerField(default=100)
     override_loop_guard = models.BooleanField(default=False)
+    use_revisions = models.BooleanField(
+        default=True, help_text="Send a message's latest edited revision instead of the original."
+    )
 
     total = models.PositiveIntegerField(default=0)
     succeeded = models.PositiveIntegerField(default=0)
@@ -305,6 +329,14 @@ class RedriveAttempt(models.Model):
     )
     redrive_id = models.UUIDField(default=uuid.uuid4, unique=True)
     previous_status = models.CharField(max_length=16, blank=True, help_text="Message status before the job.")
+    revision = models.ForeignKey(
+        "DeadLetterRevision",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The edited revision that was sent, when not the original.",
+    )
     tries = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     destination = models.CharField(max_length=600, blank=True)
@@ -350,3 +382,25 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name or 'system'} {self.action}"
+
+
+class ApiToken(models.Model):
+    """An API token for automation. Only a SHA-256 hash of the key is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="First characters of the key, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}...)"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
 
-from dlqadmin import live
+from dlqadmin import live, permissions
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
     DeadLetter,
@@ -168,7 +168,8 @@ def redrive_job_create(
     remote_addr: str | None = None,
 ) -> RedriveJob:
     """Create a job over exactly the planned set and enqueue it. Raises RedriveError (bad input;
-    ``conflict=True`` when every selected message is already in an active job)."""
+    ``conflict=True`` when every selected message is already in an active job), PermissionDenied."""
+    permissions.require(actor, permissions.REDRIVE)
     _validate_options(
         destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
     )
@@ -269,6 +270,7 @@ def _claim_chunk(job: RedriveJob, ids: list[int], override_loop_guard: bool) -> 
 
 def redrive_job_cancel(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
     """Stop a job: no new chunk starts; the chunk in flight finishes. Raises RedriveError if done."""
+    permissions.require(actor, permissions.REDRIVE)
     changed = RedriveJob.objects.filter(pk=job.pk, status__in=ACTIVE_JOB_STATUSES).update(
         status=RedriveJobStatus.CANCELLING
     )
@@ -283,6 +285,7 @@ def redrive_job_cancel(*, job: RedriveJob, actor=None, remote_addr: str | None =
 
 
 def redrive_job_pause(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
+    permissions.require(actor, permissions.REDRIVE)
     changed = RedriveJob.objects.filter(
         pk=job.pk, status__in=[RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING]
     ).update(status=RedriveJobStatus.PAUSED)
@@ -297,6 +300,7 @@ def redrive_job_pause(*, job: RedriveJob, actor=None, remote_addr: str | None = 
 
 
 def redrive_job_resume(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
+    permissions.require(actor, permissions.REDRIVE)
     changed = RedriveJob.objects.filter(pk=job.pk, status=RedriveJobStatus.PAUSED).update(
         status=RedriveJobStatus.RUNNING
     )

@@ -26,6 +26,7 @@ from brokers.base import BrokerError, Destination, HeaderPolicy, Origin, Redrive
 from dlqadmin import live
 from dlqadmin.models import (
     DeadLetter,
+    DeadLetterRevision,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
@@ -148,14 +149,24 @@ def _policy(job: RedriveJob) -> HeaderPolicy:
     return HeaderPolicy(**job.header_policy) if job.header_policy else HeaderPolicy()
 
 
-def _message(attempt: RedriveAttempt) -> RedriveMessage:
+def _latest_revisions(job: RedriveJob, attempts: list[RedriveAttempt]) -> dict[int, DeadLetterRevision]:
+    if not job.use_revisions:
+        return {}
+    latest: dict[int, DeadLetterRevision] = {}
+    ids = [a.dead_letter_id for a in attempts]
+    for rev in DeadLetterRevision.objects.filter(dead_letter_id__in=ids).order_by("created_at", "id"):
+        latest[rev.dead_letter_id] = rev
+    return latest
+
+
+def _message(attempt: RedriveAttempt, revision: DeadLetterRevision | None = None) -> RedriveMessage:
     row = attempt.dead_letter
     extra = dict(row.origin_extra or {})
     return RedriveMessage(
         ref=attempt.pk,
         redrive_id=str(attempt.redrive_id),
-        payload=bytes(row.payload),
-        headers=row.headers or [],
+        payload=bytes(revision.payload if revision else row.payload),
+        headers=(revision.headers if revision else row.headers) or [],
         properties=row.properties or {},
         key=bytes(row.key) if row.key is not None else None,
         origin=Origin(
@@ -210,7 +221,10 @@ async def _redrive_once(config, messages, destination, policy) -> list[RedriveOu
 def _publish_with_retry(job: RedriveJob, group: list[RedriveAttempt]) -> list[RedriveOutcome]:
     config = connection_config(group[0].dead_letter.source.connection)
     destination, policy = _destination(job), _policy(job)
-    pending = {a.pk: _message(a) for a in group}
+    revisions = _latest_revisions(job, group)
+    for attempt in group:
+        attempt.revision = revisions.get(attempt.dead_letter_id)
+    pending = {a.pk: _message(a, a.revision) for a in group}
     final: dict[int, RedriveOutcome] = {}
     for attempt_no in range(TRANSIENT_RETRIES + 1):
         try:
@@ -246,6 +260,7 @@ def _record(job: RedriveJob, attempt: RedriveAttempt, outcome: RedriveOutcome) -
             destination=outcome.destination[:600],
             broker_position=outcome.position[:200],
             finished_at=now,
+            revision=attempt.revision,
         )
         if not updated:
             return  # another worker already recorded this attempt: never count twice

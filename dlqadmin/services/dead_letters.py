@@ -1,0 +1,162 @@
+"""Operations on dead letters other than redrive: discard, resolve, edit, error-group lifecycle.
+
+Each takes the acting user, checks the role (dlqadmin/permissions.py), changes rows in bulk
+(one UPDATE per chunk, never a per-row loop in the request) and writes one AuditEvent.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.db import transaction
+from django.utils import timezone
+
+from brokers import headers as header_codec
+from dlqadmin import permissions
+from dlqadmin.models import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
+from dlqadmin.selectors import DeadLetterFilter, dead_letters
+from dlqadmin.services.audit import audit_record
+
+#: statuses an operator may move a message out of with discard/resolve (not while queued)
+SETTLEABLE = [s for s in DeadLetterStatus.values if s != DeadLetterStatus.QUEUED]
+
+
+class EditError(ValueError):
+    """An edit that cannot be accepted (e.g. invalid JSON for a JSON message)."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def _selection(ids: list[int] | None, filters: DeadLetterFilter | None):
+    if ids is not None:
+        return DeadLetter.objects.filter(pk__in=[int(i) for i in ids])
+    if filters is None:
+        raise ValueError("give ids or a filter")
+    return dead_letters(filters)
+
+
+def _settle(*, actor, action: str, status: str, ids, filters, remote_addr) -> int:
+    permissions.require(actor, action)
+    selection = _selection(ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
+    with transaction.atomic():
+        count = DeadLetter.objects.filter(pk__in=selection.values("pk")).update(status=status)
+        audit_record(
+            actor=actor,
+            action=f"messages.{action}",
+            count=count,
+            remote_addr=remote_addr,
+            detail={"filter": filters.to_dict() if filters else {}, "ids": list(ids or [])[:100]},
+        )
+    return count
+
+
+def dead_letters_discard(*, actor, ids=None, filters=None, remote_addr=None) -> int:
+    """Mark messages discarded (kept, never redriven by a filter job unless chosen). Returns count."""
+    return _settle(
+        actor=actor,
+        action=permissions.DISCARD,
+        status=DeadLetterStatus.DISCARDED,
+        ids=ids,
+        filters=filters,
+        remote_addr=remote_addr,
+    )
+
+
+def dead_letters_resolve(*, actor, ids=None, filters=None, remote_addr=None) -> int:
+    """Mark messages resolved (fixed by other means). Returns count."""
+    return _settle(
+        actor=actor,
+        action=permissions.RESOLVE,
+        status=DeadLetterStatus.RESOLVED,
+        ids=ids,
+        filters=filters,
+        remote_addr=remote_addr,
+    )
+
+
+def is_json_payload(letter: DeadLetter) -> bool:
+    content_type = str((letter.properties or {}).get("content_type") or "")
+    if "json" in content_type:
+        return True
+    try:
+        json.loads(bytes(letter.payload))
+        return True
+    except ValueError:
+        return False
+
+
+def dead_letter_revise(
+    *,
+    actor,
+    dead_letter: DeadLetter,
+    payload: bytes,
+    headers: list | None = None,
+    note: str = "",
+    remote_addr: str | None = None,
+) -> DeadLetterRevision:
+    """Store an edited copy of a message; the original row stays untouched.
+
+    ``headers`` uses the stored encoding (``[[name, node], ...]``); None keeps the current ones.
+    A message whose original payload is JSON must stay valid JSON. Raises EditError.
+    """
+    permissions.require(actor, permissions.EDIT)
+    errors: dict[str, str] = {}
+    if is_json_payload(dead_letter):
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            errors["payload"] = f"the message is JSON and the edit is not valid JSON: {exc}"
+    if headers is not None:
+        try:
+            for name, node in headers:
+                if not isinstance(name, str):
+                    raise ValueError("header names must be strings")
+                header_codec.decode_value(node)
+        except (TypeError, ValueError, KeyError) as exc:
+            errors["headers"] = f"headers must be [[name, {{t, v}}], ...]: {exc}"
+    if errors:
+        raise EditError(errors)
+    latest = dead_letter.revisions.first()
+    base_headers = latest.headers if latest else dead_letter.headers
+    with transaction.atomic():
+        revision = DeadLetterRevision.objects.create(
+            dead_letter=dead_letter,
+            payload=payload,
+            key=dead_letter.key,
+            headers=base_headers if headers is None else headers,
+            note=note[:500],
+            created_by=actor if getattr(actor, "pk", None) else None,
+        )
+        audit_record(
+            actor=actor,
+            action="messages.edit",
+            target=dead_letter,
+            count=1,
+            detail={"revision": revision.pk, "note": note[:200]},
+            remote_addr=remote_addr,
+        )
+    return revision
+
+
+def error_group_set_status(
+    *, actor, group: ErrorGroup, status: str, remote_addr: str | None = None
+) -> ErrorGroup:
+    """Move a group through its lifecycle: open, acknowledged, resolved, ignored."""
+    permissions.require(actor, permissions.MANAGE_GROUPS)
+    if status not in ErrorGroupStatus.values:
+        raise EditError(
+            {"status": f"unknown status {status!r}; use one of {', '.join(ErrorGroupStatus.values)}"}
+        )
+    with transaction.atomic():
+        ErrorGroup.objects.filter(pk=group.pk).update(status=status, status_changed_at=timezone.now())
+        audit_record(
+            actor=actor,
+            action=f"error_group.{status}",
+            target=group,
+            count=group.count,
+            remote_addr=remote_addr,
+        )
+    group.refresh_from_db()
+    return group

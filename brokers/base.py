@@ -193,7 +193,7 @@ class HeaderPolicy:
 
     Broker-owned headers are always stripped (``x-death``, ``x-first-death-*``,
     ``x-last-death-*``, ``x-delivery-count``, ``x-stream-offset``, ``Nats-*``). Diagnostics
-    (``kafka_dlt-*``, ``__connect.errors.*``, ``retry_topic-*``) are stripped unless
+    (``kafka_dlt-*``, ``__connect.errors.*``, ``retry_topic-*``, ``x-exception-*``) are stripped unless
     ``keep_diagnostics``. ``strip`` adds more name prefixes to strip (case-insensitive).
     ``copy_original=False`` sends only the retry headers and ``extra``.
     """

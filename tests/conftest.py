@@ -19,9 +19,30 @@ def name():
     return unique
 
 
+def user_in_role(django_user_model, role: str, username: str | None = None):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(
+        username or f"{role}-{uuid.uuid4().hex[:6]}", password="pass-123-word"
+    )
+    # get_or_create: transactional tests flush the groups the migration created
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    return user
+
+
 @pytest.fixture
 def operator(django_user_model):
-    return django_user_model.objects.create_user("operator", password="operator-pass-123")
+    return user_in_role(django_user_model, "operator", "operator")
+
+
+@pytest.fixture
+def viewer(django_user_model):
+    return user_in_role(django_user_model, "viewer", "viewer")
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return user_in_role(django_user_model, "admin", "admin-role")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -150,6 +150,7 @@ STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
 
 # Redis: channel layer + Celery. Without REDIS_URL: in-memory channel layer and an in-process
 # Celery worker thread (see dlqadmin/celery.py) so tasks still run asynchronously.

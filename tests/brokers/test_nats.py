@@ -103,7 +103,7 @@ async def wait_for_messages(js, stream: str, count: int, timeout: float = 10.0) 
         await asyncio.sleep(0.05)
 
 
-async def fail(js, stream: str, consumer: str, count: int, *, verb: bytes = b"-NAK") -> list:
+async def fail(nc, js, stream: str, consumer: str, count: int, *, verb: bytes = b"-NAK") -> list:
     """Deliver ``count`` messages to ``consumer`` and fail each with ``verb`` (``-NAK``,
     ``+TERM`` or ``+TERM <reason>``); returns the delivered messages."""
     psub = await js.pull_subscribe_bind(consumer, stream=stream)
@@ -114,7 +114,7 @@ async def fail(js, stream: str, consumer: str, count: int, *, verb: bytes = b"-N
             got += await psub.fetch(count - len(got), timeout=2)
     assert len(got) == count
     for msg in got:
-        await js._nc.request(msg.reply, verb, timeout=5)  # acked by the server: processed
+        await nc.request(msg.reply, verb, timeout=5)  # answered by the server: processed
     # max_deliver fires when a redelivery is due; before 2.11 a pull consumer also needs a
     # waiting pull request for that.
     with contextlib.suppress(nats.errors.TimeoutError):
@@ -246,12 +246,12 @@ class NatsContract(AdapterContract):
 class TestNatsAdvisoryContract(NatsContract):
     async def dead_letter(self, sent: list[Sent]) -> SourceSpec:
         source, subject = await advisory_source(self.url, self.created, allow_direct=True)
-        async with connected(self.url) as (_, js):
+        async with connected(self.url) as (nc, js):
             await add_worker(js, source.address, max_deliver=1)
             for s in sent:
                 hdr = {k: str(v) for k, v in s.headers.items()} or None
                 ack = await js.publish(f"{subject}.created", s.payload, headers=hdr)
-            await fail(js, source.address, "worker", len(sent))
+            await fail(nc, js, source.address, "worker", len(sent))
             await wait_for_messages(js, capture_stream_name(source), len(sent))
         self.work_stream, self.after_seq = source.address, ack.seq
         return source
@@ -311,10 +311,10 @@ def test_terminated_with_reason_keeps_the_reason_text(private_nats, streams):
 
     async def go():
         source, subject = await advisory_source(url, streams, allow_direct=True)
-        async with connected(url) as (_, js):
+        async with connected(url) as (nc, js):
             await add_worker(js, source.address, max_deliver=5)
             ack = await js.publish(f"{subject}.created", b'{"id": 7}', headers={"tenant": "acme"})
-            await fail(js, source.address, "worker", 1, verb="+TERM invalid payload: café".encode())
+            await fail(nc, js, source.address, "worker", 1, verb="+TERM invalid payload: café".encode())
             await wait_for_messages(js, capture_stream_name(source), 1)
         return ack, await harvest(url, source)
 
@@ -337,11 +337,11 @@ def test_original_removed_by_retention_is_stored_without_payload(removal, stream
             source, subject = await advisory_source(NATS_URL, streams, retention=RetentionPolicy.WORK_QUEUE)
         else:  # Limits with max_msgs=1: the next publish evicts the dead letter
             source, subject = await advisory_source(NATS_URL, streams, max_msgs=1)
-        async with connected(NATS_URL) as (_, js):
+        async with connected(NATS_URL) as (nc, js):
             await add_worker(js, source.address, max_deliver=1)
             ack = await js.publish(f"{subject}.created", b"gone soon")
             await fail(
-                js, source.address, "worker", 1, verb=b"+TERM" if removal == "workqueue_term" else b"-NAK"
+                nc, js, source.address, "worker", 1, verb=b"+TERM" if removal == "workqueue_term" else b"-NAK"
             )
             await wait_for_messages(js, capture_stream_name(source), 1)
             if removal == "max_msgs":
@@ -372,11 +372,11 @@ def test_header_values_survive_byte_exact(allow_direct, streams):
 
     async def go():
         source, subject = await advisory_source(NATS_URL, streams, allow_direct=allow_direct)
-        async with connected(NATS_URL) as (_, js):
+        async with connected(NATS_URL) as (nc, js):
             await add_worker(js, source.address, max_deliver=1)
             raw_hpub(NATS_URL, f"{subject}.raw", block, b"payload")
             await wait_for_messages(js, source.address, 1)
-            await fail(js, source.address, "worker", 1)
+            await fail(nc, js, source.address, "worker", 1)
             await wait_for_messages(js, capture_stream_name(source), 1)
         stored = await stored_after(NATS_URL, source.address, 0)
         return stored, await harvest(NATS_URL, source)
@@ -400,11 +400,11 @@ def test_header_values_survive_byte_exact(allow_direct, streams):
 def test_harvest_is_bounded_by_limit_and_reports_backlog(streams):
     async def go():
         source, subject = await advisory_source(NATS_URL, streams)
-        async with connected(NATS_URL) as (_, js):
+        async with connected(NATS_URL) as (nc, js):
             await add_worker(js, source.address, max_deliver=1)
             for i in range(3):
                 await js.publish(f"{subject}.created", f"b{i}".encode())
-            await fail(js, source.address, "worker", 3)
+            await fail(nc, js, source.address, "worker", 3)
             await wait_for_messages(js, capture_stream_name(source), 3)
         async with get_adapter(config()) as adapter:
             before = await adapter.backlog(source)
@@ -456,12 +456,12 @@ def test_harvest_without_capture_stream_is_a_permanent_error(streams):
 def test_redrive_sets_a_fresh_msg_id_and_strips_nats_headers(streams):
     async def go():
         source, subject = await advisory_source(NATS_URL, streams, duplicate_window=120)
-        async with connected(NATS_URL) as (_, js):
+        async with connected(NATS_URL) as (nc, js):
             await add_worker(js, source.address, max_deliver=1)
             original = await js.publish(
                 f"{subject}.created", b"order", headers={"Nats-Msg-Id": "order-42", "tenant": "acme"}
             )
-            await fail(js, source.address, "worker", 1)
+            await fail(nc, js, source.address, "worker", 1)
             await wait_for_messages(js, capture_stream_name(source), 1)
             # Why: re-publishing with the original id inside the duplicate window is swallowed.
             swallowed = await js.publish(f"{subject}.created", b"order", headers={"Nats-Msg-Id": "order-42"})

@@ -1,0 +1,438 @@
+"""Harvesting the three NATS source modes.
+
+``advisory``
+    A durable pull consumer reads the capture stream (see :func:`admin.prepare_capture`). Each
+    MAX_DELIVERIES / MSG_TERMINATED advisory names ``stream`` + ``stream_seq``; the original
+    is fetched from the watched stream by sequence (direct get when the stream allows it,
+    else STREAM.MSG.GET; both keep the exact header block). position =
+    ``<stream>:<seq>:<consumer>``: an advisory re-read after a crash gives the same position
+    (deduplicated by the caller), a redriven copy that fails again has a new sequence, hence
+    a new row (and a consumer deleted and re-created under the same name that fails the same
+    sequence again is treated as the same failure). Only advisories are acked; the original
+    is never deleted from the work stream (it is user data: ``remove_after_harvest`` only
+    advances the harvester). When retention already removed the original the row is still
+    stored: empty payload, ``payload_available=False``, ``properties["payload_unavailable"]``
+    (redrive refuses such rows).
+``dlq_stream``
+    An application-level DLQ stream (the worker republished the failed message with
+    ``x-original-subject`` & co, nestjs-jetstream style). position = ``<stream>:<seq>``. With
+    ``remove_after_harvest`` a durable consumer acks after the sink: WorkQueue / Interest
+    retention then removes the message; Limits retention keeps it unless
+    ``options["delete_after_harvest"]``. Without it, Limits streams still use the durable (acks
+    there delete nothing); WorkQueue / Interest streams are read without any consumer, by
+    sequence, from ``source.cursor["next_seq"]``, because any ack there would delete.
+``subject``
+    Core NATS keeps nothing: only messages published while the harvest listens
+    (``options["listen_seconds"]``, default 1 s) are seen, and a failing sink loses them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from brokers import headers as hdrs
+from brokers.base import BrokerError, HarvestedMessage, HarvestResult, Origin, Sink, SourceSpec
+
+from . import admin, wire
+from .connection import JetStream, MessageGone, StoredMessage, header_pairs, translate
+
+log = logging.getLogger("brokers.nats")
+
+ADVISORY_REASONS = {
+    "io.nats.jetstream.advisory.v1.max_deliver": "max_deliveries",
+    "io.nats.jetstream.advisory.v1.terminated": "terminated",
+}
+PAYLOAD_GONE = "payload no longer available on the broker (removed by retention)"
+ACK, NAK = b"+ACK", b"-NAK"
+#: parallel original-message fetches per batch
+FETCH_CONCURRENCY = 16
+
+# App-level DLQ headers, first match wins (case-insensitive; the last value of a name counts).
+H_SUBJECT = ("x-original-subject",)
+H_STREAM = ("x-original-stream",)
+H_SEQ = ("x-original-seq", "x-original-sequence")
+H_CONSUMER = ("x-original-consumer",)
+H_REASON = ("x-dlq-reason",)
+H_ERROR = ("x-exception-message", "x-dead-letter-reason", "x-error-message")
+H_ERROR_CLASS = ("x-exception-fqcn", "x-exception-class", "x-exception-type")
+H_STACK = ("x-exception-stacktrace",)
+H_FAILED_AT = ("x-failed-at", "x-dlq-failed-at")
+H_DELIVERIES = ("x-delivery-count",)
+
+
+def _header(pairs: Sequence[tuple[str, Any]], names: Sequence[str]) -> str:
+    for name in names:
+        for key, value in reversed(pairs):
+            if key.lower() == name:
+                return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def _int(text: object) -> int | None:
+    try:
+        return int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def _msg_id(pairs: Sequence[tuple[str, Any]]) -> str:
+    return _header(pairs, ("nats-msg-id",))
+
+
+async def _drain(
+    js: JetStream,
+    stream: str,
+    consumer: str,
+    sink: Sink,
+    build: Callable[[list[Msg]], Awaitable[list[HarvestedMessage]]],
+    *,
+    limit: int | None,
+    batch_size: int,
+    max_bytes: int,
+    after_ack: Callable[[list[Msg]], Awaitable[None]] | None = None,
+) -> HarvestResult:
+    """Pull, build, sink, then ack, batch after batch. Anything that fails before the ack naks
+    the batch (explicitly, so the next harvest sees it at once) and re-raises."""
+    result = HarvestResult()
+    while limit is None or result.received < limit:
+        want = batch_size if limit is None else min(batch_size, limit - result.received)
+        msgs, drained = await js.pull(stream, consumer, want, max_bytes)
+        if msgs:
+            try:
+                batch = await build(msgs)
+                if batch:
+                    await sink(batch)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await js.settle(msgs, NAK)
+                raise
+            await js.settle(msgs, ACK)
+            if after_ack is not None:
+                await after_ack(msgs)
+            result.received += len(batch)
+            result.batches += 1 if batch else 0
+        if drained or not msgs:
+            result.exhausted = True
+            break
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# advisory mode
+
+
+class _Originals:
+    """Fetches originals named by advisories; stream facts are looked up once per harvest."""
+
+    def __init__(self, jsm: JetStreamContext, js: JetStream):
+        self.jsm, self.js = jsm, js
+        self.facts: dict[str, asyncio.Task] = {}
+        self.limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+
+    async def get(self, stream: str, seq: int, failed_at: datetime | None) -> StoredMessage | str:
+        """The stored original, or why it is gone."""
+        if stream not in self.facts:
+            self.facts[stream] = asyncio.ensure_future(admin.stream_facts(self.jsm, stream))
+        facts = await self.facts[stream]
+        if not facts.exists:
+            return f"payload no longer available on the broker (stream {stream} was deleted)"
+        if failed_at and facts.created and failed_at < facts.created:
+            return f"payload no longer available on the broker (stream {stream} was re-created)"
+        async with self.limit:
+            try:
+                return await self.js.get_message(stream, seq, direct=facts.allow_direct)
+            except MessageGone:
+                return PAYLOAD_GONE
+
+
+async def harvest_advisory(
+    jsm: JetStreamContext, js: JetStream, source: SourceSpec, sink: Sink, *, limit, batch_size, max_bytes
+) -> HarvestResult:
+    capture = admin.capture_stream_name(source)
+    durable = admin.durable_name(source)
+    await admin.ensure_consumer(
+        jsm,
+        capture,
+        durable,
+        filter_subject=admin.advisory_filter(source.address),
+        ack_wait=float(source.options.get("ack_wait", admin.DEFAULT_ACK_WAIT)),
+        missing=f"capture stream {capture} does not exist: prepare the source first "
+        "(advisories sent before it existed are lost)",
+    )
+    originals = _Originals(jsm, js)
+
+    async def build(msgs: list[Msg]) -> list[HarvestedMessage]:
+        events = []
+        for msg in msgs:
+            try:
+                event = json.loads(msg.data)
+            except ValueError:
+                log.warning("nats: skipping unparsable advisory on %s", msg.subject)
+                continue
+            if not isinstance(event, dict):
+                continue
+            if ADVISORY_REASONS.get(event.get("type")) and event.get("stream") and event.get("stream_seq"):
+                events.append(event)
+        built = await asyncio.gather(*(_from_advisory(originals, event) for event in events))
+        return list(built)
+
+    result = await _drain(
+        js, capture, durable, sink, build, limit=limit, batch_size=batch_size, max_bytes=max_bytes
+    )
+    result.backlog = await admin.pending(jsm, capture, durable)
+    return result
+
+
+async def _from_advisory(originals: _Originals, event: dict) -> HarvestedMessage:
+    stream, seq, consumer = event["stream"], int(event["stream_seq"]), event.get("consumer", "")
+    failed_at = wire.parse_time(event.get("timestamp"))
+    original = await originals.get(stream, seq, failed_at)
+    term_reason = str(event.get("reason") or "")  # MSG_TERMINATED, servers 2.10.4+
+    origin = Origin(
+        stream=stream,
+        seq=seq,
+        extra={
+            "consumer": consumer,
+            "deliveries": event.get("deliveries"),
+            "advisory_id": event.get("id", ""),
+            "advisory_type": event.get("type", ""),
+            "domain": event.get("domain") or "",
+            "consumer_seq": event.get("consumer_seq"),
+        },
+    )
+    message = HarvestedMessage(
+        position=f"{stream}:{seq}:{consumer}",
+        payload=b"",
+        origin=origin,
+        reason=ADVISORY_REASONS[event["type"]],
+        error_message=term_reason,
+        failed_at=failed_at,
+    )
+    if isinstance(original, str):
+        message.payload_available = False
+        message.error_message = term_reason or original
+        message.properties = {"payload_unavailable": original}
+        return message
+    pairs = wire.parse_header_block(original.raw_headers)
+    origin.subject = original.subject
+    message.payload = original.data
+    message.headers = hdrs.encode_pairs(pairs)
+    message.retry_count = hdrs.retry_count_of(message.headers)
+    message.properties = {
+        "raw_headers_b64": wire.b64(original.raw_headers),
+        "timestamp": original.time,
+        "nats_msg_id": _msg_id(pairs),
+        "fetched_via": original.via,
+    }
+    return message
+
+
+# --------------------------------------------------------------------------------------------
+# dlq_stream and subject modes: the application wrote the failure into headers
+
+
+def from_app_dlq(
+    *,
+    position: str,
+    subject: str,
+    data: bytes,
+    pairs: list[tuple[str, Any]],
+    raw: bytes | None,
+    stored_at: datetime | None,
+    source: SourceSpec,
+    extra: dict[str, Any],
+) -> HarvestedMessage:
+    prefix = str(source.options.get("strip_subject_prefix") or "")
+    original_subject = _header(pairs, H_SUBJECT)
+    if not original_subject and prefix and subject.startswith(prefix):
+        original_subject = subject[len(prefix) :]  # e.g. "dlq.orders.created" -> "orders.created"
+    deliveries = _header(pairs, H_DELIVERIES)
+    encoded = hdrs.encode_pairs(pairs)
+    return HarvestedMessage(
+        position=position,
+        payload=data,
+        headers=encoded,
+        properties={
+            "raw_headers_b64": wire.b64(raw),
+            "timestamp": stored_at.isoformat() if stored_at else "",
+            "nats_msg_id": _msg_id(pairs),
+            "subject": subject,
+        },
+        origin=Origin(
+            stream=_header(pairs, H_STREAM),
+            subject=original_subject,
+            seq=_int(_header(pairs, H_SEQ)),
+            extra={
+                **extra,
+                "consumer": _header(pairs, H_CONSUMER),
+                "deliveries": _int(deliveries) if deliveries else None,
+            },
+        ),
+        reason=_header(pairs, H_REASON) or "dead_letter",
+        error_class=_header(pairs, H_ERROR_CLASS),
+        error_message=_header(pairs, H_ERROR),
+        stacktrace=_header(pairs, H_STACK),
+        failed_at=wire.parse_time(_header(pairs, H_FAILED_AT)) or stored_at,
+        retry_count=hdrs.retry_count_of(encoded),
+    )
+
+
+async def harvest_dlq_stream(
+    jsm: JetStreamContext, js: JetStream, source: SourceSpec, sink: Sink, *, limit, batch_size, max_bytes
+) -> HarvestResult:
+    stream = source.address
+    admin.validate_stream_name(stream)
+    facts = await admin.stream_facts(jsm, stream)
+    if not facts.exists:
+        raise BrokerError(f"stream {stream} does not exist", permanent=True)
+    if not source.remove_after_harvest and facts.retention != "limits":
+        return await _peek_dlq_stream(js, facts, source, sink, limit=limit, batch_size=batch_size)
+    durable = admin.durable_name(source)
+    await admin.ensure_consumer(
+        jsm,
+        stream,
+        durable,
+        filter_subject=str(source.options.get("filter_subject") or ""),
+        ack_wait=float(source.options.get("ack_wait", admin.DEFAULT_ACK_WAIT)),
+        missing=f"stream {stream} does not exist",
+    )
+
+    async def build(msgs: list[Msg]) -> list[HarvestedMessage]:
+        out = []
+        for msg in msgs:
+            meta = msg.metadata
+            pairs, raw = header_pairs(msg)
+            out.append(
+                from_app_dlq(
+                    position=f"{stream}:{meta.sequence.stream}",
+                    subject=msg.subject,
+                    data=msg.data,
+                    pairs=pairs,
+                    raw=raw,
+                    stored_at=meta.timestamp,
+                    source=source,
+                    extra={"dlq_stream": stream, "dlq_seq": meta.sequence.stream, "dlq_subject": msg.subject},
+                )
+            )
+        return out
+
+    delete = source.remove_after_harvest and facts.retention == "limits"
+    delete = delete and bool(source.options.get("delete_after_harvest"))
+
+    async def delete_acked(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            body = {"seq": msg.metadata.sequence.stream, "no_erase": True}
+            with contextlib.suppress(BrokerError):  # already gone is fine
+                await js.request(f"STREAM.MSG.DELETE.{stream}", body, f"delete {stream}#{body['seq']}")
+
+    result = await _drain(
+        js,
+        stream,
+        durable,
+        sink,
+        build,
+        limit=limit,
+        batch_size=batch_size,
+        max_bytes=max_bytes,
+        after_ack=delete_acked if delete else None,
+    )
+    result.backlog = await admin.pending(jsm, stream, durable)
+    return result
+
+
+async def _peek_dlq_stream(
+    js: JetStream, facts: admin.StreamFacts, source: SourceSpec, sink: Sink, *, limit, batch_size
+) -> HarvestResult:
+    """Read without a consumer (nothing is acked, so nothing is deleted), from the cursor."""
+    stream = source.address
+    next_by = str(source.options.get("filter_subject") or ">")
+    next_seq = max(int(source.cursor.get("next_seq") or 1), 1)
+    result = HarvestResult()
+    while not result.exhausted and (limit is None or result.received < limit):
+        want = batch_size if limit is None else min(batch_size, limit - result.received)
+        batch: list[HarvestedMessage] = []
+        after = next_seq
+        while len(batch) < want:
+            try:
+                stored = await js.get_message(stream, after, direct=facts.allow_direct, next_by=next_by)
+            except MessageGone:
+                result.exhausted = True
+                break
+            after = stored.seq + 1
+            batch.append(
+                from_app_dlq(
+                    position=f"{stream}:{stored.seq}",
+                    subject=stored.subject,
+                    data=stored.data,
+                    pairs=wire.parse_header_block(stored.raw_headers),
+                    raw=stored.raw_headers,
+                    stored_at=wire.parse_time(stored.time),
+                    source=source,
+                    extra={"dlq_stream": stream, "dlq_seq": stored.seq, "dlq_subject": stored.subject},
+                )
+            )
+        if batch:
+            await sink(batch)
+            result.received += len(batch)
+            result.batches += 1
+        next_seq = after
+        source.cursor["next_seq"] = next_seq  # only after the sink stored the batch
+    # an upper bound: sequences deleted in between are counted too
+    result.backlog = 0 if result.exhausted else max(0, facts.last_seq - next_seq + 1)
+    return result
+
+
+async def harvest_subject(nc, source: SourceSpec, sink: Sink, *, limit, batch_size) -> HarvestResult:
+    listen = float(source.options.get("listen_seconds", 1.0))
+    got: list[HarvestedMessage] = []
+    with translate(f"listen on {source.address}"):
+        sub = await nc.subscribe(source.address, queue=str(source.options.get("queue_group") or ""))
+        try:
+            await nc.flush()  # the subscription is live before the window opens
+            deadline = time.monotonic() + listen
+            while limit is None or len(got) < limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    msg = await sub.next_msg(timeout=remaining)
+                except TimeoutError:
+                    break
+                got.append(_from_live(msg, source))
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+    # the sink runs after the window: what it fails to store is gone (core NATS keeps nothing)
+    result = HarvestResult(exhausted=True)
+    for start in range(0, len(got), batch_size):
+        batch = got[start : start + batch_size]
+        await sink(batch)
+        result.received += len(batch)
+        result.batches += 1
+    return result
+
+
+def _from_live(msg: Msg, source: SourceSpec) -> HarvestedMessage:
+    pairs, raw = header_pairs(msg)
+    digest = hashlib.sha256(msg.subject.encode() + (raw or b"") + msg.data).hexdigest()[:16]
+    return from_app_dlq(
+        position=f"{source.address}:{time.time_ns()}:{digest}",
+        subject=msg.subject,
+        data=msg.data,
+        pairs=pairs,
+        raw=raw,
+        stored_at=datetime.now(UTC),
+        source=source,
+        extra={"dlq_subject": msg.subject},
+    )

@@ -39,8 +39,13 @@ def get_adapter(config: ConnectionConfig) -> BrokerAdapter:
     return adapter_class(config.kind)(config)
 
 
-def capabilities(kind: str) -> Capability:
-    return adapter_class(kind).capabilities
+def capabilities(kind: str, mode: str | None = None) -> Capability:
+    """What a broker kind (or one of its source modes) supports, e.g. NATS subject mode is LIVE_ONLY."""
+    cls = adapter_class(kind)
+    per_mode = getattr(cls, "MODE_CAPABILITIES", None)
+    if mode and per_mode and mode in per_mode:
+        return per_mode[mode]
+    return cls.capabilities
 
 
 def run(fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:

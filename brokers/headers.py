@@ -184,7 +184,14 @@ BROKER_OWNED_PREFIXES = (
     "nats-",
 )
 #: dead-letter diagnostics written by frameworks; kept in the database, stripped on redrive.
-DIAGNOSTIC_PREFIXES = ("kafka_dlt-", "__connect.errors.", "retry_topic-", "x-exception-")
+DIAGNOSTIC_PREFIXES = (
+    "kafka_dlt-",
+    "__connect.errors.",
+    "retry_topic-",
+    "x-exception-",
+    "x-dead-letter-reason",
+    "x-failed-at",
+)
 #: headers this tool sets on every redrive (old values are replaced).
 RETRY_HEADER_NAMES = ("x-retry-count", "x-dlq-redrive-id", "x-dlq-redriven-at", "retry-count")
 ORIGIN_HEADER_PREFIX = "x-original-"

@@ -10,12 +10,31 @@ import contextlib
 import json
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import StreamingHttpResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from brokers import headers as header_codec
+from dlqadmin import permissions
+from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve, error_group_set_status
+from dlqadmin.services.export import iter_csv, iter_jsonl
+from dlqadmin.services.redrive import RedriveError, redrive_job_create
 
-from .models import AuditEvent, Connection, DeadLetter, ErrorGroup, RedriveAttempt, RedriveJob, Source
+from .models import (
+    AuditEvent,
+    Connection,
+    DeadLetter,
+    ErrorGroup,
+    ErrorGroupStatus,
+    RedriveAttempt,
+    RedriveJob,
+    Source,
+)
+
+#: larger selections belong in a filter-based redrive (dashboard, API or `manage.py redrive`)
+MAX_ADMIN_SELECTION = 100_000
 
 admin.site.site_header = "dlqadmin"
 admin.site.site_title = "dlqadmin"
@@ -107,6 +126,64 @@ class SourceAdmin(admin.ModelAdmin):
     ]
 
 
+def _client_ip(request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def _ids(modeladmin, request, queryset) -> list[int] | None:
+    ids = list(queryset.values_list("pk", flat=True)[: MAX_ADMIN_SELECTION + 1])
+    if len(ids) > MAX_ADMIN_SELECTION:
+        modeladmin.message_user(
+            request,
+            f"More than {MAX_ADMIN_SELECTION} selected: use a filter redrive (dashboard or API) instead.",
+            messages.ERROR,
+        )
+        return None
+    return ids
+
+
+def _start_redrive(modeladmin, request, ids: list[int]) -> None:
+    try:
+        job = redrive_job_create(actor=request.user, ids=ids, remote_addr=_client_ip(request))
+    except RedriveError as exc:
+        modeladmin.message_user(request, f"Redrive not started: {exc}", messages.ERROR)
+        return
+    except PermissionDenied as exc:
+        modeladmin.message_user(request, str(exc), messages.ERROR)
+        return
+    url = reverse("admin:dlqadmin_redrivejob_change", args=[job.pk])
+    modeladmin.message_user(
+        request,
+        format_html(
+            'Redrive job <a href="{}">#{}</a> started for {} message(s) ({} skipped).',
+            url,
+            job.pk,
+            job.total - job.skipped,
+            job.skipped,
+        ),
+        messages.SUCCESS,
+    )
+
+
+class RolePermissions:
+    """``has_<action>_permission`` hooks so admin actions follow dlqadmin/permissions.py."""
+
+    def has_redrive_permission(self, request):
+        return permissions.can(request.user, permissions.REDRIVE)
+
+    def has_discard_permission(self, request):
+        return permissions.can(request.user, permissions.DISCARD)
+
+    def has_resolve_permission(self, request):
+        return permissions.can(request.user, permissions.RESOLVE)
+
+    def has_export_permission(self, request):
+        return permissions.can(request.user, permissions.EXPORT)
+
+    def has_manage_groups_permission(self, request):
+        return permissions.can(request.user, permissions.MANAGE_GROUPS)
+
+
 class ReadOnlyAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
@@ -119,7 +196,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(ReadOnlyAdmin):
+class DeadLetterAdmin(RolePermissions, ReadOnlyAdmin):
     list_display = [
         "id",
         "failed_at",
@@ -146,6 +223,52 @@ class DeadLetterAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     exclude = ["payload", "key", "headers"]
     readonly_fields = ["payload_preview", "headers_table"]
+    actions = ["redrive_selected", "discard_selected", "resolve_selected", "export_jsonl", "export_csv"]
+
+    @admin.action(description="Redrive selected messages", permissions=["redrive"])
+    def redrive_selected(self, request, queryset):
+        ids = _ids(self, request, queryset)
+        if ids is not None:
+            _start_redrive(self, request, ids)
+
+    @admin.action(description="Discard selected messages", permissions=["discard"])
+    def discard_selected(self, request, queryset):
+        ids = _ids(self, request, queryset)
+        if ids is not None:
+            count = dead_letters_discard(actor=request.user, ids=ids, remote_addr=_client_ip(request))
+            self.message_user(request, f"Discarded {count} message(s).", messages.SUCCESS)
+
+    @admin.action(description="Resolve selected messages", permissions=["resolve"])
+    def resolve_selected(self, request, queryset):
+        ids = _ids(self, request, queryset)
+        if ids is not None:
+            count = dead_letters_resolve(actor=request.user, ids=ids, remote_addr=_client_ip(request))
+            self.message_user(request, f"Resolved {count} message(s).", messages.SUCCESS)
+
+    def _export(self, request, queryset, fmt: str):
+        from dlqadmin.services.audit import audit_record
+
+        qs = queryset.order_by("id")
+        audit_record(
+            actor=request.user,
+            action="messages.export",
+            count=qs.count(),
+            detail={"format": fmt},
+            remote_addr=_client_ip(request),
+        )
+        body = iter_jsonl(qs) if fmt == "jsonl" else iter_csv(qs)
+        content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+        response = StreamingHttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="dead-letters.{fmt}"'
+        return response
+
+    @admin.action(description="Export selected as JSON-lines", permissions=["export"])
+    def export_jsonl(self, request, queryset):
+        return self._export(request, queryset, "jsonl")
+
+    @admin.action(description="Export selected as CSV", permissions=["export"])
+    def export_csv(self, request, queryset):
+        return self._export(request, queryset, "csv")
 
     @admin.display(description="Error")
     def short_error(self, obj):
@@ -174,7 +297,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ErrorGroup)
-class ErrorGroupAdmin(admin.ModelAdmin):
+class ErrorGroupAdmin(RolePermissions, admin.ModelAdmin):
     list_display = [
         "message_pattern",
         "error_class",
@@ -199,6 +322,28 @@ class ErrorGroupAdmin(admin.ModelAdmin):
         "last_seen",
         "status_changed_at",
     ]
+    actions = ["resolve_groups", "ignore_groups", "redrive_groups"]
+
+    def _set_status(self, request, queryset, status):
+        for group in queryset:
+            error_group_set_status(
+                actor=request.user, group=group, status=status, remote_addr=_client_ip(request)
+            )
+        self.message_user(request, f"{queryset.count()} group(s) marked {status}.", messages.SUCCESS)
+
+    @admin.action(description="Mark resolved", permissions=["manage_groups"])
+    def resolve_groups(self, request, queryset):
+        self._set_status(request, queryset, ErrorGroupStatus.RESOLVED)
+
+    @admin.action(description="Ignore", permissions=["manage_groups"])
+    def ignore_groups(self, request, queryset):
+        self._set_status(request, queryset, ErrorGroupStatus.IGNORED)
+
+    @admin.action(description="Redrive every message of the selected groups", permissions=["redrive"])
+    def redrive_groups(self, request, queryset):
+        ids = _ids(self, request, DeadLetter.objects.filter(error_group__in=queryset))
+        if ids is not None:
+            _start_redrive(self, request, ids)
 
 
 class RedriveAttemptInline(admin.TabularInline):

@@ -179,7 +179,7 @@ class AdapterContract:
         (outcome,) = run(go())
         assert outcome.ok, outcome.error
         assert outcome.destination
-        arrived = run(self.read_redriven(source, 2, timeout=10))
+        arrived = run(self.read_redriven(source, 1, timeout=10))
         assert len(arrived) == 1, arrived
         (received,) = arrived
         assert received.payload == sent[0].payload

@@ -106,6 +106,14 @@ class Source(models.Model):
         default=5, help_text="Loop guard: a message redriven this many times is parked."
     )
     cursor = models.JSONField(default=dict, blank=True, help_text="Adapter-owned harvest position.")
+    auto_retry = models.BooleanField(
+        default=False,
+        help_text="Redrive new failures automatically after a backoff, up to the attempt limit.",
+    )
+    auto_retry_max_attempts = models.PositiveIntegerField(default=3)
+    auto_retry_backoff_seconds = models.PositiveIntegerField(
+        default=60, help_text="Wait before the first automatic retry; doubles for each later attempt."
+    )
 
     harvested_total = models.BigIntegerField(default=0)
     backlog = models.BigIntegerField(null=True, blank=True)
@@ -147,6 +155,11 @@ class ErrorGroup(models.Model):
     last_seen = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=16, choices=ErrorGroupStatus.choices, default=ErrorGroupStatus.OPEN)
     status_changed_at = models.DateTimeField(null=True, blank=True)
+    auto_retry = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="Override the source's automatic retry for this group (empty = inherit).",
+    )
 
     class Meta:
         ordering = ["-last_seen"]
@@ -164,6 +177,7 @@ class DeadLetterStatus(models.TextChoices):
     PARKED = "parked", "Parked (loop guard)"
     DISCARDED = "discarded", "Discarded"
     RESOLVED = "resolved", "Resolved"
+    ARCHIVED = "archived", "Archived"
 
 
 class DeadLetter(models.Model):
@@ -309,6 +323,22 @@ class RedriveJob(models.Model):
     @property
     def done(self) -> int:
         return self.succeeded + self.failed + self.skipped
+
+    @property
+    def rate(self) -> float | None:
+        """Messages per second since the job started (None before it starts)."""
+        if not self.started_at:
+            return None
+        end = self.finished_at or timezone.now()
+        elapsed = (end - self.started_at).total_seconds()
+        return round((self.succeeded + self.failed) / elapsed, 1) if elapsed > 0 else None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Estimated seconds to completion at the current rate (None when unknown or finished)."""
+        if self.finished_at or not self.rate:
+            return None
+        return round(max(0, self.total - self.done) / self.rate, 1)
 
 
 class RedriveAttemptStatus(models.TextChoices):

@@ -189,6 +189,8 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "redrive-jobs-watchdog": {"task": "dlqadmin.tasks.redrive_jobs_watchdog", "schedule": 30.0},
+    "auto-retry": {"task": "dlqadmin.tasks.auto_retry_run", "schedule": 15.0},
+    "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -206,6 +208,8 @@ SPECTACULAR_SETTINGS = {
 # Harvest defaults (per-source options override these).
 DLQADMIN_HARVEST_BATCH_SIZE = env_int("DLQADMIN_HARVEST_BATCH_SIZE", 200)
 DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
+# Resolved / discarded / archived dead letters are deleted this many days after they failed (0 = keep).
+DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
 # A redrive chunk claimed longer ago than this by a worker that died is processed again.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
-from dlqadmin.services import redrive_worker
+from dlqadmin.services import maintenance, redrive_worker
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
@@ -19,3 +20,15 @@ def redrive_job_run(job_id: int) -> None:
 def redrive_jobs_watchdog() -> int:
     """Periodic (beat): re-enqueue jobs whose worker died mid-chunk."""
     return redrive_worker.redrive_jobs_watchdog()
+
+
+@shared_task(ignore_result=True)
+def auto_retry_run() -> list[int]:
+    """Periodic (beat): apply the automatic retry policy of every source / error group."""
+    return maintenance.auto_retry_run()
+
+
+@shared_task(ignore_result=True)
+def retention_purge() -> int:
+    """Daily (beat): delete resolved/discarded/archived rows older than DLQADMIN_RETENTION_DAYS."""
+    return maintenance.retention_purge(days=settings.DLQADMIN_RETENTION_DAYS)

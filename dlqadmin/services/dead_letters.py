@@ -37,14 +37,14 @@ def _selection(ids: list[int] | None, filters: DeadLetterFilter | None):
     return dead_letters(filters)
 
 
-def _settle(*, actor, action: str, status: str, ids, filters, remote_addr) -> int:
-    permissions.require(actor, action)
+def _settle(*, actor, permission: str, status: str, ids, filters, remote_addr) -> int:
+    permissions.require(actor, permission)
     selection = _selection(ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
     with transaction.atomic():
         count = DeadLetter.objects.filter(pk__in=selection.values("pk")).update(status=status)
         audit_record(
             actor=actor,
-            action=f"messages.{action}",
+            action=f"messages.{status}",
             count=count,
             remote_addr=remote_addr,
             detail={"filter": filters.to_dict() if filters else {}, "ids": list(ids or [])[:100]},
@@ -56,7 +56,7 @@ def dead_letters_discard(*, actor, ids=None, filters=None, remote_addr=None) -> 
     """Mark messages discarded (kept, never redriven by a filter job unless chosen). Returns count."""
     return _settle(
         actor=actor,
-        action=permissions.DISCARD,
+        permission=permissions.DISCARD,
         status=DeadLetterStatus.DISCARDED,
         ids=ids,
         filters=filters,
@@ -68,8 +68,20 @@ def dead_letters_resolve(*, actor, ids=None, filters=None, remote_addr=None) -> 
     """Mark messages resolved (fixed by other means). Returns count."""
     return _settle(
         actor=actor,
-        action=permissions.RESOLVE,
+        permission=permissions.RESOLVE,
         status=DeadLetterStatus.RESOLVED,
+        ids=ids,
+        filters=filters,
+        remote_addr=remote_addr,
+    )
+
+
+def dead_letters_archive(*, actor, ids=None, filters=None, remote_addr=None) -> int:
+    """Mark messages archived (kept for reference, out of the working views). Returns count."""
+    return _settle(
+        actor=actor,
+        permission=permissions.RESOLVE,
+        status=DeadLetterStatus.ARCHIVED,
         ids=ids,
         filters=filters,
         remote_addr=remote_addr,

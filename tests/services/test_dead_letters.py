@@ -64,8 +64,8 @@ def test_discard_and_resolve_by_filter_change_only_matching_rows(source_with, ro
         dead_letters_resolve(actor=operator, filters=DeadLetterFilter.parse({"source": [source.name]})) == 4
     )
     assert DeadLetter.objects.filter(status=DeadLetterStatus.RESOLVED).count() == 4
-    assert AuditEvent.objects.filter(action="messages.discard", count=1, actor=operator).exists()
-    assert AuditEvent.objects.filter(action="messages.resolve", count=4).exists()
+    assert AuditEvent.objects.filter(action="messages.discarded", count=1, actor=operator).exists()
+    assert AuditEvent.objects.filter(action="messages.resolved", count=4).exists()
 
 
 def test_a_viewer_cannot_discard(source_with, role):

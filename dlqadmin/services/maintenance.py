@@ -1,0 +1,89 @@
+"""Scheduled upkeep: the automatic retry policy and the retention purge (run by Celery beat)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.services.audit import audit_record
+from dlqadmin.services.redrive import RedriveError, redrive_job_create
+
+log = logging.getLogger(__name__)
+
+PURGEABLE = [DeadLetterStatus.RESOLVED, DeadLetterStatus.DISCARDED, DeadLetterStatus.ARCHIVED]
+AUTO_RETRY_BATCH = 1000
+
+
+def auto_retry_candidates(source: Source, *, now=None):
+    """New failures of ``source`` due for an automatic retry.
+
+    A message that failed again after a redrive comes back as a new row carrying
+    ``x-retry-count``; the policy retries while that count is below the source's limit, waiting
+    ``backoff * 2**retry_count`` after it was harvested. Error groups can opt out (or in).
+    """
+    now = now or timezone.now()
+    qs = DeadLetter.objects.filter(
+        source=source,
+        status=DeadLetterStatus.NEW,
+        redrive_count=0,
+        retry_count__lt=source.auto_retry_max_attempts,
+        payload_available=True,
+    )
+    if source.auto_retry:
+        qs = qs.exclude(error_group__auto_retry=False)
+    else:
+        qs = qs.filter(error_group__auto_retry=True)
+    due = Q()
+    for attempt in range(source.auto_retry_max_attempts):
+        wait = timedelta(seconds=source.auto_retry_backoff_seconds * 2**attempt)
+        due |= Q(retry_count=attempt, harvested_at__lte=now - wait)
+    return qs.filter(due).order_by("id")
+
+
+def auto_retry_run(*, now=None) -> list[int]:
+    """Create one redrive job per source with due messages; returns the job ids."""
+    jobs = []
+    sources = Source.objects.filter(Q(auto_retry=True) | Q(error_groups__auto_retry=True)).distinct()
+    for source in sources:
+        ids = list(auto_retry_candidates(source, now=now).values_list("id", flat=True)[:AUTO_RETRY_BATCH])
+        if not ids:
+            continue
+        try:
+            job = redrive_job_create(actor=None, ids=ids, batch_size=100)
+        except RedriveError as exc:
+            log.info("auto-retry for %s skipped: %s", source.name, exc)
+            continue
+        audit_record(action="policy.auto_retry", target=job, count=job.total, detail={"source": source.name})
+        jobs.append(job.pk)
+    return jobs
+
+
+def retention_purge(*, days: int, now=None, chunk: int = 5000) -> int:
+    """Delete resolved, discarded and archived dead letters that failed more than ``days`` ago."""
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    total = 0
+    while True:
+        ids = list(
+            DeadLetter.objects.filter(status__in=PURGEABLE, failed_at__lt=cutoff).values_list(
+                "id", flat=True
+            )[:chunk]
+        )
+        if not ids:
+            break
+        with transaction.atomic():
+            deleted, _ = DeadLetter.objects.filter(pk__in=ids).delete()
+        total += len(ids)
+        if len(ids) < chunk:
+            break
+    if total:
+        audit_record(
+            action="retention.purge", count=total, detail={"days": days, "before": cutoff.isoformat()}
+        )
+    return total

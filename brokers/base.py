@@ -224,7 +224,7 @@ class RedriveMessage:
 class RedriveOutcome:
     ref: Any
     ok: bool
-    #: where it went, e.g. "exchange=''/rk=orders.q", "orders@3", "orders.created"
+    #: where it went, e.g. "exchange='' routing_key='orders.q'", "orders/3/17", "orders.created"
     destination: str = ""
     #: broker position of the new copy when known (Kafka partition/offset, JetStream seq)
     position: str = ""

@@ -236,6 +236,7 @@ def retry_headers(
     """The tool-owned headers for one redrive, as ``(name, python value)``.
 
     ``retry_count`` is the count the message carried; the new one is ``retry_count + 1``.
+    ``origin_headers`` with a None value are left out ("" is kept: it is AMQP's default exchange).
     Adapters encode values for their wire (AMQP int / Kafka and NATS decimal strings).
     """
     out: list[tuple[str, Any]] = [
@@ -243,5 +244,5 @@ def retry_headers(
         ("x-dlq-redrive-id", redrive_id),
         ("x-dlq-redriven-at", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
     ]
-    out += [(name, value) for name, value in origin_headers.items() if value not in (None, "")]
+    out += [(name, value) for name, value in origin_headers.items() if value is not None]
     return out

@@ -73,7 +73,7 @@ def redrive_headers(msg: RedriveMessage, policy: HeaderPolicy | None) -> list[tu
         retry_count=msg.retry_count,
         redrive_id=msg.redrive_id,
         origin_headers={
-            "x-original-topic": origin.topic,
+            "x-original-topic": origin.topic or None,
             "x-original-partition": origin.partition,
             "x-original-offset": origin.offset,
             "x-original-timestamp": original_ts,

@@ -78,8 +78,8 @@ def build_headers(message: RedriveMessage, policy: HeaderPolicy | None) -> tuple
         retry_count=message.retry_count,
         redrive_id=message.redrive_id,
         origin_headers={
-            "x-original-subject": origin.subject,
-            "x-original-stream": origin.stream,
+            "x-original-subject": origin.subject or None,
+            "x-original-stream": origin.stream or None,
             "x-original-seq": None if origin.seq is None else str(origin.seq),
         },
     ):

@@ -27,8 +27,8 @@ async def _connect():
     return await aio_pika.connect_robust(AMQP_URL, login="guest", password="guest")
 
 
-async def _dead_letter(count: int, payload_prefix: bytes, headers: dict | None) -> Topology:
-    top = Topology(exchange=unique("ex"), work_queue=unique("work"), dlx=unique("dlx"), dlq=unique("dlq"))
+async def _dead_letter_into(top: Topology, count: int, payload_prefix: bytes = b"msg-", headers=None) -> None:
+    """Declare ``top`` (idempotent), publish ``count`` messages and reject each into the DLQ."""
     conn = await _connect()
     async with conn:
         ch = await conn.channel(publisher_confirms=True)
@@ -40,6 +40,7 @@ async def _dead_letter(count: int, payload_prefix: bytes, headers: dict | None) 
             top.work_queue, durable=True, arguments={"x-dead-letter-exchange": top.dlx}
         )
         await work.bind(ex, routing_key=top.routing_key)
+        before = (await dlq.declare()).message_count
         for i in range(count):
             await ex.publish(
                 Message(
@@ -54,14 +55,19 @@ async def _dead_letter(count: int, payload_prefix: bytes, headers: dict | None) 
         while rejected < count:
             msg = await work.get(no_ack=False, fail=False, timeout=5)
             if msg is None:
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
                 continue
             await msg.reject(requeue=False)
             rejected += 1
-        for _ in range(200):  # dead-lettering is asynchronous
-            if (await dlq.declare()).message_count >= count:
+        for _ in range(500):  # dead-lettering is asynchronous
+            if (await dlq.declare()).message_count >= before + count:
                 break
             await asyncio.sleep(0.02)
+
+
+async def _dead_letter(count: int, payload_prefix: bytes, headers: dict | None) -> Topology:
+    top = Topology(exchange=unique("ex"), work_queue=unique("work"), dlx=unique("dlx"), dlq=unique("dlq"))
+    await _dead_letter_into(top, count, payload_prefix, headers)
     return top
 
 

@@ -1,0 +1,142 @@
+"""Reaching RabbitMQ: URL and credentials, TLS, and mapping client errors to BrokerError."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import ssl
+import tempfile
+from collections.abc import Iterator
+from urllib.parse import unquote
+
+import aio_pika
+import aiormq.exceptions as amqp_exc
+from yarl import URL
+
+from brokers.base import BrokerError, ConnectionConfig, TLSOptions
+
+DEFAULT_USERNAME = "guest"
+DEFAULT_PASSWORD = "guest"  # noqa: S105 - RabbitMQ's built-in account, used when none is configured
+
+
+def amqp_url(config: ConnectionConfig) -> URL:
+    """The URL to connect with: ``config.url`` plus the separate credentials, ``amqps`` under TLS.
+
+    An empty ``username`` means guest/guest (aio-pika always sends PLAIN credentials), unless the
+    URL itself carries credentials.
+    """
+    url = URL(config.url)
+    if url.scheme not in ("amqp", "amqps") or not url.host:
+        raise BrokerError(
+            f"not an AMQP URL: {config.url!r} (expected amqp://host:5672/vhost)", permanent=True
+        )
+    if config.tls.enabled and url.scheme == "amqp":
+        url = url.with_scheme("amqps")
+        if url.explicit_port is None or url.explicit_port == 5672:
+            url = url.with_port(5671)
+    if config.username:
+        url = url.with_user(config.username).with_password(config.password or None)
+    elif not url.user:
+        url = url.with_user(DEFAULT_USERNAME).with_password(DEFAULT_PASSWORD)
+    return url
+
+
+def vhost_of(config: ConnectionConfig) -> str:
+    """The virtual host named by the URL path (``/`` when the path is empty)."""
+    return unquote(URL(config.url).raw_path[1:]) or "/"
+
+
+def display_address(config: ConnectionConfig) -> str:
+    """host:port/vhost for messages and logs (never credentials)."""
+    url = URL(config.url)
+    return f"{url.host}:{url.port}/{vhost_of(config)}"
+
+
+def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
+    """A client TLS context from PEM strings: CA bundle, optional client cert + key, verify flag."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=tls.ca_pem or None)
+    if not tls.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.client_cert_pem:
+        # load_cert_chain only reads files: write the PEMs to a private temp dir, then remove it.
+        with tempfile.TemporaryDirectory(prefix="dlqadmin-tls-") as tmp:
+            cert = os.path.join(tmp, "cert.pem")
+            key = os.path.join(tmp, "key.pem") if tls.client_key_pem else None
+            for path, pem in ((cert, tls.client_cert_pem), (key, tls.client_key_pem)):
+                if path:
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w") as fh:
+                        fh.write(pem)
+            context.load_cert_chain(cert, key)
+    return context
+
+
+def uses_tls(config: ConnectionConfig) -> bool:
+    return config.tls.enabled or URL(config.url).scheme == "amqps"
+
+
+async def connect(config: ConnectionConfig) -> aio_pika.abc.AbstractConnection:
+    """Open one (non-robust) connection; the adapter reconnects lazily on its next call."""
+    url = amqp_url(config)
+    context = ssl_context(config.tls) if uses_tls(config) else None
+    what = f"connect to {display_address(config)}"
+    with amqp_errors(what, config.timeout):
+        return await aio_pika.connect(
+            str(url),
+            ssl_context=context,
+            timeout=config.timeout,
+            client_properties={"connection_name": "dlqadmin"},
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+#: what the broker or network can throw at us; anything else (e.g. a bug) propagates unchanged.
+AMQP_FAILURES = (
+    amqp_exc.AMQPError,
+    amqp_exc.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+#: channel errors that retrying the same call cannot fix.
+PERMANENT_CHANNEL_ERRORS = (
+    amqp_exc.ChannelNotFoundEntity,
+    amqp_exc.ChannelAccessRefused,
+    amqp_exc.ChannelPreconditionFailed,
+)
+
+
+def broker_error(exc: BaseException, what: str, timeout: float | None = None) -> BrokerError:
+    """Classify a client-library exception: permanent (config or data problem) or transient."""
+    if isinstance(exc, BrokerError):
+        return exc
+    if isinstance(exc, amqp_exc.AuthenticationError | amqp_exc.ProbableAuthenticationError):
+        return BrokerError(f"{what}: authentication failed ({exc})", permanent=True)
+    if isinstance(exc, PERMANENT_CHANNEL_ERRORS):
+        return BrokerError(f"{what}: {exc}", permanent=True)
+    if isinstance(exc, amqp_exc.ConnectionNotAllowed | ssl.SSLCertVerificationError):
+        return BrokerError(f"{what}: {exc}", permanent=True)
+    if isinstance(exc, amqp_exc.InvalidFrameError) and "Connection.Close" in str(exc):
+        # aiormq reports the broker's refusal during the handshake (unknown vhost, no access) this way
+        return BrokerError(
+            f"{what}: the broker refused the connection (unknown virtual host?)", permanent=True
+        )
+    if isinstance(exc, TimeoutError):
+        after = f" after {timeout:g}s" if timeout else ""
+        return BrokerError(f"{what}: timed out{after}", permanent=False)
+    text = str(exc) or type(exc).__name__
+    return BrokerError(f"{what}: {text}", permanent=False)
+
+
+@contextlib.contextmanager
+def amqp_errors(what: str, timeout: float | None = None) -> Iterator[None]:
+    """Turn broker/network exceptions raised in the block into BrokerError (others pass through)."""
+    try:
+        yield
+    except BrokerError:
+        raise
+    except AMQP_FAILURES as exc:
+        raise broker_error(exc, what, timeout) from exc

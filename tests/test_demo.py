@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import json
 import os
 import re
 import signal
@@ -279,7 +280,7 @@ def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_
         while time.monotonic() < deadline:
             assert demo.poll() is None, f"demo exited early:\n{log.read_text()}"
             stored = _stored_per_source(db)
-            ready = _answers(f"http://127.0.0.1:{port}/login/")
+            ready = _answers(f"http://127.0.0.1:{port}/healthz")
             if ready and all(stored.get(s) for s in ("payments-dlt", "connect-dlq", "shipments-advisories")):
                 break
             time.sleep(0.5)
@@ -288,11 +289,14 @@ def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_
                 f"no harvested dead letters from embedded Kafka and NATS: {stored}\n{log.read_text()}"
             )
         output = log.read_text()
-        assert f"http://127.0.0.1:{port}/" in output
+        assert f"Open http://127.0.0.1:{port}/" in output
         assert "log in as demo / " in output
         assert re.search(r"\[--\] Redis +none", output), output
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-            assert response.status == 200  # answered by the web server (whatever page it serves)
+            assert json.load(response) == {"status": "ok"}
+        for asset, kind in [("css/dlqadmin.css", "text/css"), ("admin/css/base.css", "text/css")]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/{asset}", timeout=5) as response:
+                assert response.status == 200 and response.headers["Content-Type"].startswith(kind), asset
 
         children |= _descendants(demo.pid)
         assert len(children) >= 7, children  # nats, kafka, web, worker, beat, harvester, traffic

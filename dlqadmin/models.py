@@ -434,3 +434,17 @@ class ApiToken(models.Model):
     @property
     def active(self) -> bool:
         return self.revoked_at is None
+
+
+class Heartbeat(models.Model):
+    """Liveness of the long-running parts (harvester processes, Celery workers)."""
+
+    component = models.CharField(max_length=32)
+    instance = models.CharField(max_length=200, help_text="host:pid")
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.component} {self.instance} @ {self.last_seen:%H:%M:%S}"

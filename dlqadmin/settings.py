@@ -196,6 +196,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "redrive-jobs-watchdog": {"task": "dlqadmin.tasks.redrive_jobs_watchdog", "schedule": 30.0},
     "auto-retry": {"task": "dlqadmin.tasks.auto_retry_run", "schedule": 15.0},
+    "worker-heartbeat": {"task": "dlqadmin.tasks.worker_heartbeat", "schedule": 30.0},
     "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
@@ -218,6 +219,10 @@ DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
 DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
 # A redrive chunk claimed longer ago than this by a worker that died is processed again.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
+
+# /metrics: a bearer token, or else only these networks may scrape.
+DLQADMIN_METRICS_TOKEN = env_secret("DLQADMIN_METRICS_TOKEN")
+DLQADMIN_METRICS_ALLOWED_NETS = env_list("DLQADMIN_METRICS_ALLOWED_NETS", "127.0.0.0/8,::1/128")
 
 # Content-Security-Policy: scripts only from our origin (no inline script anywhere).
 DLQADMIN_CSP = env_str(

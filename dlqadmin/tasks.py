@@ -6,11 +6,13 @@ from celery import shared_task
 from django.conf import settings
 
 from dlqadmin.services import maintenance, redrive_worker
+from dlqadmin.services.heartbeat import heartbeat_beat
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def redrive_job_run(job_id: int) -> None:
     """Process one chunk of a redrive job, then re-enqueue itself (honouring the velocity)."""
+    heartbeat_beat(component="worker")
     result = redrive_worker.redrive_job_step(job_id=job_id)
     if result.more:
         redrive_job_run.apply_async(args=[job_id], countdown=result.delay)
@@ -32,3 +34,9 @@ def auto_retry_run() -> list[int]:
 def retention_purge() -> int:
     """Daily (beat): delete resolved/discarded/archived rows older than DLQADMIN_RETENTION_DAYS."""
     return maintenance.retention_purge(days=settings.DLQADMIN_RETENTION_DAYS)
+
+
+@shared_task(ignore_result=True)
+def worker_heartbeat() -> None:
+    """Periodic (beat): proves a worker is consuming tasks (dlqadmin_component_up{component="worker"})."""
+    heartbeat_beat(component="worker", every=0)

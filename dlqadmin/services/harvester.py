@@ -25,6 +25,7 @@ from brokers.base import BrokerAdapter, BrokerError, Health
 from dlqadmin.models import Source
 from dlqadmin.services.connections import connection_config, connection_record_health
 from dlqadmin.services.harvest import HarvestReport, source_harvest_with
+from dlqadmin.services.heartbeat import heartbeat_beat
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class Harvester:
     async def run_once(self) -> int:
         """One pass over every source; returns how many messages were received."""
         received = 0
+        await sync_to_async(heartbeat_beat, thread_sensitive=True)(component="harvester")
         for source in await sync_to_async(self._load_sources, thread_sensitive=True)():
             if self.stopping:
                 break

@@ -1,0 +1,118 @@
+"""Prometheus metrics, read from the database at scrape time (so every process agrees)."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from dlqadmin.models import (
+    Connection,
+    DeadLetter,
+    HealthStatus,
+    Heartbeat,
+    RedriveAttempt,
+    RedriveJob,
+    Source,
+)
+from dlqadmin.services.heartbeat import ALIVE_SECONDS
+
+
+class DlqadminCollector:
+    """One collector for everything; registered on a private registry by the /metrics view."""
+
+    def collect(self):
+        now = timezone.now()
+        sources = list(Source.objects.select_related("connection"))
+        harvested = CounterMetricFamily(
+            "dlqadmin_dead_letters_harvested",
+            "Dead letters harvested into the store.",
+            labels=["source", "kind"],
+        )
+        backlog = GaugeMetricFamily(
+            "dlqadmin_source_backlog",
+            "Messages waiting on the broker to be harvested.",
+            labels=["source", "kind"],
+        )
+        lag = GaugeMetricFamily(
+            "dlqadmin_harvest_lag_seconds",
+            "Seconds since the source was last harvested.",
+            labels=["source", "kind"],
+        )
+        for s in sources:
+            labels = [s.name, s.connection.kind]
+            harvested.add_metric(labels, s.harvested_total)
+            if s.backlog is not None:
+                backlog.add_metric(labels, s.backlog)
+            if s.last_harvest_at:
+                lag.add_metric(labels, (now - s.last_harvest_at).total_seconds())
+        yield from (harvested, backlog, lag)
+
+        by_status = GaugeMetricFamily(
+            "dlqadmin_dead_letters", "Stored dead letters by status.", labels=["source", "status"]
+        )
+        names = {s.pk: s.name for s in sources}
+        for row in DeadLetter.objects.order_by().values("source_id", "status").annotate(n=Count("id")):
+            by_status.add_metric(
+                [names.get(row["source_id"], str(row["source_id"])), row["status"]], row["n"]
+            )
+        yield by_status
+
+        redriven = CounterMetricFamily(
+            "dlqadmin_messages_redriven", "Messages redriven (broker-confirmed).", labels=["source"]
+        )
+        for row in DeadLetter.objects.order_by().values("source_id").annotate(n=Sum("redrive_count")):
+            redriven.add_metric([names.get(row["source_id"], str(row["source_id"]))], row["n"] or 0)
+        yield redriven
+        failed = CounterMetricFamily(
+            "dlqadmin_messages_redrive_failed", "Redrive attempts that failed.", labels=["source"]
+        )
+        for row in (
+            RedriveAttempt.objects.filter(status="failed")
+            .order_by()
+            .values("dead_letter__source_id")
+            .annotate(n=Count("id"))
+        ):
+            failed.add_metric([names.get(row["dead_letter__source_id"], "?")], row["n"])
+        yield failed
+
+        jobs = GaugeMetricFamily("dlqadmin_redrive_jobs", "Redrive jobs by status.", labels=["status"])
+        for row in RedriveJob.objects.order_by().values("status").annotate(n=Count("id")):
+            jobs.add_metric([row["status"]], row["n"])
+        yield jobs
+
+        up = GaugeMetricFamily(
+            "dlqadmin_broker_up",
+            "1 when the last health check of the connection passed.",
+            labels=["connection", "kind"],
+        )
+        checked = GaugeMetricFamily(
+            "dlqadmin_broker_last_check_timestamp_seconds",
+            "Time of the last check.",
+            labels=["connection", "kind"],
+        )
+        for c in Connection.objects.all():
+            up.add_metric([c.name, c.kind], 1 if c.health_status == HealthStatus.OK else 0)
+            if c.last_checked_at:
+                checked.add_metric([c.name, c.kind], c.last_checked_at.timestamp())
+        yield from (up, checked)
+
+        alive = GaugeMetricFamily(
+            "dlqadmin_component_up",
+            f"Live instances of a component (heartbeat within {ALIVE_SECONDS}s).",
+            labels=["component"],
+        )
+        seen = GaugeMetricFamily(
+            "dlqadmin_component_last_seen_timestamp_seconds", "Newest heartbeat.", labels=["component"]
+        )
+        counts: dict[str, int] = {"harvester": 0, "worker": 0}
+        newest: dict[str, float] = {}
+        for hb in Heartbeat.objects.all():
+            if (now - hb.last_seen).total_seconds() <= ALIVE_SECONDS:
+                counts[hb.component] = counts.get(hb.component, 0) + 1
+            newest[hb.component] = max(newest.get(hb.component, 0), hb.last_seen.timestamp())
+        for component, n in counts.items():
+            alive.add_metric([component], n)
+        for component, ts in newest.items():
+            seen.add_metric([component], ts)
+        yield from (alive, seen)

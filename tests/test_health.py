@@ -1,0 +1,91 @@
+"""/healthz, /readyz (flips when a broker stops) and /metrics (real harvests and redrives)."""
+
+import pytest
+from django.test import Client
+
+from dlqadmin.models import Source
+from dlqadmin.services.connections import connection_create
+from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.heartbeat import heartbeat_beat
+from dlqadmin.services.redrive import redrive_job_create
+from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.views import health
+from tests.brokers import nats_server
+from tests.conftest import AMQP_URL
+from tests.support import rabbit
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def fresh_ready_cache():
+    health._ready_cache.clear()
+    yield
+    health._ready_cache.clear()
+
+
+def test_healthz_answers_without_touching_anything(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_readyz_flips_when_a_broker_stops_and_back_when_it_returns(client):
+    server = nats_server.start()
+    try:
+        conn = connection_create(name="nats-private", kind="nats", url=server.url)
+        Source.objects.create(connection=conn, name="adv", mode="advisory", address="ORDERS")
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.json()
+        body = ready.json()
+        assert body["checks"]["database"]["ok"] and body["checks"]["redis"]["ok"]
+        assert body["connections"]["nats-private"]["ok"] is True
+        server.stop()
+        health._ready_cache.clear()
+        down = client.get("/readyz")
+        assert down.status_code == 503
+        assert down.json()["connections"]["nats-private"]["ok"] is False
+        assert down.json()["connections"]["nats-private"]["error"]
+        conn.refresh_from_db()
+        assert conn.health_status == "error" and conn.last_error
+    finally:
+        server.stop()
+
+
+def test_a_disabled_source_does_not_make_the_app_unready(client):
+    conn = connection_create(name="gone", kind="rabbitmq", url="amqp://127.0.0.1:1/")
+    Source.objects.create(connection=conn, name="off", mode="queue", address="q", enabled=False)
+    assert client.get("/readyz").status_code == 200
+
+
+def test_metrics_reflect_real_harvests_and_redrives(client):
+    top = rabbit.dead_letter(3)
+    try:
+        conn = connection_create(
+            name="rmq", kind="rabbitmq", url=AMQP_URL, username="guest", password="guest"
+        )
+        source = Source.objects.create(connection=conn, name="orders-dlq", mode="queue", address=top.dlq)
+        source_harvest(source=source)
+        job = redrive_job_create(ids=list(source.dead_letters.values_list("id", flat=True)[:2]))
+        while redrive_job_step(job_id=job.pk).more:
+            pass
+        heartbeat_beat(component="harvester", every=0)
+        text = client.get("/metrics", REMOTE_ADDR="127.0.0.1").content.decode()
+    finally:
+        rabbit.delete(top)
+    assert 'dlqadmin_dead_letters_harvested_total{kind="rabbitmq",source="orders-dlq"} 3.0' in text
+    assert 'dlqadmin_messages_redriven_total{source="orders-dlq"} 2.0' in text
+    assert 'dlqadmin_dead_letters{source="orders-dlq",status="redriven"} 2.0' in text
+    assert 'dlqadmin_dead_letters{source="orders-dlq",status="new"} 1.0' in text
+    assert 'dlqadmin_redrive_jobs{status="completed"} 1.0' in text
+    assert 'dlqadmin_source_backlog{kind="rabbitmq",source="orders-dlq"} 0.0' in text
+    assert 'dlqadmin_component_up{component="harvester"} 1.0' in text
+    assert 'dlqadmin_component_up{component="worker"}' in text
+
+
+def test_metrics_are_refused_to_strangers_and_open_to_the_token(settings):
+    assert Client(REMOTE_ADDR="203.0.113.9").get("/metrics").status_code == 403
+    settings.DLQADMIN_METRICS_TOKEN = "scrape-me"
+    stranger = Client(REMOTE_ADDR="203.0.113.9")
+    assert stranger.get("/metrics").status_code == 403
+    assert stranger.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert stranger.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200

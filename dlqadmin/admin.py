@@ -23,6 +23,8 @@ from dlqadmin.services.export import iter_csv, iter_jsonl
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
 
 from .models import (
+    AlertDelivery,
+    AlertRule,
     AuditEvent,
     Connection,
     DeadLetter,
@@ -381,3 +383,15 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ["action"]
     search_fields = ["actor_name", "action", "target_id"]
     date_hierarchy = "created_at"
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "source", "threshold", "window_minutes", "channel", "target", "enabled"]
+    list_filter = ["kind", "channel", "enabled"]
+
+
+@admin.register(AlertDelivery)
+class AlertDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "rule", "subject", "status", "attempts", "error", "sent_at"]
+    list_filter = ["status", "rule"]

@@ -197,6 +197,7 @@ CELERY_BEAT_SCHEDULE = {
     "redrive-jobs-watchdog": {"task": "dlqadmin.tasks.redrive_jobs_watchdog", "schedule": 30.0},
     "auto-retry": {"task": "dlqadmin.tasks.auto_retry_run", "schedule": 15.0},
     "worker-heartbeat": {"task": "dlqadmin.tasks.worker_heartbeat", "schedule": 30.0},
+    "alerts-evaluate": {"task": "dlqadmin.tasks.alerts_evaluate", "schedule": 60.0},
     "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
@@ -245,6 +246,20 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Email for alerts (Django's email backends).
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_secret("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "dlqadmin@localhost")
 
 LOGGING = {
     "version": 1,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from celery import shared_task
 from django.conf import settings
 
-from dlqadmin.services import maintenance, redrive_worker
+from dlqadmin.models import AlertDelivery
+from dlqadmin.services import alerts, maintenance, redrive_worker
 from dlqadmin.services.heartbeat import heartbeat_beat
 
 
@@ -40,3 +41,24 @@ def retention_purge() -> int:
 def worker_heartbeat() -> None:
     """Periodic (beat): proves a worker is consuming tasks (dlqadmin_component_up{component="worker"})."""
     heartbeat_beat(component="worker", every=0)
+
+
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    autoretry_for=(alerts.DeliveryError,),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def alert_deliver(self, delivery_id: int) -> None:
+    """Send one alert; retried with exponential backoff; each outcome recorded on the delivery."""
+    delivery = AlertDelivery.objects.select_related("rule").filter(pk=delivery_id).first()
+    if delivery is not None and delivery.status != "sent":
+        alerts.alert_deliver(delivery=delivery)
+
+
+@shared_task(ignore_result=True)
+def alerts_evaluate() -> int:
+    """Periodic (beat): backlog and failure-rate alert rules."""
+    return alerts.alerts_evaluate()

@@ -60,9 +60,16 @@ class Failure:
     failed_at: datetime
 
 
-def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> list[ErrorGroup]:
-    """Count ``failures`` into their groups (created as needed); returns one group per failure,
-    in order. A failure in a resolved group reopens it. Call inside the storing transaction."""
+@dataclass
+class GroupsRecorded:
+    per_failure: list[ErrorGroup]
+    #: groups that appeared (created) or came back (a resolved group reopened) in this batch
+    appeared: list[ErrorGroup]
+
+
+def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> GroupsRecorded:
+    """Count ``failures`` into their groups (created as needed): one group per failure, in order.
+    A failure in a resolved group reopens it. Call inside the storing transaction."""
     failures = list(failures)
     keyed = [
         (fingerprint(source_id=source_id, error_class=f.error_class, message=f.message, reason=f.reason), f)
@@ -72,6 +79,7 @@ def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> list[
     groups = {g.fingerprint: g for g in ErrorGroup.objects.select_for_update().filter(fingerprint__in=prints)}
     now = timezone.now()
     touched: dict[str, ErrorGroup] = {}
+    appeared: dict[str, ErrorGroup] = {}
     for (fp, pattern), f in keyed:
         group = groups.get(fp)
         if group is None:
@@ -87,13 +95,15 @@ def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> list[
                 last_seen=f.failed_at,
             )
             groups[fp] = group
+            appeared[fp] = group
         group.count += 1
         group.first_seen = min(group.first_seen, f.failed_at)
         group.last_seen = max(group.last_seen, f.failed_at)
         if group.status == ErrorGroupStatus.RESOLVED:
             group.status = ErrorGroupStatus.OPEN
             group.status_changed_at = now
+            appeared[fp] = group
         touched[fp] = group
     for group in touched.values():
         group.save()
-    return [groups[fp] for (fp, _), _ in keyed]
+    return GroupsRecorded(per_failure=[groups[fp] for (fp, _), _ in keyed], appeared=list(appeared.values()))

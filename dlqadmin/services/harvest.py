@@ -21,6 +21,7 @@ import brokers
 from brokers.base import BrokerAdapter, BrokerError, HarvestedMessage
 from dlqadmin import live
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.services import alerts
 
 from .connections import connection_config, source_spec
 from .grouping import Failure, error_groups_record
@@ -115,16 +116,18 @@ def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> Stor
     now = timezone.now()
     new = [m for p, m in by_position.items() if p not in existing]
     rows = [_row(source, m, now) for m in new]
-    groups = error_groups_record(
+    recorded = error_groups_record(
         source_id=source.pk,
         failures=[Failure(r.error_class, r.error_message, r.reason, r.failed_at) for r in rows],
     )
-    for row, group in zip(rows, groups, strict=True):
+    for row, group in zip(rows, recorded.per_failure, strict=True):
         row.error_group = group
     created = DeadLetter.objects.bulk_create(rows, batch_size=500)
     Source.objects.filter(pk=source.pk).update(
         harvested_total=F("harvested_total") + len(created), last_harvest_at=now
     )
+    if recorded.appeared:
+        alerts.alerts_on_groups_appeared(groups=recorded.appeared)
     return StoreResult(
         inserted=len(created), duplicates=len(batch) - len(created), inserted_ids=[r.pk for r in created]
     )

@@ -33,6 +33,7 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
+from dlqadmin.services import alerts
 from dlqadmin.services.connections import connection_config
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class StepResult:
 def finish(job: RedriveJob, status: str, error: str = "") -> None:
     now = timezone.now()
     RedriveJob.objects.filter(pk=job.pk).update(status=status, finished_at=now, updated_at=now, error=error)
+    job.refresh_from_db()
+    alerts.alerts_on_job_finished(job=job)
 
 
 def _release_pending(job: RedriveJob, reason: str) -> int:

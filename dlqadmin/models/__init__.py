@@ -1,0 +1,33 @@
+"""Domain models, one module per area; everything is importable from ``dlqadmin.models``."""
+
+from .alerts import AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind, AlertRule
+from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
+from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
+from .operations import ApiToken, AuditEvent, Heartbeat
+from .redrive import ACTIVE_JOB_STATUSES, RedriveAttempt, RedriveAttemptStatus, RedriveJob, RedriveJobStatus
+
+__all__ = [
+    "ACTIVE_JOB_STATUSES",
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertDeliveryStatus",
+    "AlertKind",
+    "AlertRule",
+    "ApiToken",
+    "AuditEvent",
+    "BrokerKind",
+    "Connection",
+    "DeadLetter",
+    "DeadLetterRevision",
+    "DeadLetterStatus",
+    "ErrorGroup",
+    "ErrorGroupStatus",
+    "HealthStatus",
+    "Heartbeat",
+    "RedriveAttempt",
+    "RedriveAttemptStatus",
+    "RedriveJob",
+    "RedriveJobStatus",
+    "Source",
+    "SourceMode",
+]

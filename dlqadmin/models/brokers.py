@@ -1,0 +1,129 @@
+"""Broker connections and the dead-letter locations (sources) harvested from them."""
+
+from django.db import models
+
+from dlqadmin import crypto
+
+
+class BrokerKind(models.TextChoices):
+    RABBITMQ = "rabbitmq", "RabbitMQ"
+    KAFKA = "kafka", "Kafka"
+    NATS = "nats", "NATS JetStream"
+
+
+class HealthStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    OK = "ok", "Healthy"
+    ERROR = "error", "Unreachable"
+
+
+class Connection(models.Model):
+    """One broker endpoint. Credentials are stored encrypted and never rendered back."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=16, choices=BrokerKind.choices)
+    url = models.CharField(
+        max_length=1000,
+        help_text="amqp://host:5672/vhost, Kafka bootstrap servers host:9092[,host:9092], "
+        "or nats://host:4222[,nats://...]. Put credentials in the fields below, not in the URL.",
+    )
+    username = models.CharField(max_length=200, blank=True)
+    password_encrypted = models.TextField(blank=True, editable=False)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Kind-specific client options (e.g. Kafka sasl_mechanism)."
+    )
+    tls_enabled = models.BooleanField(default=False)
+    tls_verify = models.BooleanField(default=True)
+    tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle (public; not secret).")
+    tls_client_cert = models.TextField(blank=True, help_text="PEM client certificate.")
+    tls_client_key_encrypted = models.TextField(blank=True, editable=False)
+
+    health_status = models.CharField(
+        max_length=16, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN
+    )
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    server_version = models.CharField(max_length=100, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+    @property
+    def password(self) -> str:
+        return crypto.decrypt(self.password_encrypted)
+
+    def set_password(self, raw: str) -> None:
+        self.password_encrypted = crypto.encrypt(raw)
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    @property
+    def tls_client_key(self) -> str:
+        return crypto.decrypt(self.tls_client_key_encrypted)
+
+    def set_tls_client_key(self, raw: str) -> None:
+        self.tls_client_key_encrypted = crypto.encrypt(raw)
+
+
+class SourceMode(models.TextChoices):
+    QUEUE = "queue", "RabbitMQ dead-letter queue"
+    TOPIC = "topic", "Kafka dead-letter topic"
+    ADVISORY = "advisory", "NATS JetStream max-deliveries / terminated advisories"
+    DLQ_STREAM = "dlq_stream", "NATS JetStream application DLQ stream"
+    SUBJECT = "subject", "Core NATS DLQ subject (live only)"
+
+
+class Source(models.Model):
+    """One dead-letter location on a connection."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="sources")
+    name = models.CharField(max_length=100, unique=True)
+    mode = models.CharField(max_length=16, choices=SourceMode.choices)
+    address = models.CharField(
+        max_length=500, help_text="Queue name, topic name, stream name (advisory / DLQ stream) or subject."
+    )
+    options = models.JSONField(default=dict, blank=True, help_text="Kind-specific harvest options.")
+    enabled = models.BooleanField(default=True)
+    remove_after_harvest = models.BooleanField(
+        default=True,
+        help_text="Remove the broker copy once stored (RabbitMQ ack / NATS ack). Kafka always keeps it.",
+    )
+    max_redrives = models.PositiveIntegerField(
+        default=5, help_text="Loop guard: a message redriven this many times is parked."
+    )
+    cursor = models.JSONField(default=dict, blank=True, help_text="Adapter-owned harvest position.")
+    auto_retry = models.BooleanField(
+        default=False,
+        help_text="Redrive new failures automatically after a backoff, up to the attempt limit.",
+    )
+    auto_retry_max_attempts = models.PositiveIntegerField(default=3)
+    auto_retry_backoff_seconds = models.PositiveIntegerField(
+        default=60, help_text="Wait before the first automatic retry; doubles for each later attempt."
+    )
+
+    harvested_total = models.BigIntegerField(default=0)
+    backlog = models.BigIntegerField(null=True, blank=True)
+    last_harvest_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["connection", "mode", "address"], name="source_unique_location"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -3,6 +3,7 @@
 from .alerts import AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind, AlertRule
 from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
 from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
+from .masking import MaskingKind, MaskingRule
 from .operations import ApiToken, AuditEvent, Heartbeat
 from .redrive import ACTIVE_JOB_STATUSES, RedriveAttempt, RedriveAttemptStatus, RedriveJob, RedriveJobStatus
 
@@ -23,6 +24,8 @@ __all__ = [
     "ErrorGroup",
     "ErrorGroupStatus",
     "HealthStatus",
+    "MaskingKind",
+    "MaskingRule",
     "Heartbeat",
     "RedriveAttempt",
     "RedriveAttemptStatus",

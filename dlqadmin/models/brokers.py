@@ -1,5 +1,6 @@
 """Broker connections and the dead-letter locations (sources) harvested from them."""
 
+from django.conf import settings
 from django.db import models
 
 from dlqadmin import crypto
@@ -115,6 +116,14 @@ class Source(models.Model):
     last_harvest_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
+
+    allowed_groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        related_name="+",
+        help_text="Restrict to these groups (and the users below). Empty for both = everyone may see it.",
+    )
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

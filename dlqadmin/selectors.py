@@ -34,7 +34,8 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from dlqadmin.models import DeadLetter, DeadLetterStatus
+from dlqadmin import permissions
+from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
 
 FILTER_KEYS = (
     "source",
@@ -132,6 +133,9 @@ class DeadLetterFilter:
                 f.max_id = int(raw_max)
             except (TypeError, ValueError):
                 errors["max_id"] = "max_id must be an integer"
+        texts = [*f.sources, *f.connections, *f.reasons, *(part for pair in f.headers for part in pair), f.q]
+        if any("\x00" in text for text in texts):  # PostgreSQL text cannot hold NUL
+            errors.setdefault("filter", "filter values may not contain NUL characters")
         if errors:
             raise FilterError(errors)
         return f
@@ -220,8 +224,8 @@ def _parse_time(raw) -> datetime | None:
 
 
 def _id_or_name(prefix: str, values: list[str]) -> Q:
-    ids = [int(v) for v in values if v.isdigit()]
-    names = [v for v in values if not v.isdigit()]
+    ids = [int(v) for v in values if v.isascii() and v.isdigit()]
+    names = [v for v in values if not (v.isascii() and v.isdigit())]
     q = Q(pk__in=[])
     if ids:
         q |= Q(**{f"{prefix}_id__in": ids})
@@ -287,3 +291,25 @@ def dead_letter_page(qs: QuerySet[DeadLetter], *, cursor: str | None = None, siz
     more = len(rows) > size
     rows = rows[:size]
     return Page(items=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
+
+
+def visible_sources(user) -> QuerySet[Source]:
+    """Sources ``user`` may see: all for admins; otherwise unrestricted sources plus those
+    restricted to one of the user's groups or to the user."""
+    if permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return Source.objects.all()
+    if not permissions.can(user, permissions.VIEW):
+        return Source.objects.none()
+    return Source.objects.filter(
+        Q(allowed_groups__isnull=True, allowed_users__isnull=True)
+        | Q(allowed_groups__in=user.groups.all())
+        | Q(allowed_users=user)
+    ).distinct()
+
+
+def dead_letters_for(user, filters: DeadLetterFilter | None = None) -> QuerySet[DeadLetter]:
+    """``dead_letters(filters)`` limited to the sources ``user`` may see."""
+    qs = dead_letters(filters)
+    if permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return qs
+    return qs.filter(source_id__in=visible_sources(user).values("pk"))

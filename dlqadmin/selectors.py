@@ -119,6 +119,8 @@ class DeadLetterFilter:
                     errors[key] = f"{raw!r} is not an ISO-8601 date/time"
                 setattr(f, key, value)
         for raw in get_list("header"):
+            if not str(raw).strip():
+                continue  # a blank form field
             name, sep, value = str(raw).partition(":")
             if not sep or not name.strip():
                 errors["header"] = f"{raw!r} must look like name:value"

@@ -177,7 +177,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # socket_timeout must exceed channels_redis's 5 s blocking read, or consumers time out
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 15}],
+                "prefix": env_str("CHANNEL_LAYER_PREFIX", "asgi"),
+            },
         }
     }
     CELERY_BROKER_URL = REDIS_URL

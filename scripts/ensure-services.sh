@@ -55,5 +55,7 @@ if ! up "$KAFKA_PORT"; then
   echo $! >"var/tansu-$KAFKA_PORT.pid"
   wait_port "Kafka-protocol broker (tansu)" "$KAFKA_PORT" 30
 fi
+# Browser tests drive Debian's Chromium through Playwright (its own browser download is not used).
+need_pkg chromium chromium
 psql -h 127.0.0.1 -U postgres -tAc "select 1" postgres >/dev/null
 echo "ensure-services: PostgreSQL, Redis, RabbitMQ, NATS and Kafka (127.0.0.1:$KAFKA_PORT) are up"

@@ -1,0 +1,373 @@
+"""Dashboard forms: validation only. Writes go through services (or, for connection and source
+settings that have no service yet, through the small ``save`` methods here, each audited)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from django import forms
+from django.db import transaction
+
+from brokers import headers as header_codec
+from dlqadmin.models import BrokerKind, Connection, ErrorGroupStatus, Source, SourceMode
+from dlqadmin.services.audit import audit_record
+from dlqadmin.services.redrive import MAX_BATCH, MAX_VELOCITY
+
+MODES_BY_KIND = {
+    BrokerKind.RABBITMQ: [SourceMode.QUEUE],
+    BrokerKind.KAFKA: [SourceMode.TOPIC],
+    BrokerKind.NATS: [SourceMode.ADVISORY, SourceMode.DLQ_STREAM, SourceMode.SUBJECT],
+}
+
+
+def _json_object(value: str, field: str) -> dict:
+    if not value.strip():
+        return {}
+    try:
+        parsed = json.loads(value)
+    except ValueError as exc:
+        raise forms.ValidationError(f"{field} must be a JSON object: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise forms.ValidationError(f'{field} must be a JSON object, like {{"key": "value"}}')
+    return parsed
+
+
+# ------------------------------------------------------------------------------------------
+# Redrive
+
+
+class RedriveForm(forms.Form):
+    """Options of a redrive job (the selection travels in hidden fields, see views.common)."""
+
+    ROUTE_ORIGINAL, ROUTE_EXCHANGE, ROUTE_CUSTOM = "queue", "exchange", "custom"
+
+    velocity = forms.FloatField(
+        required=False,
+        min_value=0.1,
+        max_value=MAX_VELOCITY,
+        label="Velocity (messages/s)",
+        help_text="Empty = as fast as the broker confirms.",
+    )
+    batch_size = forms.IntegerField(min_value=1, max_value=MAX_BATCH, initial=100, label="Batch size")
+    copy_original = forms.BooleanField(
+        required=False,
+        initial=True,
+        label="Copy the original headers (broker-owned headers are always dropped)",
+    )
+    keep_diagnostics = forms.BooleanField(
+        required=False, label="Keep failure diagnostics (kafka_dlt-*, x-exception-*, ...)"
+    )
+    strip = forms.CharField(
+        required=False,
+        label="Also strip headers starting with",
+        help_text="Comma-separated prefixes, e.g. traceparent, x-b3-",
+    )
+    extra = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Add headers",
+        help_text="One name=value per line.",
+    )
+    spring_retry_count = forms.BooleanField(required=False, label="Also set Spring's retry-count (RabbitMQ)")
+    override_loop_guard = forms.BooleanField(
+        required=False, label="Redrive parked messages too (override the loop guard)"
+    )
+    rabbit_route = forms.ChoiceField(
+        required=False,
+        initial=ROUTE_ORIGINAL,
+        widget=forms.RadioSelect,
+        choices=[
+            (ROUTE_ORIGINAL, "Back to the queue the message failed in"),
+            (ROUTE_EXCHANGE, "Through the original exchange and routing key"),
+            (ROUTE_CUSTOM, "To another exchange / routing key"),
+        ],
+        label="RabbitMQ destination",
+    )
+    exchange = forms.CharField(required=False, label="Exchange", help_text="Empty = the default exchange.")
+    routing_key = forms.CharField(required=False, label="Routing key")
+    topic = forms.CharField(required=False, label="Kafka topic", help_text="Empty = the original topic.")
+    partition = forms.IntegerField(required=False, min_value=0, label="Partition")
+    subject = forms.CharField(required=False, label="NATS subject", help_text="Empty = the original subject.")
+
+    def __init__(self, *args, kinds: set[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kinds = kinds or set()
+
+    def clean_extra(self) -> dict:
+        out = {}
+        for line in self.cleaned_data["extra"].splitlines():
+            if not line.strip():
+                continue
+            name, sep, value = line.partition("=")
+            if not sep or not name.strip():
+                raise forms.ValidationError(f"“{line}” must look like name=value")
+            out[name.strip()] = value.strip()
+        return out
+
+    def clean_strip(self) -> list[str]:
+        return [p.strip() for p in self.cleaned_data["strip"].split(",") if p.strip()]
+
+    def clean(self):
+        data = super().clean()
+        destination: dict = {}
+        route = data.get("rabbit_route") or self.ROUTE_ORIGINAL
+        if route == self.ROUTE_EXCHANGE:
+            destination["use_original_route"] = True
+        elif route == self.ROUTE_CUSTOM:
+            if not data.get("routing_key"):
+                self.add_error(
+                    "routing_key", "give the routing key (the queue name for the default exchange)"
+                )
+            destination.update(exchange=data.get("exchange") or "", routing_key=data.get("routing_key") or "")
+        if data.get("topic"):
+            destination["topic"] = data["topic"].strip()
+            if data.get("partition") is not None:
+                destination["partition"] = data["partition"]
+        elif data.get("partition") is not None:
+            self.add_error("partition", "a partition needs a topic")
+        if data.get("subject"):
+            destination["subject"] = data["subject"].strip()
+        overriding = {k for k in destination if k != "use_original_route"}
+        if overriding and len(self.kinds) > 1:
+            self.add_error(
+                None, "a destination override applies to one broker kind; narrow the selection first"
+            )
+        data["destination"] = destination
+        policy: dict = {}
+        if not data.get("copy_original"):
+            policy["copy_original"] = False
+        if data.get("keep_diagnostics"):
+            policy["keep_diagnostics"] = True
+        if data.get("strip"):
+            policy["strip"] = data["strip"]
+        if data.get("extra"):
+            policy["extra"] = data["extra"]
+        if data.get("spring_retry_count"):
+            policy["spring_retry_count"] = True
+        data["header_policy"] = policy
+        return data
+
+
+# ------------------------------------------------------------------------------------------
+# Edit and redrive
+
+
+class EditForm(forms.Form):
+    """An edited payload and header set. ``is_json`` (the original is JSON) makes JSON required."""
+
+    ENCODINGS = [("text", "Text (UTF-8)"), ("base64", "Base64 (binary)")]
+
+    payload_encoding = forms.ChoiceField(choices=ENCODINGS, initial="text", label="Payload as")
+    payload = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 18, "spellcheck": "false", "class": "mono"}),
+    )
+    headers = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "mono"}),
+        help_text='One ["name", {"t": type, "v": value}] pair per line; types as shown in the headers table.',
+    )
+    note = forms.CharField(required=False, max_length=500, label="Why (kept in the history)")
+
+    def __init__(self, *args, is_json: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.is_json = is_json
+
+    def clean(self):
+        data = super().clean()
+        raw = data.get("payload") or ""
+        if data.get("payload_encoding") == "base64":
+            try:
+                payload = base64.b64decode("".join(raw.split()), validate=True)
+            except (binascii.Error, ValueError):
+                self.add_error("payload", "not valid base64")
+                return data
+        else:
+            payload = raw.replace("\r\n", "\n").encode("utf-8")
+        if self.is_json:
+            try:
+                json.loads(payload)
+            except ValueError as exc:
+                self.add_error("payload", f"the message is JSON and this is not valid JSON: {exc}")
+        data["payload_bytes"] = payload
+        text = (data.get("headers") or "").strip()
+        if not text:
+            data["headers_list"] = []
+        else:
+            try:
+                pairs = json.loads(text)
+                if not isinstance(pairs, list):
+                    raise ValueError("expected a JSON list")
+                for pair in pairs:
+                    name, node = pair
+                    if not isinstance(name, str) or not isinstance(node, dict):
+                        raise ValueError(f"{pair!r} is not [name, {{t, v}}]")
+                    header_codec.decode_value(node)
+            except (ValueError, TypeError, KeyError) as exc:
+                self.add_error("headers", f"headers must be a JSON list of [name, {{t, v}}] pairs: {exc}")
+            else:
+                data["headers_list"] = pairs
+        return data
+
+
+# ------------------------------------------------------------------------------------------
+# Error groups
+
+
+class GroupStatusForm(forms.Form):
+    status = forms.ChoiceField(choices=ErrorGroupStatus.choices)
+
+
+# ------------------------------------------------------------------------------------------
+# Connections and sources
+
+
+class ConnectionForm(forms.ModelForm):
+    """Add or edit a connection. Credentials are write-only: never rendered back."""
+
+    new_password = forms.CharField(
+        required=False,
+        label="Password",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave empty to keep the stored password.",
+    )
+    clear_password = forms.BooleanField(required=False, label="Remove the stored password")
+    new_tls_client_key = forms.CharField(
+        required=False,
+        label="TLS client key",
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
+        help_text="PEM private key; write-only. Leave empty to keep the stored key.",
+    )
+    options_json = forms.CharField(
+        required=False,
+        label="Options (JSON)",
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
+        help_text='Kind-specific client options, e.g. {"sasl_mechanism": "PLAIN"}.',
+    )
+
+    class Meta:
+        model = Connection
+        fields = [
+            "name",
+            "kind",
+            "url",
+            "username",
+            "tls_enabled",
+            "tls_verify",
+            "tls_ca_cert",
+            "tls_client_cert",
+        ]
+        widgets = {
+            "tls_ca_cert": forms.Textarea(attrs={"rows": 3}),
+            "tls_client_cert": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
+        if self.instance.pk:
+            self.fields["new_password"].help_text = (
+                "Write-only. A password is stored; leave empty to keep it."
+                if self.instance.has_password
+                else "Write-only. No password stored."
+            )
+
+    def clean_url(self) -> str:
+        url = self.cleaned_data["url"].strip()
+        if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+            raise forms.ValidationError("put credentials in the username and password fields, not in the URL")
+        return url
+
+    def clean_options_json(self) -> dict:
+        return _json_object(self.cleaned_data["options_json"], "options")
+
+    @transaction.atomic
+    def save(self, *, actor, remote_addr=None) -> Connection:
+        connection = super().save(commit=False)
+        created = connection.pk is None
+        connection.options = self.cleaned_data["options_json"]
+        if self.cleaned_data.get("clear_password"):
+            connection.set_password("")
+        elif self.cleaned_data.get("new_password"):
+            connection.set_password(self.cleaned_data["new_password"])
+        if self.cleaned_data.get("new_tls_client_key"):
+            connection.set_tls_client_key(self.cleaned_data["new_tls_client_key"])
+        connection.save()
+        changed = [f for f in self.changed_data if f not in ("new_password", "new_tls_client_key")]
+        audit_record(
+            actor=actor,
+            action="connection.create" if created else "connection.update",
+            target=connection,
+            detail={
+                "fields": changed,
+                "password_changed": bool(
+                    self.cleaned_data.get("new_password") or self.cleaned_data.get("clear_password")
+                ),
+            },
+            remote_addr=remote_addr,
+        )
+        return connection
+
+
+class SourceForm(forms.ModelForm):
+    """Add (from discovery or by hand) or edit a dead-letter source of a connection."""
+
+    options_json = forms.CharField(
+        required=False,
+        label="Options (JSON)",
+        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
+        help_text="Kind-specific harvest options.",
+    )
+
+    class Meta:
+        model = Source
+        fields = ["name", "mode", "address", "enabled", "remove_after_harvest", "max_redrives"]
+
+    def __init__(self, *args, connection: Connection, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connection = connection
+        modes = MODES_BY_KIND.get(connection.kind, list(SourceMode))
+        self.fields["mode"].choices = [(m.value, m.label) for m in modes]
+        if self.instance.pk and not self.is_bound:
+            self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
+
+    def clean_options_json(self) -> dict:
+        return _json_object(self.cleaned_data["options_json"], "options")
+
+    def clean(self):
+        data = super().clean()
+        mode, address = data.get("mode"), data.get("address")
+        if mode and address:
+            clash = Source.objects.filter(connection=self.connection, mode=mode, address=address)
+            if self.instance.pk:
+                clash = clash.exclude(pk=self.instance.pk)
+            if clash.exists():
+                raise forms.ValidationError(
+                    f"{address} is already a source of this connection ({clash[0].name})"
+                )
+        return data
+
+    def _post_clean(self):
+        self.instance.connection = self.connection
+        super()._post_clean()
+
+    @transaction.atomic
+    def save(self, *, actor, remote_addr=None) -> Source:
+        source = super().save(commit=False)
+        created = source.pk is None
+        source.connection = self.connection
+        source.options = self.cleaned_data["options_json"]
+        source.save()
+        audit_record(
+            actor=actor,
+            action="source.create" if created else "source.update",
+            target=source,
+            detail={"fields": self.changed_data, "address": source.address, "mode": source.mode},
+            remote_addr=remote_addr,
+        )
+        return source

@@ -1,0 +1,139 @@
+"""Shared pieces of the dashboard views: role checks, rendering with permissions, selections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from urllib.parse import urlencode
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.shortcuts import render
+from django.utils.http import url_has_allowed_host_and_scheme
+
+from dlqadmin import permissions
+from dlqadmin.selectors import DeadLetterFilter, FilterError
+
+#: every action a template may ask about: ``{% if can.redrive %}``
+ACTIONS = {
+    "redrive": permissions.REDRIVE,
+    "discard": permissions.DISCARD,
+    "resolve": permissions.RESOLVE,
+    "edit": permissions.EDIT,
+    "export": permissions.EXPORT,
+    "manage_groups": permissions.MANAGE_GROUPS,
+    "manage_connections": permissions.MANAGE_CONNECTIONS,
+    "harvest": permissions.HARVEST,
+    "view_audit": permissions.VIEW_AUDIT,
+}
+
+
+def requires(action: str) -> Callable:
+    """Login required, then the role must allow ``action`` (403 otherwise)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not permissions.can(request.user, action):
+                raise PermissionDenied(f"your role does not allow: {action.replace('_', ' ')}")
+            return view(request, *args, **kwargs)
+
+        return login_required(wrapped)
+
+    return decorator
+
+
+def page(
+    request: HttpRequest, template: str, context: dict | None = None, *, status: int = 200
+) -> HttpResponse:
+    """Render with ``can`` (what the user may do) so templates offer only allowed actions."""
+    user = request.user
+    can = {name: permissions.can(user, action) for name, action in ACTIONS.items()}
+    return render(request, template, {"can": can, **(context or {})}, status=status)
+
+
+def is_htmx(request: HttpRequest) -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def safe_next(request: HttpRequest, value: str | None = None) -> str:
+    """A same-site URL to go back to (``next`` field or the given value), or ""."""
+    target = value if value is not None else request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return ""
+
+
+def client_addr(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def filter_query(filter_dict: dict) -> str:
+    """A filter dict as the query string the Messages page (and the API) understands."""
+    return urlencode(filter_dict, doseq=True)
+
+
+def non_blank(data: QueryDict) -> QueryDict:
+    """``data`` without empty values: a GET form submits every field, filled or not."""
+    clean = QueryDict(mutable=True)
+    for key, values in data.lists():
+        kept = [v for v in values if str(v).strip()]
+        if kept:
+            clean.setlist(key, kept)
+    return clean
+
+
+def parse_filter_query(query: str) -> DeadLetterFilter:
+    """Raises FilterError."""
+    return DeadLetterFilter.parse(non_blank(QueryDict(query or "")))
+
+
+@dataclass
+class Selection:
+    """Which messages a bulk action is about: explicit ids, or every row matching a filter."""
+
+    ids: list[int] | None = None
+    filters: DeadLetterFilter | None = None
+
+    @property
+    def is_filter(self) -> bool:
+        return self.filters is not None
+
+    def hidden_fields(self) -> list[tuple[str, str]]:
+        """Form fields that carry this selection to the next step."""
+        if self.filters is not None:
+            return [("select_all", "1"), ("filter", filter_query(self.filters.to_dict()))]
+        return [("ids", str(pk)) for pk in self.ids or []]
+
+
+class SelectionError(ValueError):
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(errors.values()))
+        self.errors = errors
+
+
+MAX_IDS = 5000
+
+
+def selection_from(data: QueryDict) -> Selection:
+    """``select_all=1`` + ``filter=<query>`` (every match), or ``ids`` (the ticked rows).
+
+    Raises SelectionError."""
+    if data.get("select_all") == "1":
+        try:
+            return Selection(filters=parse_filter_query(data.get("filter", "")))
+        except FilterError as exc:
+            raise SelectionError(exc.errors) from None
+    try:
+        ids = sorted({int(v) for v in data.getlist("ids") if str(v).strip()})
+    except ValueError:
+        raise SelectionError({"ids": "ids must be integers"}) from None
+    if not ids:
+        raise SelectionError({"ids": "select at least one message"})
+    if len(ids) > MAX_IDS:
+        raise SelectionError({"ids": f"at most {MAX_IDS} ticked rows; use “select all matching” instead"})
+    return Selection(ids=ids)

@@ -1,0 +1,178 @@
+"""Connections and sources: add / edit (write-only credentials), test, discover, enable, harvest."""
+
+from __future__ import annotations
+
+from django.contrib import messages as flash
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from brokers.base import BrokerError, Capability
+from dlqadmin import permissions, selectors_dashboard
+from dlqadmin.forms import ConnectionForm, SourceForm
+from dlqadmin.models import Connection, Source
+from dlqadmin.services.audit import audit_record
+from dlqadmin.services.connections import connection_check_health, connection_discover
+from dlqadmin.services.harvest import source_harvest
+
+from .common import client_addr, is_htmx, page, requires
+
+#: a "harvest now" from the browser stops after this many messages (the harvester does the rest)
+HARVEST_NOW_LIMIT = 5000
+
+
+@require_GET
+@requires(permissions.VIEW)
+def connection_list(request):
+    rows = selectors_dashboard.connections_overview()
+    for row in rows:
+        for source_row in row.sources:
+            caps = selectors_dashboard.source_capabilities(source_row.source)
+            source_row.live_only = Capability.LIVE_ONLY in caps
+            source_row.keeps_copy = Capability.REMOVE_FROM_DLQ not in caps
+    return page(request, "dlqadmin/connections.html", {"connections": rows, "nav": "connections"})
+
+
+@require_http_methods(["GET", "POST"])
+@requires(permissions.MANAGE_CONNECTIONS)
+def connection_edit(request, pk: int | None = None):
+    connection = get_object_or_404(Connection, pk=pk) if pk else None
+    form = ConnectionForm(request.POST or None, instance=connection)
+    if request.method == "POST" and form.is_valid():
+        connection = form.save(actor=request.user, remote_addr=client_addr(request))
+        flash.success(
+            request, f"Saved connection {connection.name}. Test it, then discover its dead-letter queues."
+        )
+        return redirect("dlq-connections")
+    return page(
+        request,
+        "dlqadmin/connection_form.html",
+        {"form": form, "connection": connection, "nav": "connections"},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_POST
+@requires(permissions.MANAGE_CONNECTIONS)
+def connection_test(request, pk: int):
+    connection = get_object_or_404(Connection, pk=pk)
+    health = connection_check_health(connection=connection)
+    connection.refresh_from_db()
+    if is_htmx(request):
+        return page(request, "dlqadmin/_connection_health.html", {"connection": connection, "tested": True})
+    if health.ok:
+        flash.success(
+            request, f"{connection.name}: reachable ({connection.server_version or 'version unknown'})."
+        )
+    else:
+        flash.error(request, f"{connection.name}: {health.error}")
+    return redirect("dlq-connections")
+
+
+@require_GET
+@requires(permissions.MANAGE_CONNECTIONS)
+def connection_discover_view(request, pk: int):
+    """Ask the broker where dead letters collect; each candidate can be enabled as a source."""
+    connection = get_object_or_404(Connection, pk=pk)
+    error = ""
+    found = []
+    try:
+        found = connection_discover(connection=connection)
+    except BrokerError as exc:
+        error = str(exc)
+    forms = [
+        (
+            item,
+            SourceForm(
+                connection=connection,
+                initial={
+                    "name": _suggest_name(connection, item.address),
+                    "mode": item.mode,
+                    "address": item.address,
+                    "enabled": True,
+                    "remove_after_harvest": True,
+                    "max_redrives": 5,
+                },
+                prefix=f"d{index}",
+            ),
+        )
+        for index, item in enumerate(found)
+    ]
+    return page(
+        request,
+        "dlqadmin/discover.html",
+        {
+            "connection": connection,
+            "found": forms,
+            "error": error,
+            "manual": SourceForm(connection=connection, initial={"max_redrives": 5}, prefix="m"),
+            "nav": "connections",
+        },
+        status=502 if error else 200,
+    )
+
+
+def _suggest_name(connection: Connection, address: str) -> str:
+    name = address if not Source.objects.filter(name=address).exists() else f"{connection.name}/{address}"
+    return name[:100]
+
+
+@require_POST
+@requires(permissions.MANAGE_CONNECTIONS)
+def source_add(request, pk: int):
+    connection = get_object_or_404(Connection, pk=pk)
+    prefix = request.POST.get("prefix", "m")
+    form = SourceForm(request.POST, connection=connection, prefix=prefix if prefix.isalnum() else "m")
+    if form.is_valid():
+        source = form.save(actor=request.user, remote_addr=client_addr(request))
+        flash.success(request, f"Source {source.name} added. The harvester picks it up; or harvest it now.")
+        return redirect("dlq-connections")
+    return page(
+        request,
+        "dlqadmin/source_form.html",
+        {"form": form, "connection": connection, "source": None, "nav": "connections"},
+        status=400,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@requires(permissions.MANAGE_CONNECTIONS)
+def source_edit(request, pk: int):
+    source = get_object_or_404(Source.objects.select_related("connection"), pk=pk)
+    form = SourceForm(request.POST or None, instance=source, connection=source.connection)
+    if request.method == "POST" and form.is_valid():
+        form.save(actor=request.user, remote_addr=client_addr(request))
+        flash.success(request, f"Saved source {source.name}.")
+        return redirect("dlq-connections")
+    return page(
+        request,
+        "dlqadmin/source_form.html",
+        {"form": form, "connection": source.connection, "source": source, "nav": "connections"},
+        status=400 if form.is_bound and form.errors else 200,
+    )
+
+
+@require_POST
+@requires(permissions.HARVEST)
+def source_harvest_now(request, pk: int):
+    source = get_object_or_404(Source.objects.select_related("connection"), pk=pk)
+    try:
+        report = source_harvest(source=source, limit=HARVEST_NOW_LIMIT)
+    except BrokerError as exc:
+        flash.error(request, f"Harvest of {source.name} failed: {exc}")
+    else:
+        audit_record(
+            actor=request.user,
+            action="source.harvest",
+            target=source,
+            count=report.inserted,
+            detail={"received": report.received, "duplicates": report.duplicates},
+            remote_addr=client_addr(request),
+        )
+        more = (
+            "" if report.exhausted else f" More remain (backlog {report.backlog}); the harvester continues."
+        )
+        flash.success(
+            request,
+            f"Harvested {source.name}: {report.inserted} new, {report.duplicates} already stored.{more}",
+        )
+    return redirect("dlq-connections")

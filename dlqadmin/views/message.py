@@ -1,0 +1,181 @@
+"""One message: payload views, headers, error, origin, history; raw download; edit and redrive."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.contrib import messages as flash
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.views.decorators.http import require_GET, require_http_methods
+
+from brokers.base import Capability
+from dlqadmin import permissions, selectors_dashboard
+from dlqadmin.forms import EditForm
+from dlqadmin.models import DeadLetter, DeadLetterStatus
+from dlqadmin.services.dead_letters import EditError, dead_letter_revise, is_json_payload
+from dlqadmin.services.redrive import RedriveError, redrive_job_create
+
+from . import presenters
+from .common import client_addr, page, requires
+
+
+def _letter(pk: int) -> DeadLetter:
+    return get_object_or_404(DeadLetter.objects.select_related("source__connection", "error_group"), pk=pk)
+
+
+@require_GET
+@requires(permissions.VIEW)
+def message_detail(request, pk: int):
+    letter = _letter(pk)
+    revisions = list(letter.revisions.select_related("created_by"))
+    attempts = list(letter.redrive_attempts.select_related("job", "revision").order_by("-id")[:100])
+    capabilities = selectors_dashboard.source_capabilities(letter.source)
+    view = presenters.payload_for(request.user, letter)
+    return page(
+        request,
+        "dlqadmin/message.html",
+        {
+            "letter": letter,
+            "payload": view,
+            "headers": presenters.headers_for(request.user, letter),
+            "origin": presenters.origin_rows(letter),
+            "revisions": revisions,
+            "latest_revision": revisions[0] if revisions else None,
+            "attempts": attempts,
+            "can_redrive_source": Capability.REDRIVE in capabilities,
+            "queued": letter.status == DeadLetterStatus.QUEUED,
+            "key_text": presenters.safe_text(bytes(letter.key)) if letter.key is not None else None,
+            "nav": "messages",
+        },
+    )
+
+
+@require_GET
+@requires(permissions.VIEW)
+def message_payload(request, pk: int):
+    """The payload bytes as an attachment (never rendered inline by the browser)."""
+    letter = _letter(pk)
+    revision = None
+    wanted = request.GET.get("revision", "")
+    if wanted:
+        if not wanted.isdigit():
+            raise Http404("no such revision")
+        revision = get_object_or_404(letter.revisions, pk=int(wanted))
+    view = presenters.payload_for(request.user, letter, revision)
+    response = HttpResponse(view.data, content_type="application/octet-stream")
+    suffix = f"-rev{revision.pk}" if revision else ""
+    response["Content-Disposition"] = f'attachment; filename="dead-letter-{letter.pk}{suffix}.bin"'
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+@requires(permissions.EDIT)
+def message_edit(request, pk: int):
+    """Edit payload and headers -> review the diff -> save a revision (and redrive it).
+
+    The original row is never changed: the edit is a DeadLetterRevision, and a redrive sends the
+    latest revision."""
+    letter = _letter(pk)
+    latest = letter.revisions.first()
+    base_payload = presenters.payload_for(request.user, letter, latest)
+    base_headers = (latest.headers if latest else letter.headers) or []
+    is_json = is_json_payload(letter)
+    step = request.POST.get("step", "edit")
+    if request.method == "GET":
+        encoding, text = presenters.editable_payload(base_payload)
+        form = EditForm(
+            initial={
+                "payload_encoding": encoding,
+                "payload": text,
+                "headers": presenters.editable_headers(base_headers),
+            },
+            is_json=is_json,
+        )
+        return _edit_page(request, letter, form, latest=latest, is_json=is_json)
+    form = EditForm(request.POST, is_json=is_json)
+    if not form.is_valid():
+        return _edit_page(request, letter, form, latest=latest, is_json=is_json, status=400)
+    new_payload = form.cleaned_data["payload_bytes"]
+    new_headers = form.cleaned_data["headers_list"]
+    digest = _digest(new_payload, new_headers)
+    if step in ("save", "save_redrive") and request.POST.get("reviewed") != digest:
+        step = "review"  # changed after the review (or never reviewed): show the diff again
+    if step == "edit":
+        return _edit_page(request, letter, form, latest=latest, is_json=is_json)
+    if step == "review":
+        payload_diff = presenters.diff_lines(
+            presenters.comparable_payload(base_payload.data), presenters.comparable_payload(new_payload)
+        )
+        headers_diff = presenters.diff_lines(
+            presenters.headers_text(base_headers), presenters.headers_text(new_headers)
+        )
+        return _edit_page(
+            request,
+            letter,
+            form,
+            latest=latest,
+            is_json=is_json,
+            review={
+                "payload_diff": payload_diff,
+                "headers_diff": headers_diff,
+                "unchanged": not payload_diff and not headers_diff,
+                "size": len(new_payload),
+                "digest": digest,
+            },
+        )
+    if step not in ("save", "save_redrive"):
+        return _edit_page(request, letter, form, latest=latest, is_json=is_json, status=400)
+    if step == "save_redrive" and not permissions.can(request.user, permissions.REDRIVE):
+        raise PermissionDenied("your role does not allow: redrive")
+    try:
+        revision = dead_letter_revise(
+            actor=request.user,
+            dead_letter=letter,
+            payload=new_payload,
+            headers=new_headers,
+            note=form.cleaned_data.get("note") or "",
+            remote_addr=client_addr(request),
+        )
+    except EditError as exc:
+        for field, message in exc.errors.items():
+            form.add_error(field if field in form.fields else None, message)
+        return _edit_page(request, letter, form, latest=latest, is_json=is_json, status=400)
+    if step == "save":
+        flash.success(request, f"Saved revision {revision.pk}. The original message is unchanged.")
+        return redirect("dlq-message", pk=letter.pk)
+    try:
+        job = redrive_job_create(actor=request.user, ids=[letter.pk], remote_addr=client_addr(request))
+    except RedriveError as exc:
+        flash.error(
+            request, f"Revision {revision.pk} saved, but not redriven: {'; '.join(exc.errors.values())}"
+        )
+        return redirect("dlq-message", pk=letter.pk)
+    flash.success(request, f"Saved revision {revision.pk} and started redrive job #{job.pk}.")
+    return redirect("dlq-job", pk=job.pk)
+
+
+def _digest(payload: bytes, headers: list) -> str:
+    """Ties a save to the exact content the operator reviewed."""
+    text = json.dumps(headers, sort_keys=True, ensure_ascii=False).encode()
+    return hashlib.sha256(payload + b"\x00" + text).hexdigest()
+
+
+def _edit_page(request, letter, form, *, latest, is_json, review=None, status=200):
+    return page(
+        request,
+        "dlqadmin/message_edit.html",
+        {
+            "letter": letter,
+            "form": form,
+            "latest_revision": latest,
+            "is_json": is_json,
+            "review": review,
+            "nav": "messages",
+        },
+        status=status,
+    )

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "dlqadmin",
 ]
@@ -220,13 +221,34 @@ CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "dlqadmin.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "dlqadmin.api.permissions.UserThrottle",
+        "dlqadmin.api.permissions.AnonThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "dlq-user": env_str("API_THROTTLE_USER", "600/min"),
+        "dlq-anon": env_str("API_THROTTLE_ANON", "30/min"),
+    },
+    "EXCEPTION_HANDLER": "dlqadmin.api.exceptions.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "dlqadmin API",
     "DESCRIPTION": "Dead-letter queue console for RabbitMQ, Kafka and NATS JetStream.",
     "VERSION": "1",
+    # Swagger UI assets are served from this app (drf-spectacular-sidecar), never from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "DeadLetterStatusEnum": "dlqadmin.models.DeadLetterStatus",
+        "ErrorGroupStatusEnum": "dlqadmin.models.ErrorGroupStatus",
+        "RedriveJobStatusEnum": "dlqadmin.models.RedriveJobStatus",
+    },
 }
 
 # Harvest defaults (per-source options override these).

@@ -126,7 +126,7 @@ def dead_letter_revise(
                 if not isinstance(name, str):
                     raise ValueError("header names must be strings")
                 header_codec.decode_value(node)
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as exc:
             errors["headers"] = f"headers must be [[name, {{t, v}}], ...]: {exc}"
     if errors:
         raise EditError(errors)

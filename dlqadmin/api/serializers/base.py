@@ -1,0 +1,80 @@
+"""Shared serializer pieces: strict input (unknown keys are a 400), NUL-free JSON, id lists."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from rest_framework import serializers
+
+#: largest id list a bulk request may carry; bigger selections go by filter (one UPDATE / a job)
+MAX_IDS = 10_000
+MAX_BIGINT = 2**63 - 1
+
+
+class StrictMixin:
+    """Reject keys the serializer does not know (a typo such as ``filters`` must not be ignored).
+    Read-only field names are accepted (and ignored) so a GET body can be sent back."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping):
+            unknown = sorted(str(k) for k in data if k not in self.fields)
+            if unknown:
+                raise serializers.ValidationError({k: "unknown field" for k in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(StrictMixin, serializers.Serializer):
+    pass
+
+
+def find_nul(value, path: str = "") -> str | None:
+    """The path of the first string (or key) containing NUL, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return path or "value" if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            found = find_nul(item, where)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = find_nul(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+def reject_nul(value):
+    where = find_nul(value)
+    if where:
+        raise serializers.ValidationError(f"text may not contain NUL characters (at {where})")
+    return value
+
+
+class StrictCharField(serializers.CharField):
+    """A string and only a string (DRF's CharField would turn 5 into "5")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class IdListField(serializers.ListField):
+    """A non-empty list of at most MAX_IDS positive integer ids (checked before the items)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("child", serializers.IntegerField(min_value=1, max_value=MAX_BIGINT))
+        kwargs.setdefault("allow_empty", False)
+        kwargs.setdefault("max_length", MAX_IDS)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, list) and len(data) > MAX_IDS:
+            raise serializers.ValidationError(
+                f"at most {MAX_IDS} ids per request ({len(data)} given); select larger sets with a filter"
+            )
+        return super().to_internal_value(data)

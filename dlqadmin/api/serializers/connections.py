@@ -1,0 +1,323 @@
+"""Connections (credentials write-only) and sources (mode checked against the connection kind)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+import brokers
+from brokers.base import BrokerError, Capability
+from dlqadmin.models import Connection, Source, SourceMode
+from dlqadmin.services.connections import connection_create
+
+from .base import StrictMixin
+from .options import (
+    CONNECTION_OPTIONS,
+    SOURCE_OPTIONS,
+    ConnectionOptionsField,
+    SourceOptionsField,
+    check_options,
+    keep_redacted,
+)
+
+
+def capability_names(kind: str) -> list[str]:
+    """What sources of ``kind`` support (``harvest``, ``redrive``, ``peek`` ...), for clients to
+    show only possible actions."""
+    try:
+        caps = brokers.capabilities(kind)
+    except (BrokerError, ImportError):
+        return []
+    return [c.name.lower() for c in Capability if c.name and c.value and c in caps]
+
+
+def modes_of(kind: str) -> tuple[str, ...]:
+    try:
+        return tuple(brokers.adapter_class(kind).modes)
+    except (BrokerError, ImportError):
+        return ()
+
+
+#: URL schemes each kind's client accepts (Kafka bootstrap lists usually have none)
+SCHEMES = {"rabbitmq": {"amqp", "amqps"}, "nats": {"nats", "tls", "ws", "wss", ""}, "kafka": None}
+
+
+def url_problem(kind: str, url: str) -> str | None:
+    """Why ``url`` cannot be a ``kind`` connection (syntax only; reachability is health/)."""
+    items = [item.strip() for item in url.split(",")]
+    if not all(items):
+        return "an empty server in the list"
+    for item in items:
+        try:
+            parts = urlsplit(item if "://" in item else f"//{item}")
+            parts.port  # noqa: B018 - raises ValueError when not a number in 0-65535
+        except ValueError as exc:
+            return f"{item!r}: {exc}"
+        if not parts.hostname:
+            return f"{item!r} names no host"
+        allowed = SCHEMES.get(kind)
+        if allowed is not None and parts.scheme not in allowed:
+            shown = ", ".join(f"{s}://" for s in sorted(allowed) if s) or "none"
+            return f"{item!r}: a {kind} URL starts with {shown}"
+    return None
+
+
+def _url_has_credentials(url: str) -> bool:
+    for item in url.split(","):
+        authority = item.strip().split("://", 1)[-1].split("/", 1)[0]
+        if "@" in authority:
+            return True
+    return False
+
+
+class ConnectionSerializer(StrictMixin, serializers.ModelSerializer):
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=1000,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+        help_text="Write-only; never returned. Omit to keep the stored password, '' to clear it.",
+    )
+    tls_client_key = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=20000,
+        trim_whitespace=False,
+        help_text="PEM private key; write-only. Omit to keep the stored key, '' to clear it.",
+    )
+    has_password = serializers.BooleanField(read_only=True, help_text="A password is stored.")
+    has_tls_client_key = serializers.SerializerMethodField(help_text="A TLS client key is stored.")
+    capabilities = serializers.SerializerMethodField()
+    options = ConnectionOptionsField(
+        required=False, help_text="Kind-specific client options; secret-looking values are returned as ***."
+    )
+
+    class Meta:
+        model = Connection
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "url",
+            "username",
+            "password",
+            "has_password",
+            "tls_enabled",
+            "tls_verify",
+            "tls_ca_cert",
+            "tls_client_cert",
+            "tls_client_key",
+            "has_tls_client_key",
+            "options",
+            "capabilities",
+            "health_status",
+            "last_checked_at",
+            "last_error",
+            "server_version",
+            "latency_ms",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "health_status",
+            "last_checked_at",
+            "last_error",
+            "server_version",
+            "latency_ms",
+            "created_at",
+            "updated_at",
+        ]
+        extra_kwargs = {"username": {"trim_whitespace": False}}
+
+    def get_has_tls_client_key(self, obj) -> bool:
+        return bool(obj.tls_client_key_encrypted)
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_capabilities(self, obj) -> list[str]:
+        return capability_names(obj.kind)
+
+    def validate_url(self, value: str) -> str:
+        if _url_has_credentials(value):
+            raise serializers.ValidationError(
+                "put credentials in username/password, not in the URL (the URL is shown to every viewer)"
+            )
+        return value
+
+    def validate(self, attrs):
+        kind = attrs.get("kind", getattr(self.instance, "kind", None))
+        url = attrs.get("url", getattr(self.instance, "url", ""))
+        problem = url_problem(kind, url) if kind else None
+        if problem:
+            raise serializers.ValidationError({"url": problem})
+        if self.instance is not None and kind != self.instance.kind and self.instance.sources.exists():
+            raise serializers.ValidationError({"kind": "cannot change the kind of a connection with sources"})
+        options = attrs.get("options")
+        if options is not None:
+            if self.instance is not None:
+                options = attrs["options"] = keep_redacted(options, self.instance.options or {})
+            errors = check_options(options, CONNECTION_OPTIONS.get(kind, {}))
+            if errors:
+                raise serializers.ValidationError({f"options.{k}": v for k, v in errors.items()})
+        return attrs
+
+    def create(self, validated_data):
+        return connection_create(**validated_data)
+
+    def update(self, instance, validated_data):
+        password = validated_data.pop("password", None)
+        client_key = validated_data.pop("tls_client_key", None)
+        for name, value in validated_data.items():
+            setattr(instance, name, value)
+        if password is not None:
+            instance.set_password(password)
+        if client_key is not None:
+            instance.set_tls_client_key(client_key)
+        instance.full_clean()
+        instance.save()
+        return instance
+
+
+class HealthSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    server_version = serializers.CharField(allow_blank=True)
+    latency_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    checked_at = serializers.DateTimeField(source="last_checked_at", allow_null=True, required=False)
+
+
+class DiscoveredSourceSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=SourceMode.choices)
+    address = serializers.CharField()
+    reason = serializers.CharField(help_text="Why it looks like a dead-letter location.")
+    messages = serializers.IntegerField(allow_null=True)
+    already_added = serializers.BooleanField()
+    options = serializers.DictField(help_text="Suggested source options.")
+
+    def to_representation(self, instance):
+        options = dict(instance.options or {})
+        already = bool(options.pop("already_added", False))
+        return {
+            "mode": instance.mode,
+            "address": instance.address,
+            "reason": instance.reason,
+            "messages": instance.messages,
+            "already_added": already,
+            "options": options,
+        }
+
+
+class SourceSerializer(StrictMixin, serializers.ModelSerializer):
+    connection = serializers.PrimaryKeyRelatedField(
+        queryset=Connection.objects.all(), help_text="Id of the connection this source reads from."
+    )
+    connection_name = serializers.CharField(source="connection.name", read_only=True)
+    kind = serializers.CharField(source="connection.kind", read_only=True)
+    mode = serializers.ChoiceField(
+        choices=SourceMode.choices,
+        help_text="queue (RabbitMQ), topic (Kafka), advisory / dlq_stream / subject (NATS). "
+        "Must be a mode of the connection's kind.",
+    )
+    address = serializers.CharField(
+        max_length=500,
+        help_text="queue: the dead-letter queue name. topic: the dead-letter topic. advisory: the "
+        "stream whose max-deliveries / terminated advisories are captured. dlq_stream: the "
+        "application DLQ stream. subject: the core NATS DLQ subject.",
+    )
+    options = SourceOptionsField(required=False, help_text="Mode-specific harvest options.")
+    capabilities = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Source
+        fields = [
+            "id",
+            "name",
+            "connection",
+            "connection_name",
+            "kind",
+            "mode",
+            "address",
+            "options",
+            "enabled",
+            "remove_after_harvest",
+            "max_redrives",
+            "auto_retry",
+            "auto_retry_max_attempts",
+            "auto_retry_backoff_seconds",
+            "capabilities",
+            "cursor",
+            "harvested_total",
+            "backlog",
+            "last_harvest_at",
+            "last_error",
+            "last_error_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "cursor",
+            "harvested_total",
+            "backlog",
+            "last_harvest_at",
+            "last_error",
+            "last_error_at",
+            "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_capabilities(self, obj) -> list[str]:
+        return capability_names(obj.connection.kind)
+
+    def validate(self, attrs):
+        connection = attrs.get("connection", getattr(self.instance, "connection", None))
+        mode = attrs.get("mode", getattr(self.instance, "mode", None))
+        if connection is not None and mode is not None:
+            allowed = modes_of(connection.kind)
+            if mode not in allowed:
+                raise serializers.ValidationError(
+                    {
+                        "mode": f"a {connection.get_kind_display()} connection harvests "
+                        f"{', '.join(allowed) or 'no'} sources, not {mode!r}"
+                    }
+                )
+        options = attrs.get("options")
+        if options is not None and mode is not None:
+            errors = check_options(options, SOURCE_OPTIONS.get(mode, {}))
+            if errors:
+                raise serializers.ValidationError({f"options.{k}": v for k, v in errors.items()})
+        return attrs
+
+
+class HarvestRequestSerializer(StrictMixin, serializers.Serializer):
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=100_000,
+        default=1000,
+        help_text="Harvest at most this many messages in this request (default 1000); "
+        "'exhausted' in the answer tells whether the source was drained.",
+    )
+
+
+class HarvestReportSerializer(serializers.Serializer):
+    source = serializers.CharField()
+    received = serializers.IntegerField()
+    inserted = serializers.IntegerField()
+    duplicates = serializers.IntegerField()
+    backlog = serializers.IntegerField(allow_null=True)
+    exhausted = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+
+
+__all__ = [
+    "ConnectionSerializer",
+    "DiscoveredSourceSerializer",
+    "HarvestReportSerializer",
+    "HarvestRequestSerializer",
+    "HealthSerializer",
+    "SourceSerializer",
+]

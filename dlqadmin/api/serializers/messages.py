@@ -1,0 +1,397 @@
+"""Dead letters: compact list items, full detail (payload views, typed headers, origin, error,
+history), the edit (PATCH) body and the bulk selection body shared with redrives."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from brokers import headers as header_codec
+from dlqadmin.models import DeadLetter, DeadLetterStatus
+from dlqadmin.selectors import DeadLetterFilter, FilterError
+from dlqadmin.services.masking import MaskedMessage, mask_text, masked_for, rules_for
+
+from .base import IdListField, StrictCharField, StrictSerializer, reject_nul
+
+ERROR_PREVIEW = 300
+HISTORY_LIMIT = 100
+
+
+def payload_views(raw: bytes | None) -> dict:
+    """``{base64, text, json, format}`` of raw bytes: text when UTF-8, json when it parses."""
+    if raw is None:
+        return {"base64": None, "text": None, "json": None, "format": "none"}
+    raw = bytes(raw)
+    text = parsed = None
+    fmt = "binary"
+    try:
+        text = raw.decode("utf-8")
+        fmt = "text"
+    except UnicodeDecodeError:
+        pass
+    if text is not None and text.strip():
+        try:
+            parsed = json.loads(text, parse_constant=_reject_constant)
+            fmt = "json"
+        except (ValueError, RecursionError):
+            parsed = None
+    return {"base64": base64.b64encode(raw).decode("ascii"), "text": text, "json": parsed, "format": fmt}
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _rules(context, source_id: int):
+    """The masking rules for the requesting user on ``source_id`` (None: sees everything)."""
+    request = context.get("request")
+    if request is None or not masked_for(request.user):
+        return None
+    cache = context.setdefault("_masking_rules", {})
+    if source_id not in cache:
+        cache[source_id] = rules_for(source_id)
+    return cache[source_id]
+
+
+def masked_view(context, letter: DeadLetter, *, payload=None, headers=None) -> MaskedMessage:
+    """What the requesting user may see of ``letter`` (or of a revision's payload/headers):
+    dlqadmin.services.masking decides, as for the dashboard and exports."""
+    return MaskedMessage.of(letter, _rules(context, letter.source_id), payload=payload, headers=headers)
+
+
+def masked_text(context, source_id: int | None, text: str) -> str:
+    rules = _rules(context, source_id) if source_id is not None else None
+    return mask_text(text or "", rules) if rules else text or ""
+
+
+def filter_from(data, *, prefix: str = "") -> DeadLetterFilter:
+    """Parse the one filter language; errors keyed ``<prefix><field>``."""
+    try:
+        return DeadLetterFilter.parse(data)
+    except FilterError as exc:
+        raise FilterError({f"{prefix}{k}": v for k, v in exc.errors.items()}) from None
+
+
+# ---- list ------------------------------------------------------------------------------------
+class MessageListSerializer(serializers.ModelSerializer):
+    source_name = serializers.CharField(source="source.name", read_only=True)
+    destination = serializers.CharField(source="original_destination", read_only=True)
+    error_message = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeadLetter
+        fields = [
+            "id",
+            "source",
+            "source_name",
+            "status",
+            "reason",
+            "error_class",
+            "error_message",
+            "error_group",
+            "destination",
+            "payload_size",
+            "payload_available",
+            "retry_count",
+            "redrive_count",
+            "failed_at",
+            "harvested_at",
+        ]
+        read_only_fields = fields
+
+    def get_error_message(self, obj) -> str:
+        """The first characters of the error message (the detail has all of it)."""
+        return masked_text(self.context, obj.source_id, obj.error_message)[:ERROR_PREVIEW]
+
+
+# ---- detail ----------------------------------------------------------------------------------
+class HeaderSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    type = serializers.CharField(help_text="Wire type: str, bytes, int, float, decimal, timestamp ...")
+    value_text = serializers.CharField(help_text="Display text (never used to re-send).")
+    node = serializers.DictField(help_text='Lossless typed value, e.g. {"t": "int", "v": 3}.')
+
+
+def header_list(stored: list) -> list[dict]:
+    texts = header_codec.text_pairs(stored or [])
+    return [
+        {"name": name, "type": kind, "value_text": text, "node": node}
+        for (name, kind, text), (_n, node) in zip(texts, stored or [], strict=True)
+    ]
+
+
+class OriginSerializer(serializers.Serializer):
+    exchange = serializers.CharField(source="origin_exchange")
+    routing_key = serializers.CharField(source="origin_routing_key")
+    queue = serializers.CharField(source="origin_queue")
+    topic = serializers.CharField(source="origin_topic")
+    partition = serializers.IntegerField(source="origin_partition", allow_null=True)
+    offset = serializers.IntegerField(source="origin_offset", allow_null=True)
+    stream = serializers.CharField(source="origin_stream")
+    subject = serializers.CharField(source="origin_subject")
+    seq = serializers.IntegerField(source="origin_seq", allow_null=True)
+    extra = serializers.DictField(source="origin_extra")
+    destination = serializers.CharField(source="original_destination")
+
+
+class MessageErrorSerializer(serializers.Serializer):
+    # "class" is a keyword: declared below through the fields dict
+    message = serializers.CharField(source="error_message")
+    stacktrace = serializers.CharField()
+    reason = serializers.CharField()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["class"] = serializers.CharField(source="error_class")
+        return fields
+
+
+class AttemptSerializer(serializers.Serializer):
+    job = serializers.IntegerField(source="job_id")
+    outcome = serializers.CharField(source="status", help_text="pending, claimed, succeeded, failed, skipped")
+    error = serializers.CharField()
+    destination = serializers.CharField()
+    broker_position = serializers.CharField()
+    tries = serializers.IntegerField()
+    revision = serializers.IntegerField(source="revision_id", allow_null=True)
+    claimed_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RevisionSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    note = serializers.CharField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    created_at = serializers.DateTimeField()
+    payload_base64 = serializers.CharField(allow_null=True)
+    payload_text = serializers.CharField(allow_null=True)
+    headers = HeaderSerializer(many=True)
+
+    def to_representation(self, instance):
+        view = masked_view(
+            self.context, instance.dead_letter, payload=bytes(instance.payload), headers=instance.headers
+        )
+        views = payload_views(view.payload)
+        return {
+            "id": instance.pk,
+            "note": instance.note,
+            "created_by": instance.created_by.get_username() if instance.created_by else None,
+            "created_at": serializers.DateTimeField().to_representation(instance.created_at),
+            "payload_base64": views["base64"],
+            "payload_text": views["text"],
+            "headers": header_list(view.headers),
+        }
+
+
+class HistorySerializer(serializers.Serializer):
+    failed_at = serializers.DateTimeField()
+    harvested_at = serializers.DateTimeField()
+    redrive_attempts = AttemptSerializer(many=True, help_text=f"Newest first, at most {HISTORY_LIMIT}.")
+    revisions = RevisionSerializer(many=True, help_text=f"Edits, newest first, at most {HISTORY_LIMIT}.")
+
+
+class MessageDetailSerializer(serializers.ModelSerializer):
+    source_name = serializers.CharField(source="source.name", read_only=True)
+    kind = serializers.CharField(source="source.connection.kind", read_only=True)
+    payload_masked = serializers.SerializerMethodField()
+    payload_format = serializers.SerializerMethodField()
+    payload_base64 = serializers.SerializerMethodField()
+    payload_text = serializers.SerializerMethodField()
+    payload_json = serializers.SerializerMethodField()
+    key_base64 = serializers.SerializerMethodField()
+    headers = serializers.SerializerMethodField()
+    origin = serializers.SerializerMethodField()
+    error = serializers.SerializerMethodField()
+    history = serializers.SerializerMethodField()
+
+    class Meta:
+        model = DeadLetter
+        fields = [
+            "id",
+            "source",
+            "source_name",
+            "kind",
+            "position",
+            "status",
+            "error_group",
+            "payload_size",
+            "payload_available",
+            "payload_masked",
+            "payload_format",
+            "payload_base64",
+            "payload_text",
+            "payload_json",
+            "key_base64",
+            "headers",
+            "properties",
+            "origin",
+            "error",
+            "retry_count",
+            "redrive_count",
+            "last_redriven_at",
+            "history",
+        ]
+        read_only_fields = fields
+
+    def _view(self, obj) -> tuple[MaskedMessage, dict]:
+        cache = self.context.setdefault("_views", {})
+        if obj.pk not in cache:
+            view = masked_view(self.context, obj)
+            cache[obj.pk] = (view, payload_views(view.payload))
+        return cache[obj.pk]
+
+    def get_payload_masked(self, obj) -> bool:
+        """True when masking rules changed what this caller sees (payload, headers, error text)."""
+        return self._view(obj)[0].masked
+
+    @extend_schema_field(serializers.ChoiceField(choices=["json", "text", "binary"]))
+    def get_payload_format(self, obj) -> str:
+        return self._view(obj)[1]["format"]
+
+    def get_payload_base64(self, obj) -> str:
+        return self._view(obj)[1]["base64"]
+
+    def get_payload_text(self, obj) -> str | None:
+        """The payload as UTF-8 text; null when not valid UTF-8 (use payload_base64)."""
+        return self._view(obj)[1]["text"]
+
+    @extend_schema_field({"nullable": True, "description": "The payload parsed, when it is JSON."})
+    def get_payload_json(self, obj):
+        return self._view(obj)[1]["json"]
+
+    def get_key_base64(self, obj) -> str | None:
+        if obj.key is None:
+            return None
+        return base64.b64encode(bytes(obj.key)).decode("ascii")
+
+    @extend_schema_field(HeaderSerializer(many=True))
+    def get_headers(self, obj):
+        return header_list(self._view(obj)[0].headers)
+
+    @extend_schema_field(OriginSerializer)
+    def get_origin(self, obj):
+        return OriginSerializer(obj).data
+
+    @extend_schema_field(MessageErrorSerializer)
+    def get_error(self, obj):
+        view = self._view(obj)[0]
+        return {
+            "class": obj.error_class,
+            "message": view.error_message,
+            "stacktrace": view.stacktrace,
+            "reason": obj.reason,
+        }
+
+    @extend_schema_field(HistorySerializer)
+    def get_history(self, obj):
+        attempts = obj.redrive_attempts.order_by("-id")[:HISTORY_LIMIT]
+        revisions = obj.revisions.select_related("created_by").order_by("-created_at", "-id")[:HISTORY_LIMIT]
+        return {
+            "failed_at": serializers.DateTimeField().to_representation(obj.failed_at),
+            "harvested_at": serializers.DateTimeField().to_representation(obj.harvested_at),
+            "redrive_attempts": AttemptSerializer(attempts, many=True).data,
+            "revisions": RevisionSerializer(revisions, many=True, context=self.context).data,
+        }
+
+
+# ---- edit ------------------------------------------------------------------------------------
+class HeaderInputSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=1000, trim_whitespace=False)
+    node = serializers.DictField(help_text='Typed value as in GET, e.g. {"t": "str", "v": "acme"}.')
+    # accepted (and ignored) so the headers of a GET can be sent back unchanged
+    type = serializers.CharField(required=False, write_only=True)
+    value_text = serializers.CharField(required=False, allow_blank=True, write_only=True)
+
+    def validate_node(self, value):
+        return reject_nul(value)
+
+
+class MessageEditSerializer(StrictSerializer):
+    payload_text = StrictCharField(
+        required=False, allow_blank=True, trim_whitespace=False, help_text="New payload as UTF-8 text."
+    )
+    payload_base64 = StrictCharField(
+        required=False, allow_blank=True, help_text="New payload as base64 (binary payloads)."
+    )
+    headers = HeaderInputSerializer(
+        many=True, required=False, help_text="Replaces the headers; omit to keep the current ones."
+    )
+    note = StrictCharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate_payload_base64(self, value: str) -> bytes:
+        try:
+            return base64.b64decode(value.encode("ascii"), validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raise serializers.ValidationError("not valid base64") from None
+
+    def validate(self, attrs):
+        given = [k for k in ("payload_text", "payload_base64") if k in attrs]
+        if len(given) > 1:
+            raise serializers.ValidationError(
+                {"payload_text": "give payload_text or payload_base64, not both"}
+            )
+        if not given and "headers" not in attrs:
+            raise serializers.ValidationError(
+                {"payload_text": "give payload_text or payload_base64 (and/or headers)"}
+            )
+        return attrs
+
+    def edit(self, letter: DeadLetter) -> dict:
+        """Keyword arguments for ``dead_letter_revise`` (unchanged parts from the latest revision)."""
+        data = self.validated_data
+        latest = letter.revisions.first()
+        if "payload_text" in data:
+            payload = data["payload_text"].encode("utf-8", "surrogatepass")
+        elif "payload_base64" in data:
+            payload = data["payload_base64"]
+        else:
+            payload = bytes(latest.payload if latest else letter.payload)
+        headers = None
+        if "headers" in data:
+            headers = [[h["name"], h["node"]] for h in data["headers"]]
+        return {"payload": payload, "headers": headers, "note": data.get("note", "")}
+
+    @property
+    def payload_field(self) -> str:
+        return "payload_base64" if "payload_base64" in self.validated_data else "payload_text"
+
+
+# ---- bulk selection --------------------------------------------------------------------------
+class SelectionSerializer(StrictSerializer):
+    ids = IdListField(required=False, help_text="Message ids (at most 10 000).")
+    filter = serializers.DictField(
+        required=False,
+        help_text="The message filter language (same keys as the messages/ query string: source, "
+        "connection, status, reason, error_group, since, until, header, q, max_id).",
+    )
+
+    def validate_filter(self, value):
+        if not value:
+            raise serializers.ValidationError(
+                "an empty filter selects every message; give at least one key (e.g. status)"
+            )
+        return reject_nul(value)
+
+    def validate(self, attrs):
+        if ("ids" in attrs) == ("filter" in attrs):
+            raise serializers.ValidationError({"ids": 'give exactly one of "ids" or "filter"'})
+        if "filter" in attrs:
+            attrs["filters"] = filter_from(attrs["filter"], prefix="filter.")
+        return attrs
+
+    @property
+    def selection(self) -> dict:
+        """``ids=`` / ``filters=`` keyword arguments for the services."""
+        data = self.validated_data
+        return {"ids": data.get("ids"), "filters": data.get("filters")}
+
+
+class CountSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Messages changed.")
+
+
+STATUS_CHOICES = DeadLetterStatus.choices

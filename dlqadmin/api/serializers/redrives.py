@@ -1,0 +1,189 @@
+"""Redrive jobs: the create body (selection + options + dry_run), the plan, progress."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from dlqadmin.models import RedriveAttemptStatus, RedriveJob
+from dlqadmin.services.redrive import MAX_BATCH, MAX_VELOCITY
+
+from .base import StrictSerializer
+from .messages import SelectionSerializer
+
+FAILURES_SHOWN = 100
+
+
+class DestinationSerializer(StrictSerializer):
+    """Where to redrive to; omitted = each message's original destination."""
+
+    exchange = serializers.CharField(required=False, allow_blank=True, max_length=255, help_text="RabbitMQ.")
+    routing_key = serializers.CharField(
+        required=False, allow_blank=True, max_length=255, help_text="RabbitMQ."
+    )
+    use_original_route = serializers.BooleanField(
+        required=False, help_text="RabbitMQ: publish to the original exchange + routing key, not the queue."
+    )
+    topic = serializers.CharField(required=False, max_length=249, help_text="Kafka.")
+    partition = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, help_text="Kafka.")
+    subject = serializers.CharField(required=False, max_length=500, help_text="NATS.")
+
+
+class HeaderPolicySerializer(StrictSerializer):
+    """Which headers a redrive copies, strips and adds (broker-owned headers are always dropped)."""
+
+    copy_original = serializers.BooleanField(required=False, help_text="Copy the original headers (default).")
+    strip = serializers.ListField(
+        child=serializers.CharField(max_length=200),
+        required=False,
+        max_length=100,
+        help_text="More header name prefixes to drop (case-insensitive).",
+    )
+    keep_diagnostics = serializers.BooleanField(
+        required=False, help_text="Keep framework diagnostics (kafka_dlt-*, x-exception-*, ...)."
+    )
+    extra = serializers.DictField(
+        child=serializers.CharField(max_length=1000, allow_blank=True),
+        required=False,
+        help_text="Headers to add.",
+    )
+    spring_retry_count = serializers.BooleanField(
+        required=False, help_text="Also set Spring AMQP retry-count."
+    )
+
+    def validate_extra(self, value):
+        if len(value) > 100:
+            raise serializers.ValidationError("at most 100 extra headers")
+        if any("\x00" in k for k in value):
+            raise serializers.ValidationError("header names may not contain NUL")
+        return value
+
+
+class RedriveCreateSerializer(SelectionSerializer):
+    destination = DestinationSerializer(required=False)
+    velocity = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        min_value=0.001,
+        max_value=MAX_VELOCITY,
+        help_text="Messages per second; omitted or null = as fast as the broker confirms.",
+    )
+    batch_size = serializers.IntegerField(required=False, default=100, min_value=1, max_value=MAX_BATCH)
+    header_policy = HeaderPolicySerializer(required=False)
+    override_loop_guard = serializers.BooleanField(
+        required=False, default=False, help_text="Redrive messages the loop guard parked."
+    )
+    dry_run = serializers.BooleanField(
+        required=False, default=False, help_text="Return the plan (counts, destinations) and create nothing."
+    )
+
+
+class PlanDestinationSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    source = serializers.CharField()
+    destination = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class RedrivePlanSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField(default=True)
+    total = serializers.IntegerField(help_text="Messages selected.")
+    redrivable = serializers.IntegerField(help_text="Messages a job would send.")
+    parked = serializers.IntegerField(help_text="Held back by the loop guard (see override_loop_guard).")
+    busy = serializers.IntegerField(help_text="Already in an active job.")
+    destinations = PlanDestinationSerializer(many=True, help_text="Top 10 destinations with counts.")
+    filter = serializers.DictField(help_text="The filter pinned with max_id: later arrivals are excluded.")
+    ids_count = serializers.IntegerField(allow_null=True)
+
+    def to_representation(self, plan):
+        return {
+            "dry_run": True,
+            "total": plan.total,
+            "redrivable": plan.redrivable,
+            "parked": plan.parked,
+            "busy": plan.busy,
+            "destinations": plan.destinations,
+            "filter": plan.filter,
+            "ids_count": len(plan.ids) if plan.ids is not None else None,
+        }
+
+
+class ProgressSerializer(serializers.Serializer):
+    done = serializers.IntegerField(help_text="succeeded + failed + skipped")
+    remaining = serializers.IntegerField()
+    percent = serializers.FloatField()
+    rate_per_second = serializers.FloatField(
+        allow_null=True, help_text="Messages sent (succeeded + failed) per second since the job started."
+    )
+    eta_seconds = serializers.FloatField(allow_null=True, help_text="remaining / rate; null when unknown.")
+
+
+def progress(job: RedriveJob) -> dict:
+    """Counters plus the rate and ETA the model computes (one definition for UI and API)."""
+    done = job.done
+    remaining = max(0, job.total - done)
+    return {
+        "done": done,
+        "remaining": remaining,
+        "percent": round(100.0 * done / job.total, 1) if job.total else 100.0,
+        "rate_per_second": job.rate,
+        "eta_seconds": 0.0 if job.finished_at or remaining == 0 else job.eta_seconds,
+    }
+
+
+class RedriveJobSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    progress = serializers.SerializerMethodField()
+
+    class Meta:
+        model = RedriveJob
+        fields = [
+            "id",
+            "status",
+            "created_by",
+            "filter",
+            "destination",
+            "header_policy",
+            "velocity",
+            "batch_size",
+            "override_loop_guard",
+            "use_revisions",
+            "total",
+            "succeeded",
+            "failed",
+            "skipped",
+            "progress",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, obj):
+        return progress(obj)
+
+
+class FailureSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField(source="pk")
+    message = serializers.IntegerField(source="dead_letter_id")
+    reason = serializers.CharField(source="error")
+    destination = serializers.CharField()
+    tries = serializers.IntegerField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+
+
+class RedriveJobDetailSerializer(RedriveJobSerializer):
+    failures = serializers.SerializerMethodField()
+
+    class Meta(RedriveJobSerializer.Meta):
+        fields = [*RedriveJobSerializer.Meta.fields, "failures"]
+        read_only_fields = fields
+
+    @extend_schema_field(FailureSerializer(many=True))
+    def get_failures(self, obj):
+        """The first failed attempts (at most 100), with the broker's reason."""
+        failed = obj.attempts.filter(status=RedriveAttemptStatus.FAILED).order_by("id")[:FAILURES_SHOWN]
+        return FailureSerializer(failed, many=True).data

@@ -1,0 +1,16 @@
+"""API viewsets, one module per resource group (routes in dlqadmin/api/urls.py)."""
+
+from .admin import AuditEventViewSet, ErrorGroupViewSet, TokenViewSet
+from .connections import ConnectionViewSet, SourceViewSet
+from .messages import MessageViewSet
+from .redrives import RedriveViewSet
+
+__all__ = [
+    "AuditEventViewSet",
+    "ConnectionViewSet",
+    "ErrorGroupViewSet",
+    "MessageViewSet",
+    "RedriveViewSet",
+    "SourceViewSet",
+    "TokenViewSet",
+]

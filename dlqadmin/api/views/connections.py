@@ -1,0 +1,198 @@
+"""connections/ (+ health/, discover/) and sources/ (+ harvest/)."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from dlqadmin import permissions as roles
+from dlqadmin.api.exceptions import broker_call
+from dlqadmin.api.filters import ConnectionFilter, SourceFilter
+from dlqadmin.api.serializers.connections import (
+    ConnectionSerializer,
+    DiscoveredSourceSerializer,
+    HarvestReportSerializer,
+    HarvestRequestSerializer,
+    HealthSerializer,
+    SourceSerializer,
+)
+from dlqadmin.models import Connection, Source
+from dlqadmin.selectors import visible_sources
+from dlqadmin.services.audit import audit_record
+from dlqadmin.services.connections import connection_check_health, connection_discover
+from dlqadmin.services.harvest import source_harvest
+
+from .base import ApiViewSet
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input: {error, fields}"),
+    401: OpenApiResponse(description="Not authenticated"),
+    403: OpenApiResponse(description="Role does not allow it"),
+}
+BROKER_ERRORS = {
+    502: OpenApiResponse(description="The broker refused (permanent): {error, permanent}"),
+    503: OpenApiResponse(
+        description="The broker is unreachable or timed out (transient): {error, permanent}"
+    ),
+}
+
+_CRUD = {
+    "create": roles.MANAGE_CONNECTIONS,
+    "update": roles.MANAGE_CONNECTIONS,
+    "partial_update": roles.MANAGE_CONNECTIONS,
+    "destroy": roles.MANAGE_CONNECTIONS,
+}
+
+
+class AuditedCrudMixin(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+):
+    audit_name: str
+
+    def perform_create(self, serializer):
+        with transaction.atomic():
+            obj = serializer.save()
+            audit_record(
+                actor=self.request.user,
+                action=f"{self.audit_name}.create",
+                target=obj,
+                detail={"name": obj.name},
+                remote_addr=self.remote_addr(),
+            )
+
+    def perform_update(self, serializer):
+        with transaction.atomic():
+            obj = serializer.save()
+            changed = sorted(k for k in serializer.validated_data if k not in ("password", "tls_client_key"))
+            if {"password", "tls_client_key"} & set(serializer.validated_data):
+                changed.append("credentials")
+            audit_record(
+                actor=self.request.user,
+                action=f"{self.audit_name}.update",
+                target=obj,
+                detail={"name": obj.name, "changed": changed},
+                remote_addr=self.remote_addr(),
+            )
+
+    def perform_destroy(self, instance):
+        with transaction.atomic():
+            audit_record(
+                actor=self.request.user,
+                action=f"{self.audit_name}.delete",
+                target=instance,
+                detail={"name": instance.name},
+                remote_addr=self.remote_addr(),
+            )
+            instance.delete()
+
+
+@extend_schema_view(
+    list=extend_schema(
+        summary="List broker connections", responses={200: ConnectionSerializer(many=True), **ERRORS}
+    ),
+    retrieve=extend_schema(summary="A connection (credentials are never returned)"),
+    create=extend_schema(summary="Add a connection (admin)", responses={201: ConnectionSerializer, **ERRORS}),
+    update=extend_schema(
+        summary="Replace a connection (admin)", responses={200: ConnectionSerializer, **ERRORS}
+    ),
+    partial_update=extend_schema(summary="Change a connection (admin)"),
+    destroy=extend_schema(
+        summary="Delete a connection without sources (admin)",
+        responses={204: None, 409: OpenApiResponse(description="It still has sources")},
+    ),
+)
+class ConnectionViewSet(AuditedCrudMixin, ApiViewSet):
+    queryset = Connection.objects.all()
+    serializer_class = ConnectionSerializer
+    filterset_class = ConnectionFilter
+    audit_name = "connection"
+    role_actions = {**_CRUD, "health": roles.VIEW, "discover": roles.MANAGE_CONNECTIONS}
+
+    @extend_schema(
+        summary="Check the connection now and record the result",
+        description="Connects to the broker (5 s timeout). Broker trouble is a result (ok=false), "
+        "not an error.",
+        responses={200: HealthSerializer},
+    )
+    @action(detail=True, methods=["get"])
+    def health(self, request, pk=None):
+        connection = self.get_object()
+        with broker_call("the health check"):
+            health = connection_check_health(connection=connection)
+        connection.refresh_from_db(fields=["last_checked_at"])
+        return Response(
+            {
+                "ok": health.ok,
+                "server_version": health.server_version,
+                "latency_ms": health.latency_ms,
+                "error": health.error,
+                "checked_at": connection.last_checked_at,
+            }
+        )
+
+    @extend_schema(
+        summary="Candidate dead-letter locations on this broker (admin)",
+        responses={200: DiscoveredSourceSerializer(many=True), **BROKER_ERRORS},
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filter_backends=[])
+    def discover(self, request, pk=None):
+        connection = self.get_object()
+        with broker_call("discovery"):
+            found = connection_discover(connection=connection)
+        return Response(DiscoveredSourceSerializer(found, many=True).data)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List dead-letter sources"),
+    retrieve=extend_schema(summary="A source"),
+    create=extend_schema(summary="Add a source (admin)", responses={201: SourceSerializer, **ERRORS}),
+    update=extend_schema(summary="Replace a source (admin)"),
+    partial_update=extend_schema(summary="Change a source (admin)"),
+    destroy=extend_schema(
+        summary="Delete a source without stored messages (admin)",
+        responses={204: None, 409: OpenApiResponse(description="It still has stored messages")},
+    ),
+)
+class SourceViewSet(AuditedCrudMixin, ApiViewSet):
+    queryset = Source.objects.none()  # for the schema; get_queryset is per user
+    serializer_class = SourceSerializer
+    filterset_class = SourceFilter
+    audit_name = "source"
+    role_actions = {**_CRUD, "harvest": roles.HARVEST}
+
+    def get_queryset(self):
+        """The sources the user may see (per-source restrictions: dlqadmin.selectors)."""
+        if getattr(self, "swagger_fake_view", False):
+            return Source.objects.none()
+        return visible_sources(self.request.user).select_related("connection").order_by("-id")
+
+    @extend_schema(
+        summary="Harvest now (operator)",
+        description="Reads up to `limit` dead letters from the broker into the store and returns the "
+        "counts. Every batch is committed before the broker copy is acknowledged.",
+        request=HarvestRequestSerializer,
+        responses={200: HarvestReportSerializer, **ERRORS, **BROKER_ERRORS},
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def harvest(self, request, pk=None):
+        source = self.get_object()
+        body = HarvestRequestSerializer(data=request.data if request.data else {})
+        body.is_valid(raise_exception=True)
+        with broker_call(f"harvest of {source.name}"):
+            report = source_harvest(source=source, limit=body.validated_data["limit"])
+        audit_record(
+            actor=request.user,
+            action="source.harvest",
+            target=source,
+            count=report.inserted,
+            detail={"received": report.received, "duplicates": report.duplicates},
+            remote_addr=self.remote_addr(),
+        )
+        return Response(HarvestReportSerializer(report).data, status=status.HTTP_200_OK)

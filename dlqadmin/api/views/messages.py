@@ -1,0 +1,168 @@
+"""messages/: list (the dashboard's filter language, keyset cursor), detail, edit, discard, resolve."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from dlqadmin import permissions as roles
+from dlqadmin.api.pagination import next_link, page_size_from
+from dlqadmin.api.serializers.messages import (
+    CountSerializer,
+    MessageDetailSerializer,
+    MessageEditSerializer,
+    MessageListSerializer,
+    SelectionSerializer,
+    filter_from,
+)
+from dlqadmin.models import DeadLetter, DeadLetterStatus
+from dlqadmin.selectors import dead_letter_page, dead_letters_for
+from dlqadmin.services.dead_letters import (
+    EditError,
+    dead_letter_revise,
+    dead_letters_archive,
+    dead_letters_discard,
+    dead_letters_resolve,
+)
+
+from .base import ApiViewSet
+from .connections import ERRORS
+
+_MANY = {"many": True, "explode": True}
+FILTER_PARAMETERS = [
+    OpenApiParameter("source", str, description="Source id or name (repeatable).", **_MANY),
+    OpenApiParameter("connection", str, description="Connection id or name (repeatable).", **_MANY),
+    OpenApiParameter("status", str, enum=DeadLetterStatus.values, description="Repeatable.", **_MANY),
+    OpenApiParameter(
+        "reason", str, description="Broker reason, e.g. rejected, expired (repeatable).", **_MANY
+    ),
+    OpenApiParameter("error_group", int, description="Error group id (repeatable).", **_MANY),
+    OpenApiParameter("since", OpenApiTypes.DATETIME, description="failed_at >= since (ISO-8601)."),
+    OpenApiParameter("until", OpenApiTypes.DATETIME, description="failed_at < until (ISO-8601)."),
+    OpenApiParameter(
+        "header",
+        str,
+        description="name:value, a header with exactly that value (repeatable, all match).",
+        **_MANY,
+    ),
+    OpenApiParameter("q", str, description="Free text in the error class/message and the raw payload."),
+    OpenApiParameter("max_id", int, description="Only messages with id <= max_id."),
+    OpenApiParameter("cursor", str, description="The `next` cursor of the previous page."),
+    OpenApiParameter(
+        "page_size", {"type": "integer", "minimum": 1, "maximum": 500}, description="1 to 500 (default 50)."
+    ),
+]
+
+MessagePage = inline_serializer(
+    "MessagePage",
+    fields={
+        "next": serializers.URLField(allow_null=True, help_text="The next page, or null on the last one."),
+        "results": MessageListSerializer(many=True),
+    },
+)
+
+
+class MessageViewSet(ApiViewSet):
+    queryset = DeadLetter.objects.none()  # for the schema; get_queryset is per user
+    serializer_class = MessageDetailSerializer
+    http_method_names = ["get", "post", "patch", "head", "options"]
+    filter_backends = []
+    pagination_class = None
+    pages_by_hand = True  # keyset pages from dead_letter_page: {next, results}
+    role_actions = {
+        "partial_update": roles.EDIT,
+        "discard": roles.DISCARD,
+        "resolve": roles.RESOLVE,
+        "archive": roles.RESOLVE,
+    }
+
+    def get_queryset(self):
+        """Messages of the sources the user may see (dlqadmin.selectors.dead_letters_for)."""
+        if getattr(self, "swagger_fake_view", False):
+            return DeadLetter.objects.none()
+        return dead_letters_for(self.request.user).select_related("source__connection", "error_group")
+
+    @extend_schema(
+        operation_id="api_v1_messages_list",
+        summary="List dead letters (compact, newest failure first)",
+        description="The same filter language as the dashboard and redrive jobs. Unknown keys are a 400.",
+        parameters=FILTER_PARAMETERS,
+        responses={200: MessagePage, **ERRORS},
+    )
+    def list(self, request):
+        filters = filter_from(request.query_params)
+        size = page_size_from(request)
+        qs = dead_letters_for(request.user, filters).select_related("source")
+        qs = qs.defer("payload", "key", "stacktrace", "headers")
+        page = dead_letter_page(qs, cursor=request.query_params.get("cursor") or None, size=size)
+        return Response(
+            {
+                "next": next_link(request, page.next_cursor),
+                "results": MessageListSerializer(page.items, many=True, context={"request": request}).data,
+            }
+        )
+
+    @extend_schema(summary="A dead letter: payload, typed headers, origin, error, history")
+    def retrieve(self, request, pk=None):
+        return Response(self.get_serializer(self.get_object()).data)
+
+    @extend_schema(
+        summary="Edit: store a revision (operator)",
+        description="The original is never changed; a redrive sends the latest revision. A JSON "
+        "message must stay valid JSON.",
+        request=MessageEditSerializer,
+        responses={200: MessageDetailSerializer, **ERRORS},
+    )
+    def partial_update(self, request, pk=None):
+        letter = self.get_object()
+        body = MessageEditSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            dead_letter_revise(
+                actor=request.user, dead_letter=letter, remote_addr=self.remote_addr(), **body.edit(letter)
+            )
+        except EditError as exc:
+            field = body.payload_field
+            raise EditError({(field if k == "payload" else k): v for k, v in exc.errors.items()}) from None
+        return Response(self.get_serializer(letter).data)
+
+    def _settle(self, request, service):
+        body = SelectionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        count = service(actor=request.user, remote_addr=self.remote_addr(), **body.selection)
+        return Response({"count": count})
+
+    @extend_schema(
+        summary="Discard messages by ids or filter (operator)",
+        description='Body: {"ids": [...]} or {"filter": {...}}, exactly one. Messages in an active '
+        "redrive job are left alone.",
+        request=SelectionSerializer,
+        responses={200: CountSerializer, **ERRORS},
+    )
+    @action(detail=False, methods=["post"])
+    def discard(self, request):
+        return self._settle(request, dead_letters_discard)
+
+    @extend_schema(
+        summary="Resolve messages by ids or filter (operator)",
+        description='Body: {"ids": [...]} or {"filter": {...}}, exactly one.',
+        request=SelectionSerializer,
+        responses={200: CountSerializer, **ERRORS},
+    )
+    @action(detail=False, methods=["post"])
+    def resolve(self, request):
+        return self._settle(request, dead_letters_resolve)
+
+    @extend_schema(
+        summary="Archive messages by ids or filter (operator)",
+        description='Kept for reference, out of the working views. Body: {"ids": [...]} or '
+        '{"filter": {...}}, exactly one.',
+        request=SelectionSerializer,
+        responses={200: CountSerializer, **ERRORS},
+    )
+    @action(detail=False, methods=["post"])
+    def archive(self, request):
+        return self._settle(request, dead_letters_archive)

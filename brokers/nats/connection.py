@@ -121,12 +121,26 @@ def translate(action: str) -> Iterator[None]:
 
 
 def server_urls(url: str) -> list[str]:
-    return [part.strip() for part in url.split(",") if part.strip()]
+    """The comma-separated server URLs; BrokerError(permanent) for one that cannot be parsed."""
+    urls = [part.strip() for part in url.split(",") if part.strip()]
+    for part in urls:
+        try:
+            parts = urlsplit(part)
+            parts.port  # noqa: B018 - an out-of-range port raises here
+        except ValueError as exc:
+            raise BrokerError(f"not a valid NATS URL: {part!r} ({exc})", permanent=True) from None
+        if parts.scheme not in ("nats", "tls", "ws", "wss") or not parts.hostname:
+            raise BrokerError(f"not a NATS URL: {part!r} (expected nats://host:4222)", permanent=True)
+    return urls
 
 
 def redact(url: str) -> str:
     """A URL without user info, for messages and logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018
+    except ValueError:
+        return "<invalid URL>"
     if not parts.username and not parts.password:
         return url
     host = parts.hostname or ""
@@ -195,8 +209,10 @@ async def connect(config: ConnectionConfig) -> RawHeaderClient:
     if config.username:
         kwargs["user"] = config.username
         kwargs["password"] = config.password
-    if options.get("token"):
-        kwargs["token"] = options["token"]
+    # token auth: the connection's password with no username (or the legacy "token" option)
+    token = options.get("token") or (config.password if not config.username else "")
+    if token:
+        kwargs["token"] = token
     if config.tls.enabled or any(u.startswith("tls://") for u in urls):
         kwargs["tls"] = tls_context(config.tls)
     where = ", ".join(redact(u) for u in urls)

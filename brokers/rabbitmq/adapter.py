@@ -29,7 +29,7 @@ from brokers.base import (
 
 from . import harvest as harvesting
 from . import redrive as redriving
-from .connection import amqp_errors, connect, display_address, vhost_of
+from .connection import amqp_errors, amqp_url, connect, display_address, vhost_of
 from .management import ManagementUnavailable, find_dead_letter_queues
 
 log = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class RabbitMQAdapter(BrokerAdapter):
         (the API's lag a few seconds). If the API is unavailable, returns [] (and logs why), but
         raises a transient BrokerError when AMQP is unreachable too.
         """
+        amqp_url(self.config)  # a malformed URL is a permanent error, whatever the API says
         try:
             candidates = await asyncio.to_thread(find_dead_letter_queues, self.config)
         except ManagementUnavailable as exc:

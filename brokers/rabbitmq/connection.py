@@ -25,7 +25,7 @@ def amqp_url(config: ConnectionConfig) -> URL:
     An empty ``username`` means guest/guest (aio-pika always sends PLAIN credentials), unless the
     URL itself carries credentials.
     """
-    url = URL(config.url)
+    url = _parse(config.url)
     if url.scheme not in ("amqp", "amqps") or not url.host:
         raise BrokerError(
             f"not an AMQP URL: {config.url!r} (expected amqp://host:5672/vhost)", permanent=True
@@ -42,8 +42,21 @@ def amqp_url(config: ConnectionConfig) -> URL:
 
 
 def vhost_of(config: ConnectionConfig) -> str:
-    """The virtual host named by the URL path (``/`` when the path is empty)."""
-    return unquote(URL(config.url).raw_path[1:]) or "/"
+    """The virtual host named by the URL path (``/`` when the path is empty or the URL is
+    malformed: that error is reported by the first operation, not by the constructor)."""
+    try:
+        return unquote(_parse(config.url).raw_path[1:]) or "/"
+    except BrokerError:
+        return "/"
+
+
+def _parse(raw: str) -> URL:
+    try:
+        url = URL(raw)
+        url.port  # noqa: B018 - an out-of-range port raises here
+    except (ValueError, TypeError) as exc:
+        raise BrokerError(f"not a valid AMQP URL: {raw!r} ({exc})", permanent=True) from None
+    return url
 
 
 def display_address(config: ConnectionConfig) -> str:

@@ -122,7 +122,10 @@ def to_harvested(msg: Message, cluster_id: str) -> HarvestedMessage:
         properties["value_is_null"] = True
     context = conventions.parse(encoded)
     return HarvestedMessage(
-        position=f"{cluster_id}/{msg.topic()}/{msg.partition()}/{msg.offset()}",
+        # The record's timestamp tells apart two records at the same offset of one topic name
+        # (the topic was deleted and re-created, or an in-memory broker restarted), so a new
+        # dead letter is never taken for a stored one; re-reading one record gives the same value.
+        position=f"{cluster_id}/{msg.topic()}/{msg.partition()}/{msg.offset()}@{properties['timestamp']}",
         payload=value if value is not None else b"",
         headers=encoded,
         properties=properties,

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connections
 
 import brokers
 from brokers.base import BrokerAdapter, BrokerError, Health
@@ -28,6 +29,14 @@ from dlqadmin.services.harvest import HarvestReport, source_harvest_with
 from dlqadmin.services.heartbeat import heartbeat_beat
 
 log = logging.getLogger(__name__)
+
+
+def close_old_connections_now() -> None:
+    """Close this thread's database connections (a broken one is reopened on next use)."""
+    for conn in connections.all(initialized_only=True):
+        conn.close_if_unusable_or_obsolete()
+        if conn.connection is not None and not conn.is_usable():
+            conn.close()
 
 
 @dataclass
@@ -68,9 +77,24 @@ class Harvester:
     async def run(self) -> None:
         self._stop = asyncio.Event()
         log.info("harvester started")
+        db_failures = 0
         try:
             while not self.stopping:
-                received = await self.run_once()
+                try:
+                    received = await self.run_once()
+                    db_failures = 0
+                except DatabaseError as exc:
+                    # The database is down: nothing was acked (the sink failed before the ack).
+                    # Drop the broken connection and retry after a backoff instead of exiting.
+                    db_failures += 1
+                    delay = min(self.max_backoff, 0.5 * 2 ** (db_failures - 1))
+                    log.error(
+                        "database unavailable (attempt %d); retrying in %.1fs: %s", db_failures, delay, exc
+                    )
+                    await sync_to_async(close_old_connections_now, thread_sensitive=True)()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    continue
                 if not received and not self.stopping:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), self.poll_interval)

@@ -282,7 +282,7 @@ class TestKafkaContract(AdapterContract):
         assert m.stacktrace == STACK
         assert abs(m.failed_at.timestamp() - started) < 60
         cluster = m.properties["cluster_id"]
-        assert m.position == f"{cluster}/{source.address}/0/0"
+        assert m.position == f"{cluster}/{source.address}/0/0@{m.properties['timestamp']}"
         assert m.properties["topic"] == source.address
         assert m.properties["partition"] == 0 and m.properties["offset"] == 0
         assert m.properties["timestamp_type"] == "CreateTime"

@@ -26,10 +26,18 @@ class Command(BaseCommand):
         parser.add_argument("--limit", type=int, default=None, help="At most this many messages per source.")
         parser.add_argument("--follow", action="store_true", help="Keep harvesting until stopped (SIGTERM).")
         parser.add_argument("--poll-interval", type=float, default=0.5, help="Seconds between idle passes.")
+        parser.add_argument(
+            "--max-backoff",
+            type=float,
+            default=30.0,
+            help="Longest wait before retrying a broker or the database that is down.",
+        )
 
-    def handle(self, *args, source=None, limit=None, follow=False, poll_interval=0.5, **options):
+    def handle(
+        self, *args, source=None, limit=None, follow=False, poll_interval=0.5, max_backoff=30.0, **options
+    ):
         if follow:
-            return self.follow(source, limit, poll_interval)
+            return self.follow(source, limit, poll_interval, max_backoff)
         sources = Source.objects.select_related("connection")
         if source:
             sources = sources.filter(name__in=source)
@@ -61,8 +69,10 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(f"{failures} source(s) failed to harvest")
 
-    def follow(self, names, limit, poll_interval):
-        harvester = Harvester(source_names=names, poll_interval=poll_interval, pass_limit=limit or 1000)
+    def follow(self, names, limit, poll_interval, max_backoff):
+        harvester = Harvester(
+            source_names=names, poll_interval=poll_interval, pass_limit=limit or 1000, max_backoff=max_backoff
+        )
 
         async def main():
             loop = asyncio.get_running_loop()

@@ -1,5 +1,7 @@
-"""Dashboard forms: validation only. Writes go through services (or, for connection and source
-settings that have no service yet, through the small ``save`` methods here, each audited)."""
+"""Dashboard forms: validation of the input only. Writes go through services: the ``save``
+methods of the connection and source forms call dlqadmin.services.connections / sources (which
+validate the domain rules, audit, and raise ValidationError; ``add_service_errors`` shows those
+on the form)."""
 
 from __future__ import annotations
 
@@ -8,18 +10,13 @@ import binascii
 import json
 
 from django import forms
-from django.db import transaction
+from django.core.exceptions import ValidationError
 
 from brokers import headers as header_codec
-from dlqadmin.models import BrokerKind, Connection, ErrorGroupStatus, Source, SourceMode
-from dlqadmin.services.audit import audit_record
+from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
+from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import MAX_BATCH, MAX_VELOCITY
-
-MODES_BY_KIND = {
-    BrokerKind.RABBITMQ: [SourceMode.QUEUE],
-    BrokerKind.KAFKA: [SourceMode.TOPIC],
-    BrokerKind.NATS: [SourceMode.ADVISORY, SourceMode.DLQ_STREAM, SourceMode.SUBJECT],
-}
+from dlqadmin.services.sources import source_create, source_modes, source_update
 
 
 def _json_object(value: str, field: str) -> dict:
@@ -226,7 +223,18 @@ class GroupStatusForm(forms.Form):
 # Connections and sources
 
 
-class ConnectionForm(forms.ModelForm):
+class ServiceErrorsMixin:
+    """Show a service's ValidationError on the form (model field names -> form fields)."""
+
+    def add_service_errors(self, exc: ValidationError) -> None:
+        pairs = exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]
+        for name, messages in pairs:
+            field = "options_json" if name == "options" else name
+            for message in messages:
+                self.add_error(field if field in self.fields else None, message)
+
+
+class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
     """Add or edit a connection. Credentials are write-only: never rendered back."""
 
     new_password = forms.CharField(
@@ -286,35 +294,33 @@ class ConnectionForm(forms.ModelForm):
     def clean_options_json(self) -> dict:
         return _json_object(self.cleaned_data["options_json"], "options")
 
-    @transaction.atomic
     def save(self, *, actor, remote_addr=None) -> Connection:
-        connection = super().save(commit=False)
-        created = connection.pk is None
-        connection.options = self.cleaned_data["options_json"]
+        """Create or update through the service. Raises ValidationError, PermissionDenied."""
+        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        data["options"] = self.cleaned_data["options_json"]
+        password = self.cleaned_data.get("new_password") or None
         if self.cleaned_data.get("clear_password"):
-            connection.set_password("")
-        elif self.cleaned_data.get("new_password"):
-            connection.set_password(self.cleaned_data["new_password"])
-        if self.cleaned_data.get("new_tls_client_key"):
-            connection.set_tls_client_key(self.cleaned_data["new_tls_client_key"])
-        connection.save()
-        changed = [f for f in self.changed_data if f not in ("new_password", "new_tls_client_key")]
-        audit_record(
+            password = ""
+        client_key = self.cleaned_data.get("new_tls_client_key") or None
+        if self.instance.pk is None:
+            return connection_create(
+                actor=actor,
+                password=password or "",
+                tls_client_key=client_key or "",
+                remote_addr=remote_addr,
+                **data,
+            )
+        return connection_update(
             actor=actor,
-            action="connection.create" if created else "connection.update",
-            target=connection,
-            detail={
-                "fields": changed,
-                "password_changed": bool(
-                    self.cleaned_data.get("new_password") or self.cleaned_data.get("clear_password")
-                ),
-            },
+            connection=self.instance,
+            password=password,
+            tls_client_key=client_key,
             remote_addr=remote_addr,
+            **data,
         )
-        return connection
 
 
-class SourceForm(forms.ModelForm):
+class SourceForm(ServiceErrorsMixin, forms.ModelForm):
     """Add (from discovery or by hand) or edit a dead-letter source of a connection."""
 
     options_json = forms.CharField(
@@ -331,43 +337,25 @@ class SourceForm(forms.ModelForm):
     def __init__(self, *args, connection: Connection, **kwargs):
         super().__init__(*args, **kwargs)
         self.connection = connection
-        modes = MODES_BY_KIND.get(connection.kind, list(SourceMode))
-        self.fields["mode"].choices = [(m.value, m.label) for m in modes]
+        modes = source_modes(connection.kind) or tuple(SourceMode.values)
+        self.fields["mode"].choices = [(m, SourceMode(m).label) for m in modes]
         if self.instance.pk and not self.is_bound:
             self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
 
     def clean_options_json(self) -> dict:
         return _json_object(self.cleaned_data["options_json"], "options")
 
-    def clean(self):
-        data = super().clean()
-        mode, address = data.get("mode"), data.get("address")
-        if mode and address:
-            clash = Source.objects.filter(connection=self.connection, mode=mode, address=address)
-            if self.instance.pk:
-                clash = clash.exclude(pk=self.instance.pk)
-            if clash.exists():
-                raise forms.ValidationError(
-                    f"{address} is already a source of this connection ({clash[0].name})"
-                )
-        return data
-
     def _post_clean(self):
         self.instance.connection = self.connection
         super()._post_clean()
 
-    @transaction.atomic
+    def validate_unique(self):
+        """Unique name and location are checked by source_validate when saving."""
+
     def save(self, *, actor, remote_addr=None) -> Source:
-        source = super().save(commit=False)
-        created = source.pk is None
-        source.connection = self.connection
-        source.options = self.cleaned_data["options_json"]
-        source.save()
-        audit_record(
-            actor=actor,
-            action="source.create" if created else "source.update",
-            target=source,
-            detail={"fields": self.changed_data, "address": source.address, "mode": source.mode},
-            remote_addr=remote_addr,
-        )
-        return source
+        """Create or update through the service. Raises ValidationError, PermissionDenied."""
+        data = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        data["options"] = self.cleaned_data["options_json"]
+        if self.instance.pk is None:
+            return source_create(actor=actor, connection=self.connection, remote_addr=remote_addr, **data)
+        return source_update(actor=actor, source=self.instance, remote_addr=remote_addr, **data)

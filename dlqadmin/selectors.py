@@ -15,10 +15,15 @@ key                value
 ``until``          ISO-8601 time, failed_at < until
 ``header``         ``name:value`` — a header with exactly that text value (repeatable, all must match)
 ``q``              free text, matched in the error class/message and in the raw payload bytes
+                   (for a masked user only where no masking rule hides that text: see below)
 ``max_id``         only rows with id <= max_id (set by a redrive plan: later arrivals are excluded)
 =================  ============================================================================
 
 Invalid input raises :class:`FilterError` with a message per field (HTTP 400 / form errors).
+
+Reads for a user go through :func:`dead_letters_for`: only sources the user may see, and for a
+masked user (``dlqadmin.services.masking.masked_for``) ``q`` and ``header`` never match text a
+masking rule would hide from them, so a search cannot be used to probe masked values.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from dlqadmin import permissions
-from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.models import DeadLetter, DeadLetterStatus, ErrorGroup, MaskingKind, MaskingRule, Source
+from dlqadmin.services.masking import mask_text, masked_for
 
 FILTER_KEYS = (
     "source",
@@ -62,7 +68,12 @@ class FilterError(ValueError):
 
 @Field.register_lookup
 class BytesContains(Lookup):
-    """``payload__bytes_contains=b"..."``: raw substring match on a binary column."""
+    """``payload__bytes_contains=b"..."``: raw substring match on a binary column.
+
+    On PostgreSQL the exact test (``position``) is preceded by ``encode(col, 'escape') LIKE``,
+    which the trigram index of migration 0008 answers: the escape encoding maps each byte on its
+    own, so every real match also matches the pattern, and ``position`` drops the rare false
+    hit that straddles an octal escape."""
 
     lookup_name = "bytes_contains"
 
@@ -70,8 +81,27 @@ class BytesContains(Lookup):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
         if connection.vendor == "postgresql":
-            return f"position({rhs} in {lhs}) > 0", [*lhs_params, *rhs_params]
+            exact = f"position({rhs} in {lhs}) > 0"
+            if not isinstance(self.rhs, bytes | bytearray | memoryview):
+                return exact, [*lhs_params, *rhs_params]
+            pattern = f"%{_like_escape(_escape_encoded(bytes(self.rhs)))}%"
+            return f"(encode({lhs}, 'escape') LIKE %s AND {exact})", [
+                *lhs_params,
+                pattern,
+                *rhs_params,
+                *lhs_params,
+            ]
         return f"instr({lhs}, {rhs}) > 0", [*lhs_params, *rhs_params]
+
+
+def _escape_encoded(data: bytes) -> str:
+    """``data`` as PostgreSQL's ``encode(data, 'escape')`` writes it: NUL and bytes >= 0x80 as
+    ``\\ooo``, a backslash doubled, every other byte as itself."""
+    return "".join("\\\\" if b == 0x5C else f"\\{b:03o}" if b == 0 or b >= 0x80 else chr(b) for b in data)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass
@@ -172,7 +202,9 @@ class DeadLetterFilter:
         return not self.to_dict()
 
     # ---- applying --------------------------------------------------------------------------
-    def apply(self, qs: QuerySet[DeadLetter]) -> QuerySet[DeadLetter]:
+    def apply(self, qs: QuerySet[DeadLetter], *, masked: bool = False) -> QuerySet[DeadLetter]:
+        """``masked``: the reader sees masked messages, so free text and header values match
+        only where no masking rule applies (never the hidden originals)."""
         if self.sources:
             qs = qs.filter(_id_or_name("source", self.sources))
         if self.connections:
@@ -188,13 +220,18 @@ class DeadLetterFilter:
         if self.until:
             qs = qs.filter(failed_at__lt=self.until)
         for name, value in self.headers:
-            qs = qs.filter(_header_q(name, value))
+            match = _header_q(name, value)
+            if masked:
+                match &= _outside(_rules(MaskingKind.HEADER).filter(pattern__iexact=name))
+                match &= _outside(_regexes_changing(value))
+            qs = qs.filter(match)
         if self.q:
-            qs = qs.filter(
-                Q(error_message__icontains=self.q)
-                | Q(error_class__icontains=self.q)
-                | Q(payload__bytes_contains=self.q.encode("utf-8"))
-            )
+            error_text = Q(error_message__icontains=self.q)
+            payload = Q(payload__bytes_contains=self.q.encode("utf-8"))
+            if masked:
+                error_text &= _outside(_rules(MaskingKind.REGEX))
+                payload &= _outside(_rules(MaskingKind.REGEX, MaskingKind.JSON_PATH))
+            qs = qs.filter(error_text | Q(error_class__icontains=self.q) | payload)
         if self.max_id is not None:
             qs = qs.filter(id__lte=self.max_id)
         return qs
@@ -236,6 +273,25 @@ def _id_or_name(prefix: str, values: list[str]) -> Q:
     return q
 
 
+def _rules(*kinds: str) -> QuerySet[MaskingRule]:
+    return MaskingRule.objects.filter(enabled=True, kind__in=kinds)
+
+
+def _regexes_changing(value: str) -> QuerySet[MaskingRule]:
+    """The regex rules that would mask ``value``: a header with exactly this text is shown
+    unmasked wherever none of them applies."""
+    changing = [rule.pk for rule in _rules(MaskingKind.REGEX) if mask_text(value, [rule]) != value]
+    return MaskingRule.objects.filter(pk__in=changing)
+
+
+def _outside(rules: QuerySet[MaskingRule]) -> Q:
+    """Rows of sources that none of ``rules`` applies to. There a masked user is shown the
+    stored text, so a match reveals nothing; elsewhere it could confirm a hidden value."""
+    if rules.filter(sources__isnull=True).exists():  # a rule for every source
+        return Q(pk__in=[])
+    return ~Q(source_id__in=rules.filter(sources__isnull=False).values("sources"))
+
+
 def _header_q(name: str, value: str) -> Q:
     """A header called ``name`` whose value is ``value`` as text (str node) or UTF-8 bytes."""
     nodes = [
@@ -253,13 +309,14 @@ def _header_q(name: str, value: str) -> Q:
     return q
 
 
-def dead_letters(filters: DeadLetterFilter | None = None) -> QuerySet[DeadLetter]:
-    """Dead letters matching ``filters``, newest failure first."""
+def dead_letters(filters: DeadLetterFilter | None = None, *, masked: bool = False) -> QuerySet[DeadLetter]:
+    """Dead letters matching ``filters``, newest failure first (every source: the system's view;
+    a user's reads go through :func:`dead_letters_for`)."""
     qs = DeadLetter.objects.all()
     if db_connection.vendor != "postgresql":
         qs = qs.annotate(headers_text=Cast("headers", TextField()))
     if filters is not None:
-        qs = filters.apply(qs)
+        qs = filters.apply(qs, masked=masked)
     return qs.order_by("-failed_at", "-id")
 
 
@@ -297,8 +354,8 @@ def dead_letter_page(qs: QuerySet[DeadLetter], *, cursor: str | None = None, siz
 
 def visible_sources(user) -> QuerySet[Source]:
     """Sources ``user`` may see: all for admins; otherwise unrestricted sources plus those
-    restricted to one of the user's groups or to the user."""
-    if permissions.can(user, permissions.MANAGE_CONNECTIONS):
+    restricted to one of the user's groups or to the user. ``user=None`` is the system: all."""
+    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
         return Source.objects.all()
     if not permissions.can(user, permissions.VIEW):
         return Source.objects.none()
@@ -309,9 +366,31 @@ def visible_sources(user) -> QuerySet[Source]:
     ).distinct()
 
 
-def dead_letters_for(user, filters: DeadLetterFilter | None = None) -> QuerySet[DeadLetter]:
-    """``dead_letters(filters)`` limited to the sources ``user`` may see."""
-    qs = dead_letters(filters)
-    if permissions.can(user, permissions.MANAGE_CONNECTIONS):
+def source_visible(user, source_id: int | None) -> bool:
+    """Whether ``user`` may see the source ``source_id`` (None: not tied to a source, so yes)."""
+    if source_id is None or user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return True
+    return visible_sources(user).filter(pk=source_id).exists()
+
+
+def limit_to_visible(qs: QuerySet, user, *, field: str = "source") -> QuerySet:
+    """``qs`` (rows with a source foreign key called ``field``) limited to what ``user`` may see."""
+    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
         return qs
-    return qs.filter(source_id__in=visible_sources(user).values("pk"))
+    return qs.filter(**{f"{field}__in": visible_sources(user).values("pk")})
+
+
+def dead_letters_for(user, filters: DeadLetterFilter | None = None) -> QuerySet[DeadLetter]:
+    """``dead_letters(filters)`` as ``user`` may read them: only sources they may see, and for a
+    masked user a search that cannot match masked text. ``user=None`` is the system (CLI,
+    policies): every message, full search. Every read on behalf of a user goes through here."""
+    masked = user is not None and masked_for(user)
+    return limit_to_visible(dead_letters(filters, masked=masked), user)
+
+
+def error_groups_for(user) -> QuerySet[ErrorGroup]:
+    """Error groups of the sources ``user`` may see (and groups tied to no source)."""
+    qs = ErrorGroup.objects.all()
+    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return qs
+    return qs.filter(Q(source__in=visible_sources(user).values("pk")) | Q(source__isnull=True))

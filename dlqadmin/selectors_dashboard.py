@@ -1,7 +1,8 @@
 """Reads for the dashboard pages: overview counters, failure timelines, sparklines, job rates.
 
 Every function here is read-only and bounded: aggregates run in the database (GROUP BY over the
-indexed ``failed_at`` range), never by loading rows into Python.
+indexed ``failed_at`` range), never by loading rows into Python. Those taking ``user`` count only
+the sources that user may see (``dlqadmin.selectors.limit_to_visible``; None: every source).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dlqadmin.models import (
     RedriveJob,
     Source,
 )
+from dlqadmin.selectors import error_groups_for, limit_to_visible, visible_sources
 
 log = logging.getLogger(__name__)
 
@@ -80,20 +82,22 @@ class ConnectionRow:
     sources: list[SourceRow] = field(default_factory=list)
 
 
-def status_counts() -> dict[str, int]:
+def status_counts(*, user=None) -> dict[str, int]:
     """Dead letters per status (every status present, zero when none)."""
     counts = dict.fromkeys(DeadLetterStatus.values, 0)
-    for row in DeadLetter.objects.order_by().values("status").annotate(n=Count("id")):
+    rows = limit_to_visible(DeadLetter.objects.order_by(), user).values("status").annotate(n=Count("id"))
+    for row in rows:
         counts[row["status"]] = row["n"]
     return counts
 
 
-def connections_overview(*, now: datetime | None = None) -> list[ConnectionRow]:
-    """Each connection with its sources and, per source, open messages and last-24h failures."""
+def connections_overview(*, user=None, now: datetime | None = None) -> list[ConnectionRow]:
+    """Each connection with the sources ``user`` may see and, per source, open messages and
+    last-24h failures."""
     now = now or timezone.now()
     per_source = {
         row["source_id"]: row
-        for row in DeadLetter.objects.order_by()
+        for row in limit_to_visible(DeadLetter.objects.order_by(), user)
         .values("source_id")
         .annotate(
             open=Count("id", filter=Q(status__in=OPEN_STATUSES)),
@@ -103,7 +107,7 @@ def connections_overview(*, now: datetime | None = None) -> list[ConnectionRow]:
     rows: dict[int, ConnectionRow] = {}
     for connection in Connection.objects.order_by("name"):
         rows[connection.pk] = ConnectionRow(connection=connection)
-    for source in Source.objects.select_related("connection").order_by("name"):
+    for source in visible_sources(user).select_related("connection").order_by("name"):
         stats = per_source.get(source.pk, {})
         rows[source.connection_id].sources.append(
             SourceRow(source=source, open=stats.get("open", 0), last_24h=stats.get("last_24h", 0))
@@ -111,7 +115,7 @@ def connections_overview(*, now: datetime | None = None) -> list[ConnectionRow]:
     return list(rows.values())
 
 
-def failures_timeline(*, hours: int, bucket_hours: int, now: datetime | None = None) -> dict:
+def failures_timeline(*, hours: int, bucket_hours: int, user=None, now: datetime | None = None) -> dict:
     """Failures per source over the last ``hours`` in ``bucket_hours`` buckets, for Chart.js.
 
     Returns ``{"labels": [iso...], "series": [{"label": source, "data": [n...]}, ...]}`` with
@@ -122,7 +126,7 @@ def failures_timeline(*, hours: int, bucket_hours: int, now: datetime | None = N
     labels = [(start + timedelta(hours=i * bucket_hours)).isoformat() for i in range(buckets)]
     counts: dict[int, list[int]] = {}
     rows = (
-        DeadLetter.objects.filter(failed_at__gte=start, failed_at__lt=now)
+        limit_to_visible(DeadLetter.objects.filter(failed_at__gte=start, failed_at__lt=now), user)
         .order_by()
         .annotate(hour=TruncHour("failed_at"))
         .values("source_id", "hour")
@@ -141,9 +145,10 @@ def failures_timeline(*, hours: int, bucket_hours: int, now: datetime | None = N
     return {"labels": labels, "series": series, "bucket_hours": bucket_hours}
 
 
-def top_open_groups(*, limit: int = 8) -> list[ErrorGroup]:
+def top_open_groups(*, user=None, limit: int = 8) -> list[ErrorGroup]:
     return list(
-        ErrorGroup.objects.filter(status=ErrorGroupStatus.OPEN)
+        error_groups_for(user)
+        .filter(status=ErrorGroupStatus.OPEN)
         .select_related("source")
         .order_by("-count", "-last_seen")[:limit]
     )

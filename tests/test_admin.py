@@ -1,10 +1,19 @@
-"""Django admin: every model is browsable; credentials are write-only; evidence is read-only."""
+"""Django admin: every model is browsable; credentials are write-only; evidence is read-only.
+It follows the same rules as the dashboard and the API: per-source restrictions on lists, pages
+and actions; masked payload, headers and error text (pages, search, exports) for viewers;
+connection and source writes through the services (validated, audited)."""
+
+import base64
+import json
 
 import pytest
 from django.urls import reverse
 
-from dlqadmin.models import Connection, DeadLetter, Source
+from brokers import headers as header_codec
+from dlqadmin.models import AuditEvent, Connection, DeadLetter, DeadLetterStatus, Source
 from dlqadmin.services.connections import connection_create
+from tests.conftest import user_in_role
+from tests.support.access_world import EMAIL, PAYLOAD, TOKEN, assert_no_secrets, build
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +88,177 @@ def test_dead_letters_cannot_be_edited_or_deleted(admin_client):
     )
     assert response.status_code == 403
     assert DeadLetter.objects.filter(pk=letter.pk).exists()
+
+
+# ---- access control and masking ------------------------------------------------------------
+CHANGELIST = "admin:dlqadmin_deadletter_changelist"
+
+
+@pytest.fixture
+def world():
+    return build()
+
+
+@pytest.fixture
+def staff(django_user_model, client):
+    """``staff(role, *groups) -> Client`` signed in to the admin as a staff user of ``role``."""
+
+    def login(role, *groups):
+        user = user_in_role(django_user_model, role)
+        user.is_staff = True
+        user.save()
+        user.groups.add(*groups)
+        client.force_login(user)
+        client.user = user
+        return client
+
+    return login
+
+
+def shown_ids(response) -> set[int]:
+    return {row.pk for row in response.context["cl"].result_list}
+
+
+def post_action(client, action, ids, url=CHANGELIST):
+    return client.post(reverse(url), {"action": action, "_selected_action": ids})
+
+
+def test_the_changelist_and_pages_leave_restricted_sources_out(world, staff):
+    client = staff("operator")
+    assert shown_ids(client.get(reverse(CHANGELIST))) == {world.letter.pk}
+    response = client.get(reverse("admin:dlqadmin_deadletter_change", args=[world.hidden.pk]))
+    assert response.status_code == 302  # "does not exist": the admin's answer for a hidden row
+    groups = client.get(reverse("admin:dlqadmin_errorgroup_changelist"))
+    assert {g.pk for g in groups.context["cl"].result_list} == {world.letter.error_group_id}
+    sources = client.get(reverse("admin:dlqadmin_source_changelist"))
+    assert {s.pk for s in sources.context["cl"].result_list} == {world.source.pk}
+
+
+def test_a_member_of_the_group_sees_the_restricted_source(world, staff):
+    client = staff("operator", world.payroll)
+    assert shown_ids(client.get(reverse(CHANGELIST))) == {world.letter.pk, world.hidden.pk}
+
+
+@pytest.mark.parametrize("action", ["discard_selected", "resolve_selected", "redrive_selected"])
+def test_actions_never_act_on_messages_of_restricted_sources(world, staff, action):
+    client = staff("operator")
+    post_action(client, action, [world.hidden.pk])
+    assert DeadLetter.objects.get(pk=world.hidden.pk).status == DeadLetterStatus.NEW
+    post_action(client, action, [world.hidden.pk, world.letter.pk])
+    assert DeadLetter.objects.get(pk=world.hidden.pk).status == DeadLetterStatus.NEW
+    assert DeadLetter.objects.get(pk=world.letter.pk).status != DeadLetterStatus.NEW
+
+
+def test_redriving_a_hidden_error_group_is_impossible(world, staff):
+    client = staff("operator")
+    post_action(
+        client, "redrive_groups", [world.hidden.error_group_id], url="admin:dlqadmin_errorgroup_changelist"
+    )
+    assert DeadLetter.objects.get(pk=world.hidden.pk).status == DeadLetterStatus.NEW
+
+
+def test_the_detail_page_is_masked_for_a_viewer(world, staff, client):
+    url = reverse("admin:dlqadmin_deadletter_change", args=[world.letter.pk])
+    page = staff("viewer").get(url).content.decode()
+    assert_no_secrets(page)
+    assert "&quot;***&quot;" in page and "Authorization (str): ***" in page
+    assert "charge failed for &lt;email&gt; with card [card]" in page
+    full = staff("operator").get(url).content.decode()
+    assert EMAIL in full and TOKEN in full
+
+
+def test_the_changelist_and_group_pages_are_masked_for_a_viewer(world, staff):
+    client = staff("viewer")
+    assert_no_secrets(client.get(reverse(CHANGELIST)).content)
+    assert_no_secrets(client.get(reverse("admin:dlqadmin_errorgroup_changelist")).content)
+    group = reverse("admin:dlqadmin_errorgroup_change", args=[world.letter.error_group_id])
+    assert_no_secrets(client.get(group).content)
+
+
+def test_a_viewer_cannot_find_masked_error_text_with_the_admin_search(world, staff):
+    assert shown_ids(staff("viewer").get(reverse(CHANGELIST), {"q": EMAIL})) == set()
+    assert shown_ids(staff("operator").get(reverse(CHANGELIST), {"q": EMAIL})) == {world.letter.pk}
+
+
+def test_admin_exports_are_masked_for_a_viewer_and_lossless_for_an_operator(world, staff):
+    ids = [world.letter.pk, world.hidden.pk]
+    response = post_action(staff("viewer"), "export_jsonl", ids)
+    (record,) = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert record["id"] == world.letter.pk and record["masked"] is True
+    assert_no_secrets(json.dumps(record))
+    assert_no_secrets(base64.b64decode(record["payload_b64"]))
+    assert header_codec.get(record["headers"], "Authorization") == "***"
+    response = post_action(staff("viewer"), "export_csv", ids)
+    csv_text = b"".join(response.streaming_content).decode()
+    assert_no_secrets(csv_text)
+    assert len(csv_text.splitlines()) == 2 and "&lt;" not in csv_text and "<email>" in csv_text
+    response = post_action(staff("operator", world.payroll), "export_jsonl", ids)
+    records = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    assert {r["id"] for r in records} == set(ids) and not any(r["masked"] for r in records)
+    assert (
+        base64.b64decode(next(r for r in records if r["id"] == world.letter.pk)["payload_b64"])
+        == PAYLOAD.encode()
+    )
+
+
+# ---- connections and sources go through the services ----------------------------------------------
+def test_connections_added_and_changed_in_the_admin_are_audited(staff):
+    client = staff("admin")
+    form = {"name": "kafka-a", "kind": "kafka", "url": "127.0.0.1:9092", "options": "{}", "tls_verify": "on"}
+    response = client.post(reverse("admin:dlqadmin_connection_add"), {**form, "new_password": "pw-secret-1"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection = Connection.objects.get(name="kafka-a")
+    assert connection.password == "pw-secret-1"
+    event = AuditEvent.objects.get(action="connection.create", target_id=str(connection.pk))
+    assert event.actor == client.user and "pw-secret" not in json.dumps(event.detail)
+    url = reverse("admin:dlqadmin_connection_change", args=[connection.pk])
+    response = client.post(url, {**form, "url": "127.0.0.1:9093"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection.refresh_from_db()
+    assert connection.url == "127.0.0.1:9093" and connection.password == "pw-secret-1"
+    assert AuditEvent.objects.get(action="connection.update").detail["changed"] == ["url"]
+
+
+def test_sources_added_in_the_admin_are_audited_with_their_access(world, staff):
+    client = staff("admin")
+    response = client.post(
+        reverse("admin:dlqadmin_source_add"),
+        {
+            **SOURCE_FORM,
+            "connection": world.source.connection_id,
+            "name": "new",
+            "address": "new.dlq",
+            "allowed_groups": [world.payroll.pk],
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    source = Source.objects.get(name="new")
+    assert list(source.allowed_groups.all()) == [world.payroll]
+    assert AuditEvent.objects.filter(action="source.create", target_id=str(source.pk)).exists()
+    access = AuditEvent.objects.get(action="source.access", target_id=str(source.pk))
+    assert access.detail["groups"] == [world.payroll.name]
+
+
+SOURCE_FORM = {
+    "mode": "queue",
+    "options": "{}",
+    "enabled": "on",
+    "max_redrives": "5",
+    "auto_retry_max_attempts": "3",
+    "auto_retry_backoff_seconds": "60",
+}
+
+
+def test_the_admin_refuses_a_source_mode_its_broker_does_not_harvest(world, staff):
+    client = staff("admin")
+    form = {**SOURCE_FORM, "connection": world.source.connection_id}
+    response = client.post(
+        reverse("admin:dlqadmin_source_add"), {**form, "name": "wrong", "mode": "topic", "address": "t"}
+    )
+    assert response.status_code == 200
+    assert "a RabbitMQ connection harvests queue sources, not &#x27;topic&#x27;" in response.content.decode()
+    response = client.post(
+        reverse("admin:dlqadmin_source_add"), {**form, "name": "again", "address": world.source.address}
+    )
+    assert "is already a source of this connection" in response.content.decode()
+    assert not Source.objects.filter(name__in=["wrong", "again"]).exists()

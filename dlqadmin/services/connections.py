@@ -1,17 +1,39 @@
-"""Connections: map models to the broker contract, create/update, check health, discover."""
+"""Connections: map models to the broker contract, create / update / delete, check health, discover.
+
+Writes are for admins (``manage_connections``; ``actor=None`` is the system) and audited. The
+dashboard forms, the API and the Django admin all call these: none saves a connection itself.
+Credentials are write-only: ``password`` / ``tls_client_key`` None keeps the stored value, ""
+clears it; they are encrypted here and never put in an audit record.
+"""
 
 from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 import brokers
 from brokers.base import ConnectionConfig, DiscoveredSource, Health, SourceSpec, TLSOptions
+from dlqadmin import permissions
 from dlqadmin.models import Connection, HealthStatus, Source
+from dlqadmin.services.audit import audit_record
 
 log = logging.getLogger(__name__)
+
+#: what ``connection_update`` may change besides the write-only credentials
+CONNECTION_FIELDS = (
+    "name",
+    "kind",
+    "url",
+    "username",
+    "options",
+    "tls_enabled",
+    "tls_verify",
+    "tls_ca_cert",
+    "tls_client_cert",
+)
 
 
 def connection_config(connection: Connection, *, timeout: float = 10.0) -> ConnectionConfig:
@@ -44,9 +66,20 @@ def source_spec(source: Source) -> SourceSpec:
     )
 
 
+def connection_validate(connection: Connection) -> None:
+    """Raise ValidationError unless ``connection`` (saved or not) may be saved as it is: the
+    model's own checks, and a connection with sources keeps its kind (their modes depend on it)."""
+    if connection.pk is not None:
+        stored = Connection.objects.filter(pk=connection.pk).values_list("kind", flat=True).first()
+        if stored not in (None, connection.kind) and connection.sources.exists():
+            raise ValidationError({"kind": "cannot change the kind of a connection with sources"})
+    connection.full_clean()
+
+
 @transaction.atomic
 def connection_create(
     *,
+    actor=None,
     name: str,
     kind: str,
     url: str,
@@ -58,7 +91,10 @@ def connection_create(
     tls_ca_cert: str = "",
     tls_client_cert: str = "",
     tls_client_key: str = "",
+    remote_addr: str | None = None,
 ) -> Connection:
+    """Add a connection. Raises ValidationError (e.g. a taken name), PermissionDenied."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
     connection = Connection(
         name=name,
         kind=kind,
@@ -72,9 +108,72 @@ def connection_create(
     )
     connection.set_password(password)
     connection.set_tls_client_key(tls_client_key)
-    connection.full_clean()
+    connection_validate(connection)
     connection.save()
+    audit_record(
+        actor=actor,
+        action="connection.create",
+        target=connection,
+        detail={"name": name, "kind": kind, "password_changed": bool(password)},
+        remote_addr=remote_addr,
+    )
     return connection
+
+
+@transaction.atomic
+def connection_update(
+    *,
+    actor=None,
+    connection: Connection,
+    password: str | None = None,
+    tls_client_key: str | None = None,
+    remote_addr: str | None = None,
+    **changes,
+) -> Connection:
+    """Change the given fields (names in CONNECTION_FIELDS) and/or credentials; returns the saved
+    row. The kind of a connection with sources cannot change (their modes are kind-specific).
+    Raises ValidationError, PermissionDenied; TypeError for a field that is not changeable."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    unknown = set(changes) - set(CONNECTION_FIELDS)
+    if unknown:
+        raise TypeError(f"connection_update cannot change {', '.join(sorted(unknown))}")
+    connection = Connection.objects.select_for_update().get(pk=connection.pk)
+    changed = sorted(k for k, v in changes.items() if getattr(connection, k) != v)
+    for name in changed:
+        setattr(connection, name, changes[name])
+    if password is not None:
+        connection.set_password(password)
+    if tls_client_key is not None:
+        connection.set_tls_client_key(tls_client_key)
+    connection_validate(connection)
+    connection.save()
+    credentials = password is not None or tls_client_key is not None
+    audit_record(
+        actor=actor,
+        action="connection.update",
+        target=connection,
+        detail={
+            "name": connection.name,
+            "changed": changed + (["credentials"] if credentials else []),
+            "password_changed": password is not None,
+        },
+        remote_addr=remote_addr,
+    )
+    return connection
+
+
+@transaction.atomic
+def connection_delete(*, actor=None, connection: Connection, remote_addr: str | None = None) -> None:
+    """Delete a connection without sources. Raises ProtectedError (it has sources), PermissionDenied."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    audit_record(
+        actor=actor,
+        action="connection.delete",
+        target=connection,
+        detail={"name": connection.name},
+        remote_addr=remote_addr,
+    )
+    connection.delete()
 
 
 def connection_check_health(*, connection: Connection, timeout: float = 5.0) -> Health:

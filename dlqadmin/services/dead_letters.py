@@ -2,19 +2,25 @@
 
 Each takes the acting user, checks the role (dlqadmin/permissions.py), changes rows in bulk
 (one UPDATE per chunk, never a per-row loop in the request) and writes one AuditEvent.
+
+Visibility: a user acts only on messages of sources they may see (per-source restrictions,
+``dlqadmin.selectors.visible_sources``). Bulk selections silently leave other messages out;
+a single message or error group of an invisible source is refused with PermissionDenied.
+``actor=None`` is the system (CLI, policies): everything.
 """
 
 from __future__ import annotations
 
 import json
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
 from brokers import headers as header_codec
 from dlqadmin import permissions
 from dlqadmin.models import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
-from dlqadmin.selectors import DeadLetterFilter, dead_letters
+from dlqadmin.selectors import DeadLetterFilter, dead_letters_for, source_visible
 from dlqadmin.services.audit import audit_record
 
 #: statuses an operator may move a message out of with discard/resolve (not while queued)
@@ -29,17 +35,23 @@ class EditError(ValueError):
         self.errors = errors
 
 
-def _selection(ids: list[int] | None, filters: DeadLetterFilter | None):
+def _selection(actor, ids: list[int] | None, filters: DeadLetterFilter | None):
+    """The messages ``actor`` selected: of the given ids or filter, only those they may see."""
     if ids is not None:
-        return DeadLetter.objects.filter(pk__in=[int(i) for i in ids])
+        return dead_letters_for(actor).filter(pk__in=[int(i) for i in ids])
     if filters is None:
         raise ValueError("give ids or a filter")
-    return dead_letters(filters)
+    return dead_letters_for(actor, filters)
+
+
+def _require_visible(actor, source_id: int | None, what: str) -> None:
+    if not source_visible(actor, source_id):
+        raise PermissionDenied(f"this {what} belongs to a source you may not see")
 
 
 def _settle(*, actor, permission: str, status: str, ids, filters, remote_addr) -> int:
     permissions.require(actor, permission)
-    selection = _selection(ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
+    selection = _selection(actor, ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
     with transaction.atomic():
         count = DeadLetter.objects.filter(pk__in=selection.values("pk")).update(status=status)
         audit_record(
@@ -111,9 +123,12 @@ def dead_letter_revise(
     """Store an edited copy of a message; the original row stays untouched.
 
     ``headers`` uses the stored encoding (``[[name, node], ...]``); None keeps the current ones.
-    A message whose original payload is JSON must stay valid JSON. Raises EditError.
+    A message whose original payload is JSON must stay valid JSON. Raises EditError;
+    PermissionDenied unless ``actor`` may edit, see unmasked content and see the message's source.
     """
     permissions.require(actor, permissions.EDIT)
+    permissions.require(actor, permissions.VIEW_UNMASKED)  # an edit starts from the original
+    _require_visible(actor, dead_letter.source_id, "message")
     errors: dict[str, str] = {}
     if is_json_payload(dead_letter):
         try:
@@ -155,8 +170,11 @@ def dead_letter_revise(
 def error_group_set_status(
     *, actor, group: ErrorGroup, status: str, remote_addr: str | None = None
 ) -> ErrorGroup:
-    """Move a group through its lifecycle: open, acknowledged, resolved, ignored."""
+    """Move a group through its lifecycle: open, acknowledged, resolved, ignored.
+
+    Raises EditError (unknown status); PermissionDenied (role, or a group of an invisible source)."""
     permissions.require(actor, permissions.MANAGE_GROUPS)
+    _require_visible(actor, group.source_id, "error group")
     if status not in ErrorGroupStatus.values:
         raise EditError(
             {"status": f"unknown status {status!r}; use one of {', '.join(ErrorGroupStatus.values)}"}

@@ -4,6 +4,10 @@ JSON-lines is the lossless format: one object per message with the payload and k
 and the headers in the stored typed encoding, so ``import`` gives back byte-identical rows.
 CSV is a flat summary for spreadsheets (no payload bytes). Both stream: rows are read with
 ``iterator()`` and written one at a time, so memory stays flat in the export size.
+
+Both take the ``user`` the export is for: a masked user (dlqadmin.services.masking) gets masked
+payload, headers and error text, and each such record says ``"masked": true`` (it cannot be
+imported back). ``user=None`` is the system (the CLI): lossless.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from django.db.models import QuerySet
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.masking import MaskedMessage, Masker
 
 FORMAT_VERSION = 1
 CSV_COLUMNS = [
@@ -45,17 +50,20 @@ def _b64(value) -> str | None:
     return None if value is None else base64.b64encode(bytes(value)).decode("ascii")
 
 
-def record(row: DeadLetter) -> dict:
-    """The lossless JSON form of one dead letter."""
+def record(row: DeadLetter, seen: MaskedMessage | None = None) -> dict:
+    """The JSON form of one dead letter: lossless, or as ``seen`` by a masked user."""
+    if seen is None:
+        seen = MaskedMessage.of(row, None)
     return {
         "format": FORMAT_VERSION,
         "id": row.pk,
         "source": row.source.name,
         "position": row.position,
-        "payload_b64": _b64(row.payload),
+        "masked": seen.masked,
+        "payload_b64": _b64(seen.payload),
         "payload_available": row.payload_available,
         "key_b64": _b64(row.key),
-        "headers": row.headers,
+        "headers": seen.headers,
         "properties": row.properties,
         "origin": {
             "exchange": row.origin_exchange,
@@ -71,8 +79,8 @@ def record(row: DeadLetter) -> dict:
         },
         "reason": row.reason,
         "error_class": row.error_class,
-        "error_message": row.error_message,
-        "stacktrace": row.stacktrace,
+        "error_message": seen.error_message,
+        "stacktrace": seen.stacktrace,
         "failed_at": row.failed_at.isoformat(),
         "harvested_at": row.harvested_at.isoformat(),
         "status": row.status,
@@ -85,13 +93,17 @@ def _rows(qs: QuerySet[DeadLetter]) -> Iterator[DeadLetter]:
     return qs.select_related("source").iterator(chunk_size=500)
 
 
-def iter_jsonl(qs: QuerySet[DeadLetter]) -> Iterator[str]:
-    """One JSON line per message (each ends with a newline)."""
+def iter_jsonl(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:
+    """One JSON line per message (each ends with a newline), as ``user`` may see it."""
+    masker = Masker(user)
     for row in _rows(qs):
-        yield json.dumps(record(row), ensure_ascii=False, separators=(",", ":")) + "\n"
+        line = record(row, masker.message(row))
+        yield json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def iter_csv(qs: QuerySet[DeadLetter]) -> Iterator[str]:
+def iter_csv(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:
+    """A header line, then one summary line per message (error text as ``user`` may see it)."""
+    masker = Masker(user)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
 
@@ -112,7 +124,7 @@ def iter_csv(qs: QuerySet[DeadLetter]) -> Iterator[str]:
                 row.failed_at.isoformat(),
                 row.reason,
                 row.error_class,
-                _csv_safe(row.error_message[:1000]),
+                _csv_safe(masker.text(row.source_id, row.error_message)[:1000]),
                 row.original_destination,
                 row.origin_partition,
                 row.origin_offset,
@@ -177,7 +189,8 @@ def import_jsonl(
     """Store exported records (into ``source``, or each record's own source by name).
 
     Idempotent like a harvest: a record whose (source, position) is already stored is skipped.
-    Raises ImportError_ naming the first bad line; lines before it stay imported.
+    Raises ImportError_ naming the first bad line (or masked record: its values are not the
+    original bytes); lines before it stay imported.
     """
     result = ImportResult()
     batches: dict[int, list[HarvestedMessage]] = {}
@@ -194,12 +207,19 @@ def import_jsonl(
             continue
         try:
             data = json.loads(line)
+            if isinstance(data, dict) and data.get("masked"):
+                raise ImportError_(
+                    f"line {number}: a masked export cannot be imported "
+                    "(masked values replaced the originals)"
+                )
             message = _message(data)
             target = source
             if target is None:
                 name = data["source"]
                 target = by_name.get(name) or Source.objects.get(name=name)
                 by_name[name] = target
+        except ImportError_:
+            raise
         except Source.DoesNotExist:
             raise ImportError_(
                 f"line {number}: unknown source {data.get('source')!r}; pass --source"

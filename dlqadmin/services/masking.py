@@ -2,8 +2,10 @@
 
 ``masked_for(user)`` says whether masking applies (viewers; anyone without the unmasked-view
 permission). ``MaskedMessage.of(letter, rules)`` gives the payload, headers and error text as that
-user may see them. Masked values are replaced on the server: the originals never leave it for
-such users (UI, API and exports all go through here).
+user may see them; a :class:`Masker` does it for one user over many messages (one request, one
+export), looking the rules up once per source. Masked values are replaced on the server: the
+originals never leave it for such users (UI, API, admin and exports all go through here). Search
+cannot probe them either: ``dlqadmin.selectors.dead_letters_for`` matches only unmasked text.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ def validate_rule(kind: str, pattern: str) -> None:
         raise ValidationError({"pattern": "a JSON path is dotted keys, e.g. customer.email or **.password"})
 
 
-def rules_for(source_id: int) -> list[MaskingRule]:
+def rules_for(source_id: int | None) -> list[MaskingRule]:
+    """Enabled rules for ``source_id`` (None, a row tied to no source: every enabled rule)."""
+    if source_id is None:
+        return list(MaskingRule.objects.filter(enabled=True))
     return list(
         MaskingRule.objects.filter(enabled=True)
         .filter(Q(sources__isnull=True) | Q(sources__id=source_id))
@@ -159,6 +164,44 @@ class MaskedMessage:
         )
 
 
-def view_of(letter: DeadLetter, user) -> MaskedMessage:
-    """What ``user`` may see of ``letter``."""
-    return MaskedMessage.of(letter, rules_for(letter.source_id) if masked_for(user) else None)
+class Masker:
+    """What one user may see, with the rules looked up once per source.
+
+    ``user=None`` is the system (CLI export, policies): nothing is masked. Any other user,
+    including an anonymous one, is masked unless their role may see unmasked values."""
+
+    def __init__(self, user):
+        self.active = user is not None and masked_for(user)
+        self._rules: dict[int | None, list[MaskingRule]] = {}
+
+    def rules(self, source_id: int | None) -> list[MaskingRule] | None:
+        """The rules for ``source_id`` (empty: nothing to hide there), or None when unmasked."""
+        if not self.active:
+            return None
+        if source_id not in self._rules:
+            self._rules[source_id] = rules_for(source_id)
+        return self._rules[source_id]
+
+    def hides(self, source_id: int | None) -> bool:
+        """Whether any rule may change what this user sees of ``source_id``'s messages."""
+        return bool(self.rules(source_id))
+
+    def message(self, letter: DeadLetter, *, payload: bytes | None = None, headers=None) -> MaskedMessage:
+        """``letter`` (or a revision's ``payload`` / ``headers``) as this user may see it."""
+        return MaskedMessage.of(letter, self.rules(letter.source_id), payload=payload, headers=headers)
+
+    def payload(self, source_id: int | None, payload: bytes) -> bytes:
+        rules = self.rules(source_id)
+        return mask_payload(payload, rules) if rules else payload
+
+    def text(self, source_id: int | None, text: str | None) -> str:
+        """Error text (messages, stack traces, error-group patterns) as this user may see it."""
+        rules = self.rules(source_id)
+        return mask_text(text or "", rules) if rules else text or ""
+
+
+def view_of(letter: DeadLetter, user, *, revision=None) -> MaskedMessage:
+    """What ``user`` may see of ``letter`` (of its ``revision``'s payload and headers if given)."""
+    if revision is None:
+        return Masker(user).message(letter)
+    return Masker(user).message(letter, payload=bytes(revision.payload), headers=revision.headers)

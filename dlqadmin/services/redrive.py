@@ -9,6 +9,10 @@ Life of a job:
    active job is not claimed twice) and writes one RedriveAttempt per message, in chunks, so
    memory stays flat in the job size. The Celery task is enqueued on commit.
 3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
+
+With an ``actor`` (a user), plan and job only ever include messages of sources that user may see
+(``dlqadmin.selectors.dead_letters_for``): other ids are ignored, filters never reach them.
+``actor=None`` is the system (CLI, automatic policy): every message.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
-from dlqadmin.selectors import DeadLetterFilter, dead_letters
+from dlqadmin.selectors import DeadLetterFilter, dead_letters_for
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.redrive_worker import CLAIM_CHUNK, enqueue, finish
 
@@ -66,12 +70,13 @@ class RedrivePlan:
     ids: list[int] | None = None
 
 
-def _selection(*, ids: list[int] | None, filters: DeadLetterFilter | None):
+def _selection(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
+    """The messages ``actor`` selected: of the given ids or filter, only those they may see."""
     if ids is not None:
-        return DeadLetter.objects.filter(pk__in=ids)
+        return dead_letters_for(actor).filter(pk__in=ids)
     if filters is None:
         raise RedriveError({"filter": "give ids or a filter"})
-    return dead_letters(filters)
+    return dead_letters_for(actor, filters)
 
 
 def _parked_q() -> Q:
@@ -82,17 +87,18 @@ def _parked_q() -> Q:
 
 def redrive_plan(
     *,
+    actor=None,
     ids: list[int] | None = None,
     filters: DeadLetterFilter | None = None,
     override_loop_guard: bool = False,
 ) -> RedrivePlan:
-    """Exactly what a job created from the same input would touch. Read-only."""
+    """Exactly what a job created by ``actor`` from the same input would touch. Read-only."""
     if ids is not None:
         ids = _validate_ids(ids)
     elif filters is not None and filters.max_id is None:
         top = DeadLetter.objects.aggregate(top=Max("id"))["top"] or 0
         filters = DeadLetterFilter(**{**filters.__dict__, "max_id": top})
-    qs = _selection(ids=ids, filters=filters).order_by()
+    qs = _selection(actor=actor, ids=ids, filters=filters).order_by()
     total = qs.count()
     busy = qs.filter(status=DeadLetterStatus.QUEUED).count()
     parked = (
@@ -168,14 +174,16 @@ def redrive_job_create(
     remote_addr: str | None = None,
 ) -> RedriveJob:
     """Create a job over exactly the planned set and enqueue it. Raises RedriveError (bad input;
-    ``conflict=True`` when every selected message is already in an active job), PermissionDenied."""
+    nothing selected, which includes ids only of sources ``actor`` may not see; ``conflict=True``
+    when every selected message is already in an active job), PermissionDenied."""
     permissions.require(actor, permissions.REDRIVE)
     _validate_options(
         destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
     )
-    plan = redrive_plan(ids=ids, filters=filters, override_loop_guard=override_loop_guard)
+    plan = redrive_plan(actor=actor, ids=ids, filters=filters, override_loop_guard=override_loop_guard)
     if plan.total == 0:
-        raise RedriveError({"selection": "nothing matches: no message to redrive"})
+        hint = " (no message with those ids that you may see)" if ids is not None else ""
+        raise RedriveError({"selection": f"nothing matches: no message to redrive{hint}"})
     if plan.busy == plan.total:
         raise RedriveError(
             {"selection": "every selected message is already in an active redrive job"}, conflict=True
@@ -191,7 +199,8 @@ def redrive_job_create(
             batch_size=batch_size,
             override_loop_guard=override_loop_guard,
         )
-        claimed, skipped = _claim_messages(job, _selection(ids=plan.ids, filters=pinned), override_loop_guard)
+        selection = _selection(actor=actor, ids=plan.ids, filters=pinned)
+        claimed, skipped = _claim_messages(job, selection, override_loop_guard)
         RedriveJob.objects.filter(pk=job.pk).update(total=claimed + skipped, skipped=skipped)
         audit_record(
             actor=actor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages as flash
+from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -10,6 +11,7 @@ from brokers.base import BrokerError, Capability
 from dlqadmin import permissions, selectors_dashboard
 from dlqadmin.forms import ConnectionForm, SourceForm
 from dlqadmin.models import Connection, Source
+from dlqadmin.selectors import visible_sources
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.connections import connection_check_health, connection_discover
 from dlqadmin.services.harvest import source_harvest
@@ -23,7 +25,7 @@ HARVEST_NOW_LIMIT = 5000
 @require_GET
 @requires(permissions.VIEW)
 def connection_list(request):
-    rows = selectors_dashboard.connections_overview()
+    rows = selectors_dashboard.connections_overview(user=request.user)
     for row in rows:
         for source_row in row.sources:
             caps = selectors_dashboard.source_capabilities(source_row.source)
@@ -38,11 +40,15 @@ def connection_edit(request, pk: int | None = None):
     connection = get_object_or_404(Connection, pk=pk) if pk else None
     form = ConnectionForm(request.POST or None, instance=connection)
     if request.method == "POST" and form.is_valid():
-        connection = form.save(actor=request.user, remote_addr=client_addr(request))
-        flash.success(
-            request, f"Saved connection {connection.name}. Test it, then discover its dead-letter queues."
-        )
-        return redirect("dlq-connections")
+        try:
+            connection = form.save(actor=request.user, remote_addr=client_addr(request))
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            flash.success(
+                request, f"Saved connection {connection.name}. Test it, then discover its dead-letter queues."
+            )
+            return redirect("dlq-connections")
     return page(
         request,
         "dlqadmin/connection_form.html",
@@ -123,9 +129,15 @@ def source_add(request, pk: int):
     prefix = request.POST.get("prefix", "m")
     form = SourceForm(request.POST, connection=connection, prefix=prefix if prefix.isalnum() else "m")
     if form.is_valid():
-        source = form.save(actor=request.user, remote_addr=client_addr(request))
-        flash.success(request, f"Source {source.name} added. The harvester picks it up; or harvest it now.")
-        return redirect("dlq-connections")
+        try:
+            source = form.save(actor=request.user, remote_addr=client_addr(request))
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            flash.success(
+                request, f"Source {source.name} added. The harvester picks it up; or harvest it now."
+            )
+            return redirect("dlq-connections")
     return page(
         request,
         "dlqadmin/source_form.html",
@@ -140,9 +152,13 @@ def source_edit(request, pk: int):
     source = get_object_or_404(Source.objects.select_related("connection"), pk=pk)
     form = SourceForm(request.POST or None, instance=source, connection=source.connection)
     if request.method == "POST" and form.is_valid():
-        form.save(actor=request.user, remote_addr=client_addr(request))
-        flash.success(request, f"Saved source {source.name}.")
-        return redirect("dlq-connections")
+        try:
+            source = form.save(actor=request.user, remote_addr=client_addr(request))
+        except ValidationError as exc:
+            form.add_service_errors(exc)
+        else:
+            flash.success(request, f"Saved source {source.name}.")
+            return redirect("dlq-connections")
     return page(
         request,
         "dlqadmin/source_form.html",
@@ -154,7 +170,7 @@ def source_edit(request, pk: int):
 @require_POST
 @requires(permissions.HARVEST)
 def source_harvest_now(request, pk: int):
-    source = get_object_or_404(Source.objects.select_related("connection"), pk=pk)
+    source = get_object_or_404(visible_sources(request.user).select_related("connection"), pk=pk)
     try:
         report = source_harvest(source=source, limit=HARVEST_NOW_LIMIT)
     except BrokerError as exc:

@@ -1,4 +1,7 @@
-"""Error groups: list with counts and sparklines, one group's page, lifecycle actions."""
+"""Error groups: list with counts and sparklines, one group's page, lifecycle actions.
+
+Only groups of sources the user may see (others are a 404); their error text is masked like the
+messages' (``presenters.show_groups``)."""
 
 from __future__ import annotations
 
@@ -10,11 +13,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dlqadmin import permissions, selectors_dashboard
 from dlqadmin.forms import GroupStatusForm
-from dlqadmin.models import ErrorGroup, ErrorGroupStatus
+from dlqadmin.models import ErrorGroupStatus
+from dlqadmin.selectors import error_groups_for
 from dlqadmin.services.dead_letters import EditError, error_group_set_status
+from dlqadmin.services.masking import Masker
 
 from .common import client_addr, filter_query, is_htmx, page, requires
 from .messages import results_context
+from .presenters import show_groups
 
 SPARK_DAYS = 14
 
@@ -34,14 +40,14 @@ def sparkline_points(values: list[int], width: int = 112, height: int = 24) -> s
 @requires(permissions.VIEW)
 def group_list(request):
     status = request.GET.get("status", ErrorGroupStatus.OPEN)
-    qs = ErrorGroup.objects.select_related("source").order_by("-last_seen", "-id")
+    qs = error_groups_for(request.user).select_related("source").order_by("-last_seen", "-id")
     if status != "all":
         if status not in ErrorGroupStatus.values:
             status = ErrorGroupStatus.OPEN
         qs = qs.filter(status=status)
     paginator = Paginator(qs, 50)
     groups_page = paginator.get_page(request.GET.get("page"))
-    groups = list(groups_page.object_list)
+    groups = show_groups(Masker(request.user), list(groups_page.object_list))
     sparks = selectors_dashboard.group_sparklines([g.pk for g in groups], days=SPARK_DAYS)
     for group in groups:
         group.spark = sparks.get(group.pk, [])
@@ -65,7 +71,8 @@ def group_list(request):
 @require_GET
 @requires(permissions.VIEW)
 def group_detail(request, pk: int):
-    group = get_object_or_404(ErrorGroup.objects.select_related("source__connection"), pk=pk)
+    group = get_object_or_404(error_groups_for(request.user).select_related("source__connection"), pk=pk)
+    show_groups(Masker(request.user), [group])
     data = request.GET.copy()
     data.setlist("error_group", [str(group.pk)])
     context, status = results_context(request, data)
@@ -94,7 +101,7 @@ def group_detail(request, pk: int):
 @require_POST
 @requires(permissions.MANAGE_GROUPS)
 def group_status(request, pk: int):
-    group = get_object_or_404(ErrorGroup, pk=pk)
+    group = get_object_or_404(error_groups_for(request.user), pk=pk)
     form = GroupStatusForm(request.POST)
     if not form.is_valid():
         flash.error(request, "Unknown status.")
@@ -109,6 +116,7 @@ def group_status(request, pk: int):
     except EditError as exc:
         flash.error(request, "; ".join(exc.errors.values()))
     if is_htmx(request):
+        show_groups(Masker(request.user), [group])
         group.spark = selectors_dashboard.group_sparklines([group.pk], days=SPARK_DAYS)[group.pk]
         group.spark_points = sparkline_points(group.spark)
         group.spark_total = sum(group.spark)

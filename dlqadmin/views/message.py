@@ -1,4 +1,7 @@
-"""One message: payload views, headers, error, origin, history; raw download; edit and redrive."""
+"""One message: payload views, headers, error, origin, history; raw download; edit and redrive.
+
+A message of a source the user may not see is a 404. What a page shows of payload, headers and
+error text is the user's MaskedMessage (dlqadmin.services.masking): masked for viewers."""
 
 from __future__ import annotations
 
@@ -15,32 +18,41 @@ from brokers.base import Capability
 from dlqadmin import permissions, selectors_dashboard
 from dlqadmin.forms import EditForm
 from dlqadmin.models import DeadLetter, DeadLetterStatus
+from dlqadmin.selectors import dead_letters_for
 from dlqadmin.services.dead_letters import EditError, dead_letter_revise, is_json_payload
+from dlqadmin.services.masking import Masker, masked_for, view_of
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
 
 from . import presenters
 from .common import client_addr, page, requires
 
 
-def _letter(pk: int) -> DeadLetter:
-    return get_object_or_404(DeadLetter.objects.select_related("source__connection", "error_group"), pk=pk)
+def _letter(user, pk: int) -> DeadLetter:
+    """The message, if ``user`` may see its source (404 otherwise, as if it did not exist)."""
+    qs = dead_letters_for(user).select_related("source__connection", "error_group")
+    return get_object_or_404(qs, pk=pk)
 
 
 @require_GET
 @requires(permissions.VIEW)
 def message_detail(request, pk: int):
-    letter = _letter(pk)
+    letter = _letter(request.user, pk)
     revisions = list(letter.revisions.select_related("created_by"))
     attempts = list(letter.redrive_attempts.select_related("job", "revision").order_by("-id")[:100])
     capabilities = selectors_dashboard.source_capabilities(letter.source)
-    view = presenters.payload_for(request.user, letter)
+    masker = Masker(request.user)
+    seen = masker.message(letter)
+    group = letter.error_group
     return page(
         request,
         "dlqadmin/message.html",
         {
             "letter": letter,
-            "payload": view,
-            "headers": presenters.headers_for(request.user, letter),
+            "payload": presenters.payload_view(letter, seen),
+            "headers": presenters.headers_view(seen),
+            "error_message": seen.error_message,
+            "stacktrace": seen.stacktrace,
+            "group_pattern": masker.text(group.source_id, group.message_pattern) if group else "",
             "origin": presenters.origin_rows(letter),
             "revisions": revisions,
             "latest_revision": revisions[0] if revisions else None,
@@ -56,8 +68,8 @@ def message_detail(request, pk: int):
 @require_GET
 @requires(permissions.VIEW)
 def message_payload(request, pk: int):
-    """The payload bytes as an attachment (never rendered inline by the browser)."""
-    letter = _letter(pk)
+    """The payload bytes (masked for a masked user) as an attachment, never rendered inline."""
+    letter = _letter(request.user, pk)
     revision = None
     wanted = request.GET.get("revision", "")
     if wanted:
@@ -79,11 +91,15 @@ def message_edit(request, pk: int):
     """Edit payload and headers -> review the diff -> save a revision (and redrive it).
 
     The original row is never changed: the edit is a DeadLetterRevision, and a redrive sends the
-    latest revision."""
-    letter = _letter(pk)
+    latest revision. Editing starts from the original content, so a user who sees masked values
+    may not edit (no role combines both today; the service refuses it too)."""
+    if masked_for(request.user):
+        raise PermissionDenied("your role does not allow: view unmasked")
+    letter = _letter(request.user, pk)
     latest = letter.revisions.first()
-    base_payload = presenters.payload_for(request.user, letter, latest)
-    base_headers = (latest.headers if latest else letter.headers) or []
+    seen = view_of(letter, request.user, revision=latest)
+    base_payload = presenters.payload_view(letter, seen)
+    base_headers = seen.headers or []
     is_json = is_json_payload(letter)
     step = request.POST.get("step", "edit")
     if request.method == "GET":

@@ -15,11 +15,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from dlqadmin import permissions, selectors_dashboard
-from dlqadmin.models import Connection, DeadLetter, DeadLetterStatus, ErrorGroup, Source
-from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letter_page, dead_letters
+from dlqadmin.models import Connection, DeadLetter, DeadLetterStatus, Source
+from dlqadmin.selectors import (
+    DeadLetterFilter,
+    FilterError,
+    dead_letter_page,
+    dead_letters_for,
+    error_groups_for,
+    visible_sources,
+)
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve
 from dlqadmin.services.export import iter_jsonl
+from dlqadmin.services.masking import Masker
 
 from .common import (
     SelectionError,
@@ -32,21 +40,38 @@ from .common import (
     safe_next,
     selection_from,
 )
-from .presenters import PREVIEW_CHARS, PayloadView
+from .presenters import PREVIEW_CHARS, PayloadView, show_groups
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
 STATUS_CHOICES = DeadLetterStatus.choices
+#: masking needs the whole payload (a JSON path in a prefix cannot be found), so a masked user's
+#: preview is of the masked payload when it is at most this big, and a note otherwise
+MASKED_PREVIEW_LIMIT = 256 * 1024
+MASKED_PREVIEW_NOTE = "(masked; open the message to see it)"
 
 
-def payload_preview_for(user, letter: DeadLetter) -> str:
-    """One-line preview from the annotated payload prefix (masking hooks in here, issue 7)."""
+def payload_preview_for(masker: Masker, letter: DeadLetter, payload: bytes | None = None) -> str:
+    """One-line preview from the annotated payload prefix or, where masking rules apply for this
+    user, from the masked whole ``payload`` (see ``_masked_payloads``)."""
+    if masker.hides(letter.source_id):
+        if payload is None:
+            return MASKED_PREVIEW_NOTE
+        return PayloadView(data=masker.payload(letter.source_id, payload)).preview
     head = bytes(getattr(letter, "payload_head", b"") or b"")
     view = PayloadView(data=head)
     text = view.preview
     if letter.payload_size > len(head) and not text.endswith("…"):
         text += "…"
     return text
+
+
+def _masked_payloads(masker: Masker, rows: list[DeadLetter]) -> dict[int, bytes]:
+    """Whole payloads of the rows whose preview must be masked (one query, bounded sizes)."""
+    wanted = [r.pk for r in rows if masker.hides(r.source_id) and r.payload_size <= MASKED_PREVIEW_LIMIT]
+    if not wanted:
+        return {}
+    return {pk: bytes(p) for pk, p in DeadLetter.objects.filter(pk__in=wanted).values_list("pk", "payload")}
 
 
 def _page_size(data: QueryDict) -> int:
@@ -83,18 +108,21 @@ def results_context(request, data: QueryDict) -> tuple[dict, int]:
         if pinned.max_id is None:
             pinned.max_id = selectors_dashboard.newest_dead_letter_id()
         qs = (
-            dead_letters(filters)
+            dead_letters_for(request.user, filters)
             .select_related("source__connection", "error_group")
             .defer("payload", "headers", "stacktrace", "properties", "origin_extra")
             .annotate(payload_head=Substr("payload", 1, PREVIEW_CHARS * 4, output_field=BinaryField()))
         )
         result = dead_letter_page(qs, cursor=data.get("cursor") or None, size=page_size)
-        total = dead_letters(pinned).count()
+        total = dead_letters_for(request.user, pinned).count()
     except FilterError as exc:
         context["errors"] = exc.errors
         return context, 400
+    masker = Masker(request.user)
+    payloads = _masked_payloads(masker, result.items)
     for row in result.items:
-        row.preview = payload_preview_for(request.user, row)
+        row.preview = payload_preview_for(masker, row, payloads.get(row.pk))
+        row.error_shown = masker.text(row.source_id, row.error_message)
     next_query = None
     if result.next_cursor:
         next_query = filter_query({**query, "cursor": [result.next_cursor]})
@@ -111,11 +139,12 @@ def results_context(request, data: QueryDict) -> tuple[dict, int]:
     return context, 200
 
 
-def _filter_form_context(data: QueryDict) -> dict:
-    groups = list(ErrorGroup.objects.select_related("source").order_by("-last_seen")[:100])
+def _filter_form_context(user, data: QueryDict) -> dict:
+    visible_groups = error_groups_for(user)
+    groups = list(visible_groups.select_related("source").order_by("-last_seen")[:100])
     chosen = [g for g in data.getlist("error_group") if g.strip().isdigit()]
     known = {str(g.pk) for g in groups}
-    groups += list(ErrorGroup.objects.filter(pk__in=[int(g) for g in chosen if g not in known]))
+    groups += list(visible_groups.filter(pk__in=[int(g) for g in chosen if g not in known]))
     return {
         "f": data,
         "f_status": set(data.getlist("status")),
@@ -124,8 +153,8 @@ def _filter_form_context(data: QueryDict) -> dict:
         "f_group": set(chosen),
         "f_headers": [h for h in data.getlist("header") if h.strip()],
         "connections": Connection.objects.order_by("name"),
-        "sources": Source.objects.select_related("connection").order_by("name"),
-        "groups": groups,
+        "sources": visible_sources(user).select_related("connection").order_by("name"),
+        "groups": show_groups(Masker(user), groups),
         "reasons": selectors_dashboard.known_reasons(),
         "status_choices": STATUS_CHOICES,
         "page_sizes": PAGE_SIZES,
@@ -156,7 +185,7 @@ def messages_list(request):
         clean = non_blank(request.GET).urlencode()
         response["HX-Push-Url"] = request.path + (f"?{clean}" if clean else "")
         return response
-    context.update(_filter_form_context(request.GET), nav="messages")
+    context.update(_filter_form_context(request.user, request.GET), nav="messages")
     return page(request, "dlqadmin/messages.html", context, status=status)
 
 
@@ -196,15 +225,16 @@ def messages_bulk(request):
 @require_POST
 @requires(permissions.EXPORT)
 def messages_export(request):
-    """Stream the selection as lossless JSON lines (payload base64, typed headers)."""
+    """Stream the selection as JSON lines (payload base64, typed headers): lossless, or masked
+    for a masked user; only messages of sources the user may see."""
     try:
         selection = selection_from(request.POST)
     except SelectionError as exc:
         return HttpResponseBadRequest("; ".join(exc.errors.values()))
     if selection.filters is not None:
-        qs = dead_letters(selection.filters)
+        qs = dead_letters_for(request.user, selection.filters)
     else:
-        qs = DeadLetter.objects.filter(pk__in=selection.ids).order_by("-failed_at", "-id")
+        qs = dead_letters_for(request.user).filter(pk__in=selection.ids)
     audit_record(
         actor=request.user,
         action="messages.export",
@@ -216,7 +246,9 @@ def messages_export(request):
         },
         remote_addr=client_addr(request),
     )
-    response = StreamingHttpResponse(iter_jsonl(qs), content_type="application/x-ndjson; charset=utf-8")
+    response = StreamingHttpResponse(
+        iter_jsonl(qs, user=request.user), content_type="application/x-ndjson; charset=utf-8"
+    )
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     response["Content-Disposition"] = f'attachment; filename="dead-letters-{stamp}.jsonl"'
     response["X-Content-Type-Options"] = "nosniff"

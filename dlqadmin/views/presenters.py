@@ -4,9 +4,11 @@ Payloads and headers are hostile input. Everything built here is either plain da
 templates auto-escape, or HTML assembled with ``format_html`` / ``escape`` from escaped parts.
 Nothing here ever marks broker data safe unescaped.
 
-``payload_for`` and ``headers_for`` are the single seam between the stored message and what a
-user is shown (and exported): masking for viewers (issue 7) plugs in there, so every page and the
-export see the same, possibly masked, bytes.
+The seam between a stored message and what a user is shown is a
+:class:`~dlqadmin.services.masking.MaskedMessage` (``Masker(user).message(letter)`` /
+``view_of``): ``payload_view`` and ``headers_view`` render only what it holds, so every page shows
+the same, possibly masked, bytes as the API and the exports. Error text (messages, stack traces,
+error-group patterns) goes through the same Masker.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from brokers import headers as header_codec
-from dlqadmin.models import BrokerKind, DeadLetter, DeadLetterRevision
+from dlqadmin.models import BrokerKind, DeadLetter, DeadLetterRevision, ErrorGroup
+from dlqadmin.services.masking import MaskedMessage, Masker, view_of
 
 #: beyond these sizes a view shows a prefix and points at the raw download
 TREE_LIMIT = 512 * 1024
@@ -112,14 +115,19 @@ class PayloadView:
         return text[:PREVIEW_CHARS] + ("…" if len(text) > PREVIEW_CHARS or self.size > len(head) else "")
 
 
-def payload_for(user, letter: DeadLetter, revision: DeadLetterRevision | None = None) -> PayloadView:
-    """The payload ``user`` may see (masking hooks in here, issue 7)."""
-    source = revision.payload if revision is not None else letter.payload
+def payload_view(letter: DeadLetter, seen: MaskedMessage) -> PayloadView:
+    """How to show the payload in ``seen`` (what the user may see of ``letter``)."""
     return PayloadView(
-        data=bytes(source or b""),
+        data=bytes(seen.payload or b""),
         content_type=str((letter.properties or {}).get("content_type") or ""),
+        masked=seen.masked,
         available=letter.payload_available,
     )
+
+
+def payload_for(user, letter: DeadLetter, revision: DeadLetterRevision | None = None) -> PayloadView:
+    """The payload (of ``revision`` if given) as ``user`` may see it."""
+    return payload_view(letter, view_of(letter, user, revision=revision))
 
 
 @dataclass
@@ -140,11 +148,20 @@ class HeadersView:
         return self.total - len(self.rows)
 
 
-def headers_for(user, letter: DeadLetter, revision: DeadLetterRevision | None = None) -> HeadersView:
-    """The headers ``user`` may see, first ``HEADERS_LIMIT`` of them (masking hooks in here)."""
-    encoded = (revision.headers if revision is not None else letter.headers) or []
+def headers_view(seen: MaskedMessage) -> HeadersView:
+    """The headers in ``seen``, first ``HEADERS_LIMIT`` of them."""
+    encoded = seen.headers or []
     rows = [HeaderRow(*row) for row in header_codec.text_pairs(encoded[:HEADERS_LIMIT])]
-    return HeadersView(rows=rows, total=len(encoded))
+    return HeadersView(rows=rows, total=len(encoded), masked=seen.masked)
+
+
+def show_groups(masker: Masker, groups: list[ErrorGroup]) -> list[ErrorGroup]:
+    """Set ``pattern_shown`` / ``sample_shown`` on each group: its error text as the user may see
+    it (templates show these, never the stored fields)."""
+    for group in groups:
+        group.pattern_shown = masker.text(group.source_id, group.message_pattern)
+        group.sample_shown = masker.text(group.source_id, group.sample_message)
+    return groups
 
 
 # ------------------------------------------------------------------------------------------

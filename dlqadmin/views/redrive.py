@@ -11,14 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from dlqadmin import live, permissions, selectors_dashboard
 from dlqadmin.forms import RedriveForm
-from dlqadmin.models import (
-    ACTIVE_JOB_STATUSES,
-    BrokerKind,
-    DeadLetter,
-    RedriveAttemptStatus,
-    RedriveJob,
-)
-from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letters
+from dlqadmin.models import ACTIVE_JOB_STATUSES, BrokerKind, RedriveAttemptStatus, RedriveJob
+from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letters_for
 from dlqadmin.services.redrive import (
     RedriveError,
     redrive_job_cancel,
@@ -76,7 +70,9 @@ def redrive(request):
         )
     confirmed = request.method == "POST" and request.POST.get("confirm") == "1"
     override = bool(request.POST.get("override_loop_guard")) if confirmed else False
-    plan = redrive_plan(ids=selection.ids, filters=selection.filters, override_loop_guard=override)
+    plan = redrive_plan(
+        actor=request.user, ids=selection.ids, filters=selection.filters, override_loop_guard=override
+    )
     if plan.filter:  # carry the pinned filter (max_id) so the job is exactly the planned set
         selection = Selection(filters=DeadLetterFilter.parse(plan.filter))
     kinds = {d["kind"] for d in plan.destinations}
@@ -112,7 +108,9 @@ def redrive(request):
     elif confirmed:
         status = 400
     selected = (
-        DeadLetter.objects.filter(pk__in=selection.ids) if selection.ids else dead_letters(selection.filters)
+        dead_letters_for(request.user).filter(pk__in=selection.ids)
+        if selection.ids
+        else dead_letters_for(request.user, selection.filters)
     )
     breakdown = selectors_dashboard.selection_status_counts(selected)
     settled = sum(n for s, n in breakdown.items() if s in SETTLED_STATUSES)

@@ -106,3 +106,35 @@ def test_restricted_sources_are_invisible_to_other_users(
     assert dead_letters_for(admin_user).count() == 2
     stranger = django_user_model.objects.create_user("stranger", password="pass-123-word")
     assert dead_letters_for(stranger).count() == 0
+
+
+def test_exports_are_masked_for_a_masked_user_and_lossless_for_the_system(source, viewer, operator):
+    import base64
+
+    from dlqadmin.services.export import ImportError_, import_jsonl, iter_csv, iter_jsonl
+
+    rule("email", "json_path", "customer.email")
+    rule("auth header", "header", "Authorization")
+    rule("emails", "regex", r"[\w.]+@[\w.]+", replacement="<email>")
+    DeadLetter.objects.create(
+        source=source,
+        position="p",
+        payload=json.dumps(ORDER).encode(),
+        headers=headers.encode_mapping({"Authorization": "Bearer s3cret"}),
+        error_message="no account for ann@example.com",
+        stacktrace="at ann@example.com",
+    )
+    qs = DeadLetter.objects.all()
+    (line,) = list(iter_jsonl(qs, user=viewer))
+    record = json.loads(line)
+    assert record["masked"] is True and "ann@example.com" not in line and "s3cret" not in line
+    assert json.loads(base64.b64decode(record["payload_b64"]))["customer"]["email"] == "***"
+    assert "ann@example.com" not in "".join(iter_csv(qs, user=viewer))
+    for user in (None, operator):  # the system (CLI) and an unmasked user: lossless
+        record = json.loads(next(iter_jsonl(qs, user=user)))
+        assert (
+            record["masked"] is False
+            and base64.b64decode(record["payload_b64"]) == json.dumps(ORDER).encode()
+        )
+    with pytest.raises(ImportError_, match="masked export cannot be imported"):
+        import_jsonl([line], source=source)

@@ -13,7 +13,7 @@ from rest_framework import serializers
 from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import DeadLetterFilter, FilterError
-from dlqadmin.services.masking import MaskedMessage, mask_text, masked_for, rules_for
+from dlqadmin.services.masking import MaskedMessage, Masker
 
 from .base import IdListField, StrictCharField, StrictSerializer, reject_nul
 
@@ -46,26 +46,23 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _rules(context, source_id: int):
-    """The masking rules for the requesting user on ``source_id`` (None: sees everything)."""
-    request = context.get("request")
-    if request is None or not masked_for(request.user):
-        return None
-    cache = context.setdefault("_masking_rules", {})
-    if source_id not in cache:
-        cache[source_id] = rules_for(source_id)
-    return cache[source_id]
+def _masker(context) -> Masker:
+    """The requesting user's Masker, one per serializer context (rules looked up once per
+    source). No request: the system's own serialization, unmasked."""
+    if "_masker" not in context:
+        request = context.get("request")
+        context["_masker"] = Masker(request.user if request is not None else None)
+    return context["_masker"]
 
 
 def masked_view(context, letter: DeadLetter, *, payload=None, headers=None) -> MaskedMessage:
     """What the requesting user may see of ``letter`` (or of a revision's payload/headers):
     dlqadmin.services.masking decides, as for the dashboard and exports."""
-    return MaskedMessage.of(letter, _rules(context, letter.source_id), payload=payload, headers=headers)
+    return _masker(context).message(letter, payload=payload, headers=headers)
 
 
 def masked_text(context, source_id: int | None, text: str) -> str:
-    rules = _rules(context, source_id) if source_id is not None else None
-    return mask_text(text or "", rules) if rules else text or ""
+    return _masker(context).text(source_id, text)
 
 
 def filter_from(data, *, prefix: str = "") -> DeadLetterFilter:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db.models import Q
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -19,7 +18,7 @@ from dlqadmin.api.serializers.admin import (
     TokenSerializer,
 )
 from dlqadmin.models import ApiToken, AuditEvent, ErrorGroup
-from dlqadmin.selectors import visible_sources
+from dlqadmin.selectors import error_groups_for
 from dlqadmin.services.dead_letters import error_group_set_status
 from dlqadmin.services.tokens import token_create, token_revoke
 
@@ -42,10 +41,7 @@ class ErrorGroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiVie
         """Groups of the sources the user may see."""
         if getattr(self, "swagger_fake_view", False):
             return ErrorGroup.objects.none()
-        visible = visible_sources(self.request.user).values("pk")
-        return ErrorGroup.objects.filter(Q(source__in=visible) | Q(source__isnull=True)).select_related(
-            "source"
-        )
+        return error_groups_for(self.request.user).select_related("source")
 
     def _set_status(self, request):
         body = ErrorGroupStatusSerializer(data=request.data)

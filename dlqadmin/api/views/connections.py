@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -22,8 +21,9 @@ from dlqadmin.api.serializers.connections import (
 from dlqadmin.models import Connection, Source
 from dlqadmin.selectors import visible_sources
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.connections import connection_check_health, connection_discover
+from dlqadmin.services.connections import connection_check_health, connection_delete, connection_discover
 from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.sources import source_delete
 
 from .base import ApiViewSet
 
@@ -47,50 +47,21 @@ _CRUD = {
 }
 
 
-class AuditedCrudMixin(
+class ServiceCrudMixin(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
 ):
-    audit_name: str
+    """CRUD whose writes are the services' (they validate and audit): the serializers' create /
+    update call them with the actor; ``perform_destroy`` is each viewset's delete service."""
 
     def perform_create(self, serializer):
-        with transaction.atomic():
-            obj = serializer.save()
-            audit_record(
-                actor=self.request.user,
-                action=f"{self.audit_name}.create",
-                target=obj,
-                detail={"name": obj.name},
-                remote_addr=self.remote_addr(),
-            )
+        serializer.save(actor=self.request.user, remote_addr=self.remote_addr())
 
     def perform_update(self, serializer):
-        with transaction.atomic():
-            obj = serializer.save()
-            changed = sorted(k for k in serializer.validated_data if k not in ("password", "tls_client_key"))
-            if {"password", "tls_client_key"} & set(serializer.validated_data):
-                changed.append("credentials")
-            audit_record(
-                actor=self.request.user,
-                action=f"{self.audit_name}.update",
-                target=obj,
-                detail={"name": obj.name, "changed": changed},
-                remote_addr=self.remote_addr(),
-            )
-
-    def perform_destroy(self, instance):
-        with transaction.atomic():
-            audit_record(
-                actor=self.request.user,
-                action=f"{self.audit_name}.delete",
-                target=instance,
-                detail={"name": instance.name},
-                remote_addr=self.remote_addr(),
-            )
-            instance.delete()
+        serializer.save(actor=self.request.user, remote_addr=self.remote_addr())
 
 
 @extend_schema_view(
@@ -108,12 +79,14 @@ class AuditedCrudMixin(
         responses={204: None, 409: OpenApiResponse(description="It still has sources")},
     ),
 )
-class ConnectionViewSet(AuditedCrudMixin, ApiViewSet):
+class ConnectionViewSet(ServiceCrudMixin, ApiViewSet):
     queryset = Connection.objects.all()
     serializer_class = ConnectionSerializer
     filterset_class = ConnectionFilter
-    audit_name = "connection"
     role_actions = {**_CRUD, "health": roles.VIEW, "discover": roles.MANAGE_CONNECTIONS}
+
+    def perform_destroy(self, instance):
+        connection_delete(actor=self.request.user, connection=instance, remote_addr=self.remote_addr())
 
     @extend_schema(
         summary="Check the connection now and record the result",
@@ -160,12 +133,14 @@ class ConnectionViewSet(AuditedCrudMixin, ApiViewSet):
         responses={204: None, 409: OpenApiResponse(description="It still has stored messages")},
     ),
 )
-class SourceViewSet(AuditedCrudMixin, ApiViewSet):
+class SourceViewSet(ServiceCrudMixin, ApiViewSet):
     queryset = Source.objects.none()  # for the schema; get_queryset is per user
     serializer_class = SourceSerializer
     filterset_class = SourceFilter
-    audit_name = "source"
     role_actions = {**_CRUD, "harvest": roles.HARVEST}
+
+    def perform_destroy(self, instance):
+        source_delete(actor=self.request.user, source=instance, remote_addr=self.remote_addr())
 
     def get_queryset(self):
         """The sources the user may see (per-source restrictions: dlqadmin.selectors)."""

@@ -48,7 +48,12 @@ FILTER_PARAMETERS = [
         description="name:value, a header with exactly that value (repeatable, all match).",
         **_MANY,
     ),
-    OpenApiParameter("q", str, description="Free text in the error class/message and the raw payload."),
+    OpenApiParameter(
+        "q",
+        str,
+        description="Free text in the error class/message and the raw payload (for a caller who "
+        "sees masked messages: only where no masking rule applies, so masked values cannot be probed).",
+    ),
     OpenApiParameter("max_id", int, description="Only messages with id <= max_id."),
     OpenApiParameter("cursor", str, description="The `next` cursor of the previous page."),
     OpenApiParameter(

@@ -71,7 +71,9 @@ class RedriveViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         body.is_valid(raise_exception=True)
         data = body.validated_data
         if data["dry_run"]:
-            plan = redrive_plan(override_loop_guard=data["override_loop_guard"], **body.selection)
+            plan = redrive_plan(
+                actor=request.user, override_loop_guard=data["override_loop_guard"], **body.selection
+            )
             return Response(RedrivePlanSerializer(plan).data)
         job = redrive_job_create(
             actor=request.user,

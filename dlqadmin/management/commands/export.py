@@ -20,7 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, filter, format, output, **opts):  # noqa: A002 - option names
         qs = dead_letters(parse_filter(filter)).order_by("id")
-        chunks = iter_jsonl(qs) if format == "jsonl" else iter_csv(qs)
+        # the system's own export (user=None): lossless, never masked
+        chunks = iter_jsonl(qs, user=None) if format == "jsonl" else iter_csv(qs, user=None)
         stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout  # noqa: SIM115
         count = 0
         try:

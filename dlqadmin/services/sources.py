@@ -1,0 +1,133 @@
+"""Sources (dead-letter locations of a connection): create / update / delete.
+
+Writes are for admins (``manage_connections``; ``actor=None`` is the system) and audited. The
+dashboard forms, the API and the Django admin all call these: none saves a source itself. A
+source's mode must be one its connection's broker adapter harvests (``brokers.adapter_class(kind)
+.modes``), and a connection has at most one source per (mode, address).
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+import brokers
+from brokers.base import BrokerError
+from dlqadmin import permissions
+from dlqadmin.models import Connection, Source
+from dlqadmin.services.audit import audit_record
+
+#: what ``source_create`` / ``source_update`` may set besides connection, name, mode and address
+SOURCE_SETTINGS = (
+    "options",
+    "enabled",
+    "remove_after_harvest",
+    "max_redrives",
+    "auto_retry",
+    "auto_retry_max_attempts",
+    "auto_retry_backoff_seconds",
+)
+SOURCE_FIELDS = ("connection", "name", "mode", "address", *SOURCE_SETTINGS)
+
+
+def source_modes(kind: str) -> tuple[str, ...]:
+    """The source modes the adapter of ``kind`` harvests (none for an unknown kind)."""
+    try:
+        return tuple(brokers.adapter_class(kind).modes)
+    except (BrokerError, ImportError):
+        return ()
+
+
+def source_validate(source: Source) -> None:
+    """Raise ValidationError unless ``source`` (saved or not) may be saved as it is."""
+    errors: dict[str, str] = {}
+    connection = source.connection
+    allowed = source_modes(connection.kind)
+    if source.mode not in allowed:
+        errors["mode"] = (
+            f"a {connection.get_kind_display()} connection harvests "
+            f"{', '.join(allowed) or 'no'} sources, not {source.mode!r}"
+        )
+    clashes = Source.objects.filter(connection=connection, mode=source.mode, address=source.address)
+    if source.pk:
+        clashes = clashes.exclude(pk=source.pk)
+    clash = clashes.first()
+    if clash is not None:
+        errors["address"] = f"{source.address} is already a source of this connection ({clash.name})"
+    if errors:
+        raise ValidationError(errors)
+    source.full_clean()
+
+
+def _settings(values: dict, allowed: tuple[str, ...]) -> dict:
+    unknown = set(values) - set(allowed)
+    if unknown:
+        raise TypeError(f"not a source setting: {', '.join(sorted(unknown))}")
+    return values
+
+
+@transaction.atomic
+def source_create(
+    *,
+    actor=None,
+    connection: Connection,
+    name: str,
+    mode: str,
+    address: str,
+    remote_addr: str | None = None,
+    **settings,
+) -> Source:
+    """Add a source; ``settings`` (names in SOURCE_SETTINGS) default to the model's defaults.
+    Raises ValidationError (mode, location, name), PermissionDenied."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    source = Source(
+        connection=connection, name=name, mode=mode, address=address, **_settings(settings, SOURCE_SETTINGS)
+    )
+    if source.options is None:
+        source.options = {}
+    source_validate(source)
+    source.save()
+    audit_record(
+        actor=actor,
+        action="source.create",
+        target=source,
+        detail={"name": name, "mode": mode, "address": address},
+        remote_addr=remote_addr,
+    )
+    return source
+
+
+@transaction.atomic
+def source_update(*, actor=None, source: Source, remote_addr: str | None = None, **changes) -> Source:
+    """Change the given fields (names in SOURCE_FIELDS); returns the saved row.
+    Raises ValidationError, PermissionDenied; TypeError for a field that is not changeable."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    _settings(changes, SOURCE_FIELDS)
+    source = Source.objects.select_for_update(of=("self",)).select_related("connection").get(pk=source.pk)
+    changed = sorted(k for k, v in changes.items() if getattr(source, k) != v)
+    for name in changed:
+        setattr(source, name, changes[name])
+    source_validate(source)
+    source.save()
+    audit_record(
+        actor=actor,
+        action="source.update",
+        target=source,
+        detail={"name": source.name, "changed": changed, "mode": source.mode, "address": source.address},
+        remote_addr=remote_addr,
+    )
+    return source
+
+
+@transaction.atomic
+def source_delete(*, actor=None, source: Source, remote_addr: str | None = None) -> None:
+    """Delete a source. Raises ProtectedError (messages are stored for it), PermissionDenied."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    audit_record(
+        actor=actor,
+        action="source.delete",
+        target=source,
+        detail={"name": source.name, "mode": source.mode, "address": source.address},
+        remote_addr=remote_addr,
+    )
+    source.delete()

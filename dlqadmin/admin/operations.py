@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from dlqadmin.models import AlertDelivery, AlertRule, AuditEvent, RedriveAttempt, RedriveJob
+from dlqadmin import permissions
+from dlqadmin.models import AlertDelivery, AlertRule, AuditEvent, MaskingRule, RedriveAttempt, RedriveJob
+from dlqadmin.services.rules import (
+    ALERT_RULE_FIELDS,
+    MASKING_RULE_FIELDS,
+    alert_rule_delete,
+    alert_rule_save,
+    masking_rule_delete,
+    masking_rule_save,
+)
 
-from .base import ReadOnlyAdmin
+from .base import ReadOnlyAdmin, client_ip
 
 
 class RedriveAttemptInline(admin.TabularInline):
@@ -46,10 +55,77 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
+class RuleAdmin(admin.ModelAdmin):
+    """Rules are saved and deleted through dlqadmin/services/rules.py (role check + audit)."""
+
+    permission: str
+
+    def _may(self, request) -> bool:
+        return permissions.can(request.user, self.permission)
+
+    def has_add_permission(self, request):
+        return self._may(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self._may(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return self._may(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self._may(request)
+
+    def has_module_permission(self, request):
+        return self._may(request)
+
+    def delete_queryset(self, request, queryset):
+        for rule in queryset:
+            self.delete_model(request, rule)
+
+
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
+class AlertRuleAdmin(RuleAdmin):
+    permission = permissions.MANAGE_ALERTS
     list_display = ["name", "kind", "source", "threshold", "window_minutes", "channel", "target", "enabled"]
     list_filter = ["kind", "channel", "enabled"]
+
+    def save_model(self, request, obj, form, change):
+        data = {k: form.cleaned_data[k] for k in ALERT_RULE_FIELDS if k in form.cleaned_data}
+        saved = alert_rule_save(
+            actor=request.user, rule=obj if change else None, remote_addr=client_ip(request), **data
+        )
+        obj.pk = saved.pk
+
+    def delete_model(self, request, obj):
+        alert_rule_delete(actor=request.user, rule=obj, remote_addr=client_ip(request))
+
+
+@admin.register(MaskingRule)
+class MaskingRuleAdmin(RuleAdmin):
+    permission = permissions.MANAGE_MASKING
+    list_display = ["name", "kind", "pattern", "replacement", "enabled"]
+    list_filter = ["kind", "enabled"]
+    filter_horizontal = ["sources"]
+
+    def save_model(self, request, obj, form, change):
+        data = {k: form.cleaned_data[k] for k in MASKING_RULE_FIELDS if k in form.cleaned_data}
+        saved = masking_rule_save(
+            actor=request.user, rule=obj if change else None, remote_addr=client_ip(request), **data
+        )
+        obj.pk = saved.pk
+
+    def save_related(self, request, form, formsets, change):
+        if "sources" not in form.changed_data:
+            return
+        masking_rule_save(
+            actor=request.user,
+            rule=form.instance,
+            sources=list(form.cleaned_data["sources"]),
+            remote_addr=client_ip(request),
+        )
+
+    def delete_model(self, request, obj):
+        masking_rule_delete(actor=request.user, rule=obj, remote_addr=client_ip(request))
 
 
 @admin.register(AlertDelivery)

@@ -17,6 +17,9 @@ router.register("redrives", views.RedriveViewSet, basename="dlq-api-redrive")
 router.register("error-groups", views.ErrorGroupViewSet, basename="dlq-api-error-group")
 router.register("audit-events", views.AuditEventViewSet, basename="dlq-api-audit-event")
 router.register("tokens", views.TokenViewSet, basename="dlq-api-token")
+router.register("alert-rules", views.AlertRuleViewSet, basename="dlq-api-alert-rule")
+router.register("alert-deliveries", views.AlertDeliveryViewSet, basename="dlq-api-alert-delivery")
+router.register("masking-rules", views.MaskingRuleViewSet, basename="dlq-api-masking-rule")
 
 _docs_access = {"authentication_classes": AUTHENTICATION_CLASSES, "permission_classes": [IsAuthenticated]}
 

@@ -58,7 +58,10 @@ def validate_target(channel: str, target: str) -> None:
         if not addresses:
             raise ValidationError({"target": "give at least one email address"})
         for address in addresses:
-            validate_email(address)
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError({"target": f"{address!r} is not a valid email address"}) from None
 
 
 def _window_start(rule: AlertRule, now: datetime) -> datetime:

@@ -4,8 +4,12 @@ from .admin import AuditEventViewSet, ErrorGroupViewSet, TokenViewSet
 from .connections import ConnectionViewSet, SourceViewSet
 from .messages import MessageViewSet
 from .redrives import RedriveViewSet
+from .rules import AlertDeliveryViewSet, AlertRuleViewSet, MaskingRuleViewSet
 
 __all__ = [
+    "AlertDeliveryViewSet",
+    "AlertRuleViewSet",
+    "MaskingRuleViewSet",
     "AuditEventViewSet",
     "ConnectionViewSet",
     "ErrorGroupViewSet",

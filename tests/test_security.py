@@ -50,7 +50,12 @@ def test_production_settings_pass_the_deploy_checks():
         "DLQADMIN_ENCRYPTION_KEY": "8Fq1v2o0m0vXH1bFz2C8CkQ6q0m0n7cV9wQe3rT5y7U=",
         "ALLOWED_HOSTS": "dlq.example.com",
     }
-    for name in ("SECURE_SSL_REDIRECT", "SESSION_COOKIE_SECURE", "CSRF_COOKIE_SECURE"):
+    for name in (
+        "SECURE_SSL_REDIRECT",
+        "SESSION_COOKIE_SECURE",
+        "CSRF_COOKIE_SECURE",
+        "DJANGO_ALLOW_ASYNC_UNSAFE",
+    ):
         env.pop(name, None)
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

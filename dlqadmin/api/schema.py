@@ -28,7 +28,9 @@ class ApiAutoSchema(AutoSchema):
         responses = super()._get_response_bodies(direction)
         codes = ["400", "401", "403", "429"]
         if "{" in self.path:
-            codes.append("404")
+            # 404 for an unknown id; 405 when the id spells an action route of another method
+            # (GET messages/resolve/ reaches the POST-only resolve action)
+            codes += ["404", "405"]
         if self.method in ("POST", "PUT", "PATCH"):
             codes.append("415")
         for code in codes:

@@ -37,9 +37,15 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-#: Playwright's sync API keeps an event loop in this thread; Django's ORM is used here only
-#: between browser steps, never concurrently with it.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _orm_beside_playwright():
+    """Playwright's sync API keeps an event loop in this thread; Django's ORM is used here only
+    between browser steps, never concurrently with it. Set for browser modules only."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        yield
 
 
 def _free_port() -> int:

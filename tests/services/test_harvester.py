@@ -1,46 +1,19 @@
 """The follow-mode harvester as a real process: visibility, SIGTERM mid-batch, scale-out."""
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import aio_pika
 import pytest
-from django.db import connection
 
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.connections import connection_create
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
+from tests.support.processes import start_harvester
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def start_harvester(source_name: str, log_path: Path, *extra: str) -> subprocess.Popen:
-    db = connection.settings_dict
-    env = {**os.environ, "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "harvest",
-            "--follow",
-            "--source",
-            source_name,
-            "--poll-interval",
-            "0.1",
-            *extra,
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=open(log_path, "ab"),
-        stderr=subprocess.STDOUT,  # noqa: SIM115
-    )
 
 
 def queue_depth(queue: str) -> int:
@@ -81,16 +54,15 @@ def setup(tmp_path):
         )
         return source, top
 
-    def start(source, *extra):
-        proc = start_harvester(source.name, tmp_path / "harvester.log", *extra)
+    def start(source):
+        proc = start_harvester(source.name, tmp_path / "harvester.log")
         procs.append(proc)
-        return proc
+        return proc.proc
 
     yield make, start
     for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+        if proc.alive():
+            proc.kill9()
     log = tmp_path / "harvester.log"
     if log.exists():
         print(log.read_text(errors="replace")[-3000:])

@@ -1,14 +1,8 @@
 """Redrive jobs through a real Celery worker process (eager mode hides bugs), including kill -9."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus, RedriveAttempt, RedriveAttemptStatus, Source
 from dlqadmin.services.connections import connection_create
@@ -17,60 +11,9 @@ from dlqadmin.services.redrive import redrive_job_create
 from dlqadmin.services.redrive_worker import redrive_jobs_watchdog
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
+from tests.support.processes import start_celery_worker
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class Worker:
-    def __init__(self, queue: str, log_path: Path):
-        db = connection.settings_dict
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-            "CELERY_VISIBILITY_TIMEOUT": "3",
-            "CELERY_TASK_DEFAULT_QUEUE": queue,
-            "DLQADMIN_STALE_CLAIM_SECONDS": "2",
-        }
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "dlqadmin",
-                "worker",
-                "-Q",
-                queue,
-                "--concurrency",
-                "1",
-                "--loglevel",
-                "INFO",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill9(self):
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
 
 
 @pytest.fixture
@@ -78,13 +21,19 @@ def workers(celery_queue, tmp_path):
     started = []
 
     def start():
-        worker = Worker(celery_queue, tmp_path / "worker.log")
+        worker = start_celery_worker(
+            celery_queue,
+            tmp_path / "worker.log",
+            CELERY_VISIBILITY_TIMEOUT="3",
+            DLQADMIN_STALE_CLAIM_SECONDS="2",
+        )
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
-        worker.stop()
+        if worker.alive():
+            worker.stop()
     print((tmp_path / "worker.log").read_text(errors="replace")[-3000:])
 
 

@@ -32,6 +32,10 @@ demo: venv
 test: venv services
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
+# Benchmarks against the raw broker clients (docs/benchmarks.md); BENCH_N etc. in bench/config.py.
+bench: venv services
+	$(TEST_ENV) $(PY) -m bench
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -33,7 +33,7 @@ from brokers.base import (
 
 from . import harvest as harvesting
 from .client import ErrorLog, broker_error, describe, list_offsets, log, new_admin, topic_partitions
-from .redrive import RedriveProducer
+from .redrive import shared_producer
 
 #: dead-letter topic names, checked in order against the lower-cased name.
 NAME_RULES = (
@@ -79,7 +79,7 @@ class KafkaAdapter(BrokerAdapter):
         super().__init__(config)
         self._admin: AdminClient | None = None
         self._admin_errors = ErrorLog()
-        self._producer = RedriveProducer(config)
+        self._producer = shared_producer(config)
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
@@ -338,6 +338,7 @@ class KafkaAdapter(BrokerAdapter):
         return await asyncio.to_thread(self._producer.send, messages, destination, header_policy)
 
     async def close(self) -> None:
-        """Flush and close the producer (bounded by ``config.timeout``). Safe to call twice."""
-        await asyncio.to_thread(self._producer.close, self.config.timeout)
+        """Flush the producer (bounded by ``config.timeout``); it stays open for the next adapter
+        on the same connection settings (see ``redrive.shared_producer``). Safe to call twice."""
+        await asyncio.to_thread(self._producer.flush, self.config.timeout)
         self._admin = None

@@ -14,8 +14,10 @@ Everything here blocks; the adapter runs it in a worker thread.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -131,6 +133,12 @@ class RedriveProducer:
         if producer is not None:
             producer.purge()
             producer.close()
+
+    def flush(self, timeout: float) -> None:
+        with self._lock:
+            producer = self._producer
+        if producer is not None:
+            producer.flush(timeout)
 
     def close(self, timeout: float) -> None:
         with self._lock:
@@ -273,6 +281,45 @@ class RedriveProducer:
                 if err is None:
                     return _failed(msg, where, str(exc), permanent=False)
                 return _failed(msg, where, describe(err), permanent=is_permanent(err))
+
+
+#: producers kept open for the life of the process, one per connection configuration: creating
+#: one (idempotent producer id, metadata) costs about half a second, far more than a batch.
+_SHARED: dict[tuple, RedriveProducer] = {}
+_SHARED_LOCK = threading.Lock()
+_SHARED_PID = os.getpid()
+_SHARED_MAX = 16
+
+
+def _fingerprint(config: ConnectionConfig) -> tuple:
+    options = json.dumps(config.options, sort_keys=True, default=str)
+    return (config.url, config.username, config.password, config.tls, options, config.timeout)
+
+
+def shared_producer(config: ConnectionConfig) -> RedriveProducer:
+    """The process-wide producer for ``config`` (created on first use, closed at exit). A forked
+    child never uses its parent's producers (librdkafka handles do not survive fork())."""
+    global _SHARED_PID
+    key = _fingerprint(config)
+    with _SHARED_LOCK:
+        if os.getpid() != _SHARED_PID:
+            _SHARED.clear()
+            _SHARED_PID = os.getpid()
+        producer = _SHARED.get(key)
+        if producer is None:
+            while len(_SHARED) >= _SHARED_MAX:  # an edited connection leaves its old producer
+                _SHARED.pop(next(iter(_SHARED))).close(1.0)
+            producer = _SHARED[key] = RedriveProducer(config)
+        return producer
+
+
+@atexit.register
+def _close_shared() -> None:
+    with _SHARED_LOCK:
+        producers = list(_SHARED.values()) if os.getpid() == _SHARED_PID else []
+        _SHARED.clear()
+    for producer in producers:
+        producer.close(5.0)
 
 
 def _on_delivery(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db import connection as db_connection
-from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -98,6 +99,39 @@ def _row(source: Source, message: HarvestedMessage, now) -> DeadLetter:
     )
 
 
+def _insert(rows: list[DeadLetter]) -> list[DeadLetter]:
+    """Insert ``rows`` and set their ids.
+
+    On PostgreSQL: one ``INSERT ... SELECT FROM unnest()`` with one binary array parameter per
+    column, on a server-side-binding cursor of Django's own connection (same transaction).
+    ``bulk_create`` compiles ~30 placeholders per row and Django's client-side-binding cursor
+    then quotes every 1 KiB payload into the SQL text in Python: about 0.5 ms per row, several
+    times what the database spends on the insert."""
+    conn = connections[DEFAULT_DB_ALIAS]  # resolved once: each proxy access is a context lookup
+    if not rows:
+        return rows
+    if conn.vendor != "postgresql":
+        return DeadLetter.objects.bulk_create(rows, batch_size=500)
+    meta, quote = DeadLetter._meta, conn.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not f.primary_key]
+    columns = [[f.get_db_prep_save(f.pre_save(row, True), conn) for row in rows] for f in fields]
+    names = ", ".join(quote(f.column) for f in fields)
+    arrays = ", ".join(f"%b::{f.cast_db_type(conn)}[]" for f in fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608 - quoted identifiers only
+        f"SELECT * FROM unnest({arrays}) RETURNING {quote(meta.pk.column)}"
+    )
+    conn.ensure_connection()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:  # Django's exceptions
+        cursor.execute(sql, columns)
+        ids = [pk for (pk,) in cursor.fetchall()]
+    for row, pk in zip(rows, ids, strict=True):
+        row.pk = pk
+        row._state.adding = False
+        row._state.db = conn.alias
+    return rows
+
+
 @transaction.atomic
 def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> StoreResult:
     """Store one harvested batch; returns how many rows were new. Idempotent: a message
@@ -122,7 +156,7 @@ def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> Stor
     )
     for row, group in zip(rows, recorded.per_failure, strict=True):
         row.error_group = group
-    created = DeadLetter.objects.bulk_create(rows, batch_size=500)
+    created = _insert(rows)
     Source.objects.filter(pk=source.pk).update(
         harvested_total=F("harvested_total") + len(created), last_harvest_at=now
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -191,17 +192,21 @@ def _message(attempt: RedriveAttempt, revision: DeadLetterRevision | None = None
 
 def _send(job: RedriveJob, attempts: list[RedriveAttempt]) -> None:
     unavailable = [a for a in attempts if not a.dead_letter.payload_available]
-    for attempt in unavailable:
-        _record(
-            job,
-            attempt,
-            RedriveOutcome(
-                ref=attempt.pk,
-                ok=False,
-                permanent=True,
-                error="payload no longer available on the broker; nothing to send",
-            ),
-        )
+    _record(
+        job,
+        [
+            (
+                attempt,
+                RedriveOutcome(
+                    ref=attempt.pk,
+                    ok=False,
+                    permanent=True,
+                    error="payload no longer available on the broker; nothing to send",
+                ),
+            )
+            for attempt in unavailable
+        ],
+    )
     by_connection: dict[int, list[RedriveAttempt]] = {}
     for attempt in attempts:
         if attempt.dead_letter.payload_available:
@@ -209,11 +214,17 @@ def _send(job: RedriveJob, attempts: list[RedriveAttempt]) -> None:
     for group in by_connection.values():
         outcomes = _publish_with_retry(job, group)
         by_ref = {o.ref: o for o in outcomes}
-        for attempt in group:
-            outcome = by_ref.get(attempt.pk) or RedriveOutcome(
-                ref=attempt.pk, ok=False, error="no outcome reported"
-            )
-            _record(job, attempt, outcome)
+        _record(
+            job,
+            [
+                (
+                    attempt,
+                    by_ref.get(attempt.pk)
+                    or RedriveOutcome(ref=attempt.pk, ok=False, error="no outcome reported"),
+                )
+                for attempt in group
+            ],
+        )
 
 
 async def _redrive_once(config, messages, destination, policy) -> list[RedriveOutcome]:
@@ -248,33 +259,86 @@ def _publish_with_retry(job: RedriveJob, group: list[RedriveAttempt]) -> list[Re
     return list(final.values())
 
 
-def _record(job: RedriveJob, attempt: RedriveAttempt, outcome: RedriveOutcome) -> None:
+def _record(job: RedriveJob, results: list[tuple[RedriveAttempt, RedriveOutcome]]) -> None:
+    """Record a chunk's outcomes in one transaction (one commit per chunk, not per message).
+
+    Each attempt is updated only while it is still CLAIMED, so an attempt another worker already
+    recorded (or reclaimed) is skipped and nothing is counted twice."""
+    if not results:
+        return
     now = timezone.now()
-    with transaction.atomic():
+    rows = []
+    for attempt, outcome in results:
         status = RedriveAttemptStatus.SUCCEEDED if outcome.ok else RedriveAttemptStatus.FAILED
         error = (
             outcome.error
             if outcome.ok
             else f"{'permanent' if outcome.permanent else 'transient'}: {outcome.error}"
         )
-        updated = RedriveAttempt.objects.filter(pk=attempt.pk, status=RedriveAttemptStatus.CLAIMED).update(
-            status=status,
-            error=error[:2000],
-            destination=outcome.destination[:600],
-            broker_position=outcome.position[:200],
-            finished_at=now,
-            revision=attempt.revision,
+        rows.append(
+            (
+                attempt.pk,
+                status,
+                error[:2000],
+                outcome.destination[:600],
+                outcome.position[:200],
+                attempt.revision_id,
+            )
         )
-        if not updated:
-            return  # another worker already recorded this attempt: never count twice
-        if outcome.ok:
-            DeadLetter.objects.filter(pk=attempt.dead_letter_id).update(
+    letters = {attempt.pk: attempt.dead_letter_id for attempt, _ in results}
+    with transaction.atomic():
+        recorded = _update_claimed(rows, now)
+        sent, failed = [], []
+        for pk, status, *_ in rows:
+            if pk in recorded:
+                (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(letters[pk])
+        if sent:
+            DeadLetter.objects.filter(pk__in=sent).update(
                 status=DeadLetterStatus.REDRIVEN, redrive_count=F("redrive_count") + 1, last_redriven_at=now
             )
-            RedriveJob.objects.filter(pk=job.pk).update(succeeded=F("succeeded") + 1, updated_at=now)
-        else:
-            DeadLetter.objects.filter(pk=attempt.dead_letter_id).update(status=DeadLetterStatus.FAILED)
-            RedriveJob.objects.filter(pk=job.pk).update(failed=F("failed") + 1, updated_at=now)
+        if failed:
+            DeadLetter.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
+        if recorded:
+            RedriveJob.objects.filter(pk=job.pk).update(
+                succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now
+            )
+
+
+def _update_claimed(rows: list[tuple], now) -> set[int]:
+    """Set (status, error, destination, broker_position, revision) on each attempt of ``rows``
+    that is still CLAIMED; returns the ids updated. One statement on PostgreSQL."""
+    if db_connection.vendor != "postgresql":  # the SQLite demo: one conditional UPDATE each
+        recorded = set()
+        for pk, status, error, destination, position, revision_id in rows:
+            if RedriveAttempt.objects.filter(pk=pk, status=RedriveAttemptStatus.CLAIMED).update(
+                status=status,
+                error=error,
+                destination=destination,
+                broker_position=position,
+                finished_at=now,
+                revision_id=revision_id,
+            ):
+                recorded.add(pk)
+        return recorded
+    meta = RedriveAttempt._meta
+    quote = db_connection.ops.quote_name
+    col = {name: quote(meta.get_field(name).column) for name in _RECORDED}
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    sql = (
+        f"UPDATE {table} AS a SET {col['status']} = v.status, "  # noqa: S608 - quoted identifiers only
+        f"{col['error']} = v.error, {col['destination']} = v.destination, "
+        f"{col['broker_position']} = v.position, {col['revision']} = v.revision, {col['finished_at']} = %s "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
+        "AS v(id, status, error, destination, position, revision) "
+        f"WHERE a.{pk} = v.id AND a.{col['status']} = %s RETURNING a.{pk}"
+    )
+    columns = [list(values) for values in zip(*rows, strict=True)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, [now, *columns, RedriveAttemptStatus.CLAIMED])
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+_RECORDED = ("status", "error", "destination", "broker_position", "revision", "finished_at")
 
 
 def redrive_jobs_watchdog() -> int:

@@ -1,0 +1,248 @@
+"""Large dead-letter tables, written with PostgreSQL COPY (the latency table and the rows of the
+memory run). Rows look harvested: typed headers, origin columns per broker kind, skewed failure
+kinds, one error group per (source, failure kind), a status mix and 30 days of failure times."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import connection
+from django.utils import timezone
+from psycopg.types.json import Jsonb
+
+from dlqadmin.models import Connection, DeadLetter, ErrorGroup, Source
+from dlqadmin.services.connections import connection_create
+from dlqadmin.services.grouping import fingerprint, normalise_message
+
+from . import data
+
+SOURCES_PER_KIND = 4
+DAYS = 30
+#: status mix of a table that has been in use for a month
+STATUSES = [("new", 62), ("redriven", 18), ("resolved", 9), ("failed", 4), ("discarded", 4), ("parked", 3)]
+
+
+@dataclass
+class Fixture:
+    """What the latency cases need to know about the generated table."""
+
+    sources: list[Source] = field(default_factory=list)
+    groups: dict[tuple[int, int], int] = field(default_factory=dict)
+    rows: int = 0
+    seconds: float = 0.0
+    first: datetime | None = None
+    last: datetime | None = None
+
+
+def make_sources(prefix: str, urls: dict[str, str]) -> list[Source]:
+    """Connections (one per kind) and SOURCES_PER_KIND sources each; no broker is contacted."""
+    sources = []
+    for kind, url in urls.items():
+        conn = connection_create(name=f"{prefix}-{kind}", kind=kind, url=url)
+        mode = {"rabbitmq": "queue", "kafka": "topic", "nats": "dlq_stream"}[kind]
+        for i in range(SOURCES_PER_KIND):
+            address = f"{prefix}.{kind}.{i}.dlq" if kind != "nats" else f"{prefix.upper()}_{i}_DLQ"
+            sources.append(
+                Source.objects.create(
+                    connection=conn, name=f"{prefix}-{kind}-{i}", mode=mode, address=address
+                )
+            )
+    return sources
+
+
+def _groups(sources: list[Source]) -> dict[tuple[int, int], int]:
+    now = timezone.now()
+    made: dict[tuple[int, int], ErrorGroup] = {}
+    for source in sources:
+        for index, (error_class, template) in enumerate(data.FAILURES):
+            message = template.format(n=1, m=1)
+            fp, pattern = fingerprint(
+                source_id=source.pk, error_class=error_class, message=message, reason=""
+            )
+            made[(source.pk, index)] = ErrorGroup(
+                fingerprint=fp,
+                source=source,
+                error_class=error_class,
+                message_pattern=pattern or normalise_message(message),
+                sample_message=message,
+                first_seen=now - timedelta(days=DAYS),
+                last_seen=now,
+            )
+    ErrorGroup.objects.bulk_create(made.values())
+    return {key: group.pk for key, group in made.items()}
+
+
+def _origin(source: Source, n: int) -> dict:
+    kind = source.connection.kind
+    if kind == "rabbitmq":
+        return {
+            "origin_exchange": "orders",
+            "origin_routing_key": "order.created",
+            "origin_queue": source.address.removesuffix(".dlq") + ".q",
+            "origin_extra": {"routing_keys": ["order.created"]},
+            "reason": "rejected",
+        }
+    if kind == "kafka":
+        return {
+            "origin_topic": source.address.removesuffix(".dlq"),
+            "origin_partition": n % 3,
+            "origin_offset": n,
+            "origin_extra": {"consumer_group": "orders-svc"},
+            "key": data.order_id(n).encode(),
+        }
+    return {
+        "origin_stream": "ORDERS",
+        "origin_subject": "orders.created",
+        "origin_seq": n + 1,
+        "origin_extra": {"consumer": "orders-worker", "deliveries": 3},
+        "reason": "dead_letter",
+    }
+
+
+def row(
+    n: int,
+    source: Source,
+    failed_at: datetime,
+    rng: random.Random,
+    *,
+    kind: int = 0,
+    group_id: int | None = None,
+) -> dict:
+    """One dead letter as a {field name: value} dict (fields not named keep their defaults)."""
+    error_class, message = data.failure(n, rng, kind)
+    payload = data.payload(n)
+    status = rng.choices([s for s, _ in STATUSES], [w for _, w in STATUSES])[0]
+    return {
+        "source_id": source.pk,
+        "position": f"bench/{source.pk}/{n}",
+        "payload": payload,
+        "payload_size": len(payload),
+        "headers": [
+            ["tenant", {"t": "str", "v": data.tenant(n)}],
+            ["x-request-id", {"t": "str", "v": f"req-{n:08d}"}],
+            ["content-type", {"t": "str", "v": "application/json"}],
+        ],
+        "properties": {"content_type": "application/json", "message_id": f"m-{n}"},
+        "error_class": error_class,
+        "error_message": message,
+        "stacktrace": f"{error_class}: {message}\n\tat com.acme.orders.Handler.handle(Handler.java:42)\n",
+        "failed_at": failed_at,
+        "harvested_at": failed_at + timedelta(seconds=1),
+        "status": status,
+        "redrive_count": 1 if status == "redriven" else 0,
+        "last_redriven_at": failed_at + timedelta(minutes=5) if status == "redriven" else None,
+        "error_group_id": group_id,
+        **_origin(source, n),
+    }
+
+
+def _encode(value):
+    return Jsonb(value) if isinstance(value, dict | list) else value
+
+
+def copy_rows(rows, count: int) -> float:
+    """COPY ``count`` row dicts (an iterable) into the dead-letter table; returns seconds."""
+    fields = [f for f in DeadLetter._meta.concrete_fields if not f.primary_key]
+    defaults = {f.attname: f.get_default() for f in fields}
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    table = connection.ops.quote_name(DeadLetter._meta.db_table)
+    start = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT atttypid::int, attname FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+            [DeadLetter._meta.db_table],
+        )
+        types = {name: kind for kind, name in cursor.fetchall()}
+    with (
+        connection.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types([types[f.column] for f in fields])
+        for values in rows:
+            merged = {**defaults, **values}
+            copy.write_row([_encode(merged[f.attname]) for f in fields])
+    return time.perf_counter() - start
+
+
+def _without_indexes(table: str):
+    """Drop the table's secondary indexes and its foreign-key / unique constraints; returns the
+    statements that recreate them (COPY into a bare table, then one index build each, is several
+    times faster than maintaining every index row by row)."""
+    statements, drops = [], []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype IN ('f', 'u')",
+            [table],
+        )
+        constraints = cursor.fetchall()
+        cursor.execute(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = %s::regclass AND NOT x.indisprimary "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)",
+            [table],
+        )
+        indexes = cursor.fetchall()
+    quoted = connection.ops.quote_name(table)
+    for name, definition in constraints:
+        drops.append(f"ALTER TABLE {quoted} DROP CONSTRAINT {connection.ops.quote_name(name)}")
+        statements.append(
+            f"ALTER TABLE {quoted} ADD CONSTRAINT {connection.ops.quote_name(name)} {definition}"
+        )
+    for name, definition in indexes:
+        drops.append(f"DROP INDEX {connection.ops.quote_name(name)}")
+        statements.insert(0, definition)
+    with connection.cursor() as cursor:
+        for statement in drops:
+            cursor.execute(statement)
+    return statements
+
+
+def populate(*, prefix: str, urls: dict[str, str], count: int, seed: int = 8) -> Fixture:
+    """Sources, error groups and ``count`` dead letters spread over the last DAYS days."""
+    fixture = Fixture(sources=make_sources(prefix, urls))
+    fixture.groups = _groups(fixture.sources)
+    rng = random.Random(seed)
+    now = timezone.now()
+    fixture.first = start = now - timedelta(days=DAYS)
+    step = timedelta(days=DAYS) / max(count, 1)
+    weights = [1 + i for i in range(len(fixture.sources))]  # some sources are much busier
+
+    def rows():
+        for n in range(count):
+            source = rng.choices(fixture.sources, weights)[0]
+            kind = data.failure_kind(rng)
+            yield row(n, source, start + step * n, rng, kind=kind, group_id=fixture.groups[(source.pk, kind)])
+
+    start_copy = time.perf_counter()
+    recreate = _without_indexes(DeadLetter._meta.db_table)
+    copy_rows(rows(), count)
+    with connection.cursor() as cursor:
+        for statement in recreate:
+            cursor.execute(statement)
+    fixture.seconds = time.perf_counter() - start_copy
+    fixture.rows, fixture.last = count, start + step * count
+    _finish(fixture)
+    return fixture
+
+
+def _finish(fixture: Fixture) -> None:
+    """Group counters from the rows, then VACUUM ANALYZE (what autovacuum would have done)."""
+    group_table = connection.ops.quote_name(ErrorGroup._meta.db_table)
+    letter_table = connection.ops.quote_name(DeadLetter._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {group_table} g SET count = s.n, first_seen = s.first, last_seen = s.last "
+            f"FROM (SELECT error_group_id, count(*) n, min(failed_at) first, max(failed_at) last "
+            f"FROM {letter_table} GROUP BY error_group_id) s WHERE g.id = s.error_group_id"
+        )
+        cursor.execute(f"VACUUM ANALYZE {letter_table}")
+        cursor.execute(f"ANALYZE {group_table}")
+
+
+def bench_connections() -> list[Connection]:
+    return list(Connection.objects.all())

@@ -1,0 +1,122 @@
+"""Measurements 1-3, per broker: the raw client ceiling (drain with manual ack / commit, publish
+with confirms) side by side with dlqadmin's harvest (``source_harvest`` into PostgreSQL) and
+redrive (a job run by a real Celery worker process, every message confirmed by the broker)."""
+
+from __future__ import annotations
+
+import time
+
+from django.utils import timezone
+
+from dlqadmin.models import DeadLetter, RedriveJob, Source
+from dlqadmin.selectors import DeadLetterFilter
+from dlqadmin.services.connections import connection_create
+from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.redrive import redrive_job_create
+
+from . import processes
+from .context import Context
+from .report import Metric
+
+TARGET = 0.70
+SQS_REDRIVE_CAP = 500  # msg/s, AWS SQS dead-letter queue redrive
+FINISHED = {"completed", "failed", "cancelled"}
+
+
+def _rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def wait_for_job(job: RedriveJob, timeout: float) -> RedriveJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if job.status in FINISHED:
+            return job
+        time.sleep(0.05)
+    raise RuntimeError(f"redrive job {job.pk} still {job.status} after {timeout:.0f}s ({job.succeeded} sent)")
+
+
+def redrive_all(source: Source, batch_size: int, count: int) -> tuple[RedriveJob, float]:
+    """Create a job over every dead letter of ``source`` and wait for the worker to finish it;
+    returns the job and the seconds from the request to the last confirmed message."""
+    started = timezone.now()
+    job = redrive_job_create(filters=DeadLetterFilter(sources=[str(source.pk)]), batch_size=batch_size)
+    job = wait_for_job(job, timeout=max(120.0, count / 50))
+    return job, (job.finished_at - started).total_seconds()
+
+
+def measure_broker(ctx: Context, kind: str) -> list[Metric]:
+    n, prefix = ctx.config.n, ctx.config.prefix("-")
+    bench = ctx.broker(kind, "tp")
+    bench.setup()
+    try:
+        conn = connection_create(name=f"{prefix}-tp-{kind}", **bench.connection_kwargs())
+        source = Source.objects.create(connection=conn, name=f"{prefix}-tp-{kind}", **bench.source_kwargs())
+
+        bench.make_dead_letters(n)
+        drain_s = bench.raw_drain(n)
+        if kind == "rabbitmq":  # the raw drain took them: dead-letter the same kind again
+            bench.make_dead_letters(n)
+        started = time.perf_counter()
+        report = source_harvest(source=source)
+        harvest_s = time.perf_counter() - started
+        stored = DeadLetter.objects.filter(source=source).count()
+        if stored != n:
+            raise RuntimeError(f"{kind}: harvested {stored} of {n} ({report})")
+
+        publish_s = bench.raw_publish(n)
+        bench.purge_destination()
+        before = bench.destination_count()
+        job, redrive_s = redrive_all(source, ctx.config.redrive_batch, n)
+        arrived = bench.destination_count() - before
+        if job.succeeded != n or arrived < n:
+            raise RuntimeError(
+                f"{kind}: redrive {job.status}, {job.succeeded} confirmed, {arrived} arrived of {n}"
+            )
+    finally:
+        bench.cleanup()
+
+    label = bench.label
+    drain, harvest = _rate(n, drain_s), _rate(n, harvest_s)
+    publish, redrive = _rate(n, publish_s), _rate(n, redrive_s)
+    return [
+        Metric("throughput", f"{label}: raw drain", f"{drain:,.0f} msg/s", numbers={"rate": drain, "n": n}),
+        Metric(
+            "throughput",
+            f"{label}: harvest",
+            f"{harvest:,.0f} msg/s",
+            f">= {TARGET:.0%} of raw drain",
+            harvest / drain >= TARGET,
+            harvest / drain,
+            f"{n:,} dead letters through source_harvest into PostgreSQL in {harvest_s:.1f} s "
+            f"(raw drain {drain_s:.1f} s)",
+            {"rate": harvest, "n": n, "seconds": harvest_s},
+        ),
+        Metric(
+            "throughput", f"{label}: raw publish", f"{publish:,.0f} msg/s", numbers={"rate": publish, "n": n}
+        ),
+        Metric(
+            "throughput",
+            f"{label}: redrive",
+            f"{redrive:,.0f} msg/s",
+            f">= {TARGET:.0%} of raw publish",
+            redrive / publish >= TARGET,
+            redrive / publish,
+            f"one job of {n:,} (batch {job.batch_size}) through a Celery worker process, every message "
+            f"confirmed, {redrive_s:.1f} s from request to last confirm (raw publish {publish_s:.1f} s); "
+            f"{redrive / SQS_REDRIVE_CAP:.1f}x the SQS redrive cap of {SQS_REDRIVE_CAP} msg/s",
+            {"rate": redrive, "n": n, "seconds": redrive_s},
+        ),
+    ]
+
+
+def run(ctx: Context) -> list[Metric]:
+    worker = processes.celery_worker(ctx.env, ctx.celery_queue, ctx.log_dir / "worker-throughput.log")
+    metrics: list[Metric] = []
+    try:
+        for kind in ctx.config.brokers:
+            metrics += measure_broker(ctx, kind)
+    finally:
+        worker.stop()
+    return metrics

@@ -24,8 +24,8 @@ from .options import (
     SOURCE_OPTIONS,
     ConnectionOptionsField,
     SourceOptionsField,
-    check_options,
     keep_redacted,
+    require_valid_options,
 )
 
 
@@ -157,9 +157,7 @@ class ConnectionSerializer(StrictMixin, serializers.ModelSerializer):
         if options is not None:
             if self.instance is not None:
                 options = attrs["options"] = keep_redacted(options, self.instance.options or {})
-            errors = check_options(options, CONNECTION_OPTIONS.get(kind, {}))
-            if errors:
-                raise serializers.ValidationError({f"options.{k}": v for k, v in errors.items()})
+            require_valid_options(options, CONNECTION_OPTIONS.get(kind, {}))
         return attrs
 
     def create(self, validated_data):
@@ -265,9 +263,7 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
         mode = attrs.get("mode", getattr(self.instance, "mode", None))
         options = attrs.get("options")
         if options is not None and mode is not None:
-            errors = check_options(options, SOURCE_OPTIONS.get(mode, {}))
-            if errors:
-                raise serializers.ValidationError({f"options.{k}": v for k, v in errors.items()})
+            require_valid_options(options, SOURCE_OPTIONS.get(mode, {}))
         return attrs
 
     def create(self, validated_data):

@@ -139,6 +139,13 @@ def check_options(options: dict, table: dict[str, tuple[type, float | None, str]
     return errors
 
 
+def require_valid_options(options: dict, table: dict[str, tuple[type, float | None, str]]) -> None:
+    """Raise a 400 naming ``options.<key>`` for each known key of the wrong type or range."""
+    errors = check_options(options, table)
+    if errors:
+        raise serializers.ValidationError({f"options.{k}": v for k, v in errors.items()})
+
+
 def _schema(tables: dict[str, dict[str, tuple[type, float | None, str]]], what: str) -> dict:
     types = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object"}
     properties: dict[str, dict] = {}

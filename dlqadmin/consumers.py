@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from dlqadmin import permissions, selectors
+
+#: how long a consumer trusts its answer to "may this user see source N?" (access rules change rarely)
+VISIBILITY_TTL_SECONDS = 30.0
 
 
 class LiveConsumer(AsyncJsonWebsocketConsumer):
-    """``/ws/live/`` for job progress and new-failure counts; ``/ws/jobs/<id>/`` for one job."""
+    """``/ws/live/`` for job progress and new-failure counts; ``/ws/jobs/<id>/`` for one job.
+
+    New-failure counts are relayed only for sources the signed-in user may see (per-source
+    restriction), so a restricted user cannot learn that another team's source is failing."""
 
     groups_for_path = ("jobs", "dead-letters")
 
@@ -15,6 +26,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
+        self.user = user
+        self.sees_all = await database_sync_to_async(permissions.can)(user, permissions.MANAGE_CONNECTIONS)
+        self.visible: dict[int, tuple[bool, float]] = {}
         job_id = self.scope["url_route"]["kwargs"].get("job_id")
         self.subscribed = [f"job-{job_id}"] if job_id else list(self.groups_for_path)
         for group in self.subscribed:
@@ -29,4 +43,17 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "job.progress", "job": event["job"]})
 
     async def dead_letters_new(self, event):
-        await self.send_json({"type": "dead_letters.new", "source": event["source"], "count": event["count"]})
+        if await self._source_visible(event["source"]):
+            await self.send_json(
+                {"type": "dead_letters.new", "source": event["source"], "count": event["count"]}
+            )
+
+    async def _source_visible(self, source_id: int) -> bool:
+        if self.sees_all:
+            return True
+        now = time.monotonic()
+        cached = self.visible.get(source_id)
+        if cached is None or cached[1] < now:
+            allowed = await database_sync_to_async(selectors.source_visible)(self.user, source_id)
+            cached = self.visible[source_id] = (allowed, now + VISIBILITY_TTL_SECONDS)
+        return cached[0]

@@ -33,7 +33,7 @@ from confluent_kafka.admin import AdminClient
 from django.core.management import call_command
 
 from brokers import simulate
-from dlqadmin.models import DeadLetter, ErrorGroup, Source
+from dlqadmin.models import AuditEvent, DeadLetter, ErrorGroup, Source
 from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, NATS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,9 +127,12 @@ def test_seeded_demo_traffic_is_harvested_with_reasons_origins_and_error_groups(
         "connect-dlq",
         "shipments-advisories",
     }
+    # Written through the services: validated and audited as the system (no actor).
+    assert AuditEvent.objects.filter(action="source.create", actor=None).count() == 4
     # Idempotent: a second run changes nothing and creates nothing.
     call_command("seed_demo", rabbitmq_url=AMQP_URL, nats_url=NATS_URL, prefix=prefix, stdout=io.StringIO())
     assert Source.objects.count() == 4
+    assert AuditEvent.objects.filter(action="source.create").count() == 4
 
     rabbit, kafka, nats_caused = asyncio.run(_traffic(prefix, count=12))
     expected = {

@@ -28,6 +28,8 @@ SOURCE_SETTINGS = (
     "auto_retry_backoff_seconds",
 )
 SOURCE_FIELDS = ("connection", "name", "mode", "address", *SOURCE_SETTINGS)
+#: changing one of these points the source somewhere else: its harvest cursor starts over
+MOVING_FIELDS = {"connection", "mode", "address"}
 
 
 def source_modes(kind: str) -> tuple[str, ...]:
@@ -107,6 +109,8 @@ def source_update(*, actor=None, source: Source, remote_addr: str | None = None,
     changed = sorted(k for k, v in changes.items() if getattr(source, k) != v)
     for name in changed:
         setattr(source, name, changes[name])
+    if MOVING_FIELDS & set(changed):  # the cursor (offsets, sequences) belongs to the old location
+        source.cursor = {}
     source_validate(source)
     source.save()
     audit_record(

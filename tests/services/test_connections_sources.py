@@ -94,6 +94,15 @@ def test_source_updates_record_what_changed_and_deletes_are_protected(rabbit, ad
     assert AuditEvent.objects.filter(action="source.delete").count() == 1
 
 
+def test_a_source_pointed_elsewhere_starts_from_an_empty_cursor(rabbit, admin_user):
+    source = source_create(actor=admin_user, connection=rabbit, name="s", mode="queue", address="q")
+    Source.objects.filter(pk=source.pk).update(cursor={"offsets": {"0": 41}})
+    source = source_update(actor=admin_user, source=source, enabled=False, max_redrives=3)
+    assert source.cursor == {"offsets": {"0": 41}}  # settings only: the harvest position is kept
+    source = source_update(actor=admin_user, source=source, address="q2")
+    assert Source.objects.get(pk=source.pk).cursor == {}
+
+
 def test_the_dashboard_and_the_api_write_through_the_same_services(rabbit, admin_user, client):
     """The same source through the dashboard form and the API: same validation message, same
     audit record."""

@@ -20,7 +20,8 @@ import brokers
 from brokers import simulate
 from brokers.base import BrokerError
 from dlqadmin.models import BrokerKind, Connection, Source, SourceMode
-from dlqadmin.services.connections import connection_config, connection_create, source_spec
+from dlqadmin.services.connections import connection_config, connection_create, connection_update, source_spec
+from dlqadmin.services.sources import source_create, source_update
 
 
 @dataclass
@@ -45,29 +46,37 @@ def split_credentials(url: str) -> tuple[str, str, str]:
 
 @transaction.atomic
 def _upsert(kind: str, name: str, url: str, username: str, password: str, plans: list[SourcePlan]):
+    """Create or update the connection and its sources through the services (validated, audited
+    as the system). The embedded brokers' ports (and the encryption key) may differ from the last
+    run, so an existing connection gets the new URL and credentials; a source that moved to
+    another mode or address starts from an empty cursor (``source_update`` resets it)."""
     connection = Connection.objects.filter(name=name).first()
     if connection is None:
         connection = connection_create(name=name, kind=kind, url=url, username=username, password=password)
-    else:  # the embedded brokers' ports (and the encryption key) may differ from the last run
-        connection.kind, connection.url, connection.username = kind, url, username
-        connection.set_password(password)
-        connection.full_clean()
-        connection.save()
+    else:
+        connection = connection_update(
+            connection=connection, kind=kind, url=url, username=username, password=password
+        )
     sources = []
     for plan in plans:
-        source = Source.objects.filter(name=plan.name).first() or Source(name=plan.name)
-        moved = (source.connection_id, source.mode, source.address) != (
-            connection.pk,
-            plan.mode,
-            plan.address,
-        )
-        source.connection, source.mode, source.address = connection, plan.mode, plan.address
-        source.options = {**(source.options or {}), **plan.options}
-        source.enabled = True
-        if moved:
-            source.cursor = {}
-        source.full_clean()
-        source.save()
+        source = Source.objects.filter(name=plan.name).first()
+        if source is None:
+            source = source_create(
+                connection=connection,
+                name=plan.name,
+                mode=plan.mode,
+                address=plan.address,
+                options=plan.options,
+            )
+        else:
+            source = source_update(
+                source=source,
+                connection=connection,
+                mode=plan.mode,
+                address=plan.address,
+                options={**(source.options or {}), **plan.options},
+                enabled=True,
+            )
         sources.append(source)
     return connection, sources
 

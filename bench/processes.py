@@ -1,18 +1,13 @@
 """Real dlqadmin processes for a run: a Celery worker and the follow-mode harvester, started like
-production starts them, on the bench database and a Celery queue of the run's own; plus /proc
-sampling of their memory."""
+production starts them (:mod:`devtools.processes`, shared with the tests), on the bench database
+and a Celery queue of the run's own; plus /proc sampling of their memory."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
-from .config import ROOT
+from devtools.processes import SessionProcess, celery_worker_argv, harvester_argv
 
 
 def _children(pid: int) -> list[int]:
@@ -45,82 +40,16 @@ def status_kib(pid: int, field: str) -> int:
     return 0
 
 
-class Process:
-    """A subprocess in its own session (so stop() reaches every child), output to a log file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.log_start = self.log.tell()
-        self.proc = subprocess.Popen(
-            args, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def wait_for_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.output():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        tail = self.output()[-2000:]
-        raise RuntimeError(f"{self.proc.args[:4]} not ready (waited for {text!r}):\n{tail}")
-
-    def output(self) -> str:
-        """What this process wrote (the log file may hold earlier processes' output too)."""
-        with open(self.log_path, "rb") as fh:
-            fh.seek(self.log_start)
-            return fh.read().decode(errors="replace")
-
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-        self.log.close()
-
-
-def celery_worker(env: dict[str, str], queue: str, log_path: Path) -> Process:
+def celery_worker(env: dict[str, str], queue: str, log_path: Path) -> SessionProcess:
     """One worker, one pool process (prefork), consuming only the run's queue; returns when ready."""
-    worker = Process(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "dlqadmin",
-            "worker",
-            "-Q",
-            queue,
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-        ],
-        env,
-        log_path,
-    )
+    worker = SessionProcess(celery_worker_argv(queue), log_path, env)
     worker.wait_for_log(" ready.", 60)
     return worker
 
 
-def follow_harvester(env: dict[str, str], sources: list[str], log_path: Path) -> Process:
+def follow_harvester(env: dict[str, str], sources: list[str], log_path: Path) -> SessionProcess:
     """``manage.py harvest --follow`` on ``sources`` with its default poll interval."""
-    args = [sys.executable, "manage.py", "harvest", "--follow"]
-    for name in sources:
-        args += ["--source", name]
-    harvester = Process(args, env, log_path)
+    harvester = SessionProcess(harvester_argv(*sources), log_path, env)
     harvester.wait_for_log("Harvesting continuously", 60)
     return harvester
 

@@ -20,9 +20,9 @@ from dlqadmin.services.export import record
 from dlqadmin.services.harvest import source_harvest
 from dlqadmin.services.redrive import redrive_job_create
 from dlqadmin.services.redrive_worker import redrive_job_step
-from tests.brokers.test_kafka import BOOTSTRAP, Record, create_topics, produce, read_topic, spring_headers
 from tests.conftest import AMQP_URL, unique
 from tests.support import rabbit
+from tests.support.kafka import BOOTSTRAP, Record, create_topics, produce, read_topic, spring_headers
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

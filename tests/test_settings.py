@@ -83,4 +83,3 @@ def test_every_response_carries_a_csp_without_inline_script(client):
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Referrer-Policy"] == "same-origin"
-

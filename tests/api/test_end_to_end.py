@@ -9,9 +9,9 @@ import pytest
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.services.redrive_worker import redrive_job_step
-from tests.brokers import test_kafka as kafka_support
-from tests.brokers import test_nats as nats_support
 from tests.brokers.contract import Sent
+from tests.brokers.kafka import test_contract as kafka_support
+from tests.brokers.nats import test_contract as nats_support
 from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, NATS_URL
 from tests.support import rabbit
 

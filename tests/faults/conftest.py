@@ -6,8 +6,8 @@ import contextlib
 
 import pytest
 
-from tests.brokers.test_nats import delete_streams
 from tests.support import processes
+from tests.support.nats import delete_streams
 from tests.support.private_brokers import PrivateRabbit, PrivateTansu, RestartableNats
 
 

@@ -2,9 +2,9 @@
 
 RabbitMQ: :mod:`tests.support.rabbit` (publish, reject into a DLX-bound queue), pointed at any
 node. Kafka: Spring Kafka ``DeadLetterPublishingRecoverer`` records (headers from
-``tests/brokers/test_kafka.py``) produced with acks=all. NATS: real MAX_DELIVERIES advisories
+``tests.support.kafka``) produced with acks=all. NATS: real MAX_DELIVERIES advisories
 (a worker consumer with ``max_deliver=1`` naks each message; helpers from
-``tests/brokers/test_nats.py``).
+``tests.support.nats``).
 """
 
 from __future__ import annotations
@@ -25,10 +25,10 @@ from nats.js.api import StreamConfig  # noqa: TID251
 from brokers.base import SourceSpec
 from brokers.nats.admin import capture_stream_name, durable_name
 from dlqadmin.models import DeadLetter
-from tests.brokers.test_kafka import spring_headers
-from tests.brokers.test_nats import add_worker, advisory_source, connected
 from tests.conftest import unique
 from tests.support import rabbit
+from tests.support.kafka import spring_headers
+from tests.support.nats import add_worker, advisory_source, connected
 
 # --------------------------------------------------------------------------------------------
 # Database side
@@ -178,7 +178,7 @@ async def nats_fail_more(url: str, source: SourceSpec, subject: str, count: int,
 
 def nats_advisory_dead_letters(url: str, count: int, created: list) -> tuple[SourceSpec, str]:
     """A fresh work stream with a prepared capture stream holding ``count`` advisories.
-    ``created`` collects (url, stream) pairs for :func:`tests.brokers.test_nats.delete_streams`."""
+    ``created`` collects (url, stream) pairs for :func:`tests.support.nats.delete_streams`."""
     return asyncio.run(_nats_advisories(url, count, created))
 
 

@@ -1,0 +1,65 @@
+"""RabbitMQ connections: URL, credentials, vhost and TLS settings, a wrong password, and one
+adapter used from successive event loops."""
+
+from __future__ import annotations
+
+import gc
+import ssl
+
+import pytest
+
+import brokers
+from brokers import get_adapter
+from brokers.base import BrokerError, ConnectionConfig, SourceSpec, TLSOptions
+from brokers.rabbitmq.connection import amqp_url, ssl_context, vhost_of
+from tests.brokers.contract import ListSink, run
+from tests.brokers.rabbitmq.harness import RabbitMQHarness
+
+
+class TestRabbitMQConnection(RabbitMQHarness):
+    def test_wrong_password_is_a_permanent_error(self):
+        config = self.config(password="not-the-password")
+        health = run(self.adapter_call("health", config=config))
+        assert not health.ok and "authentication" in health.error
+        with pytest.raises(BrokerError) as err:
+            run(
+                self.adapter_call(
+                    "harvest", SourceSpec(name="x", mode="queue", address="q"), ListSink(), config=config
+                )
+            )
+        assert err.value.permanent
+
+    @pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+    def test_one_adapter_serves_successive_event_loops(self):
+        """brokers.run() bridges each sync call through its own event loop: the second call must
+        reconnect instead of using a connection bound to the first, finished loop."""
+        adapter = get_adapter(self.config())
+        assert brokers.run(adapter.health).ok
+        assert brokers.run(adapter.health).ok
+        brokers.run(adapter.close)
+        brokers.run(adapter.close)  # safe twice
+        gc.collect()  # reap the first loop's connection here (it could not be closed from the second)
+
+
+def test_url_credentials_vhost_and_tls_settings():
+    plain = ConnectionConfig(kind="rabbitmq", url="amqp://mq.example:5672/prod")
+    assert str(amqp_url(plain)) == "amqp://guest:guest@mq.example:5672/prod"
+    secret = ConnectionConfig(kind="rabbitmq", url="amqp://mq.example/", username="a@b", password="p:w/")
+    assert amqp_url(secret).user == "a@b" and amqp_url(secret).password == "p:w/"
+    tls = ConnectionConfig(
+        kind="rabbitmq", url="amqp://mq.example:5672/", tls=TLSOptions(enabled=True, verify=False)
+    )
+    assert amqp_url(tls).scheme == "amqps" and amqp_url(tls).port == 5671
+    assert ssl_context(tls.tls).verify_mode == ssl.CERT_NONE
+    assert ssl_context(TLSOptions(enabled=True)).verify_mode == ssl.CERT_REQUIRED
+    assert [
+        vhost_of(ConnectionConfig(kind="rabbitmq", url=u))
+        for u in ("amqp://h/", "amqp://h/%2F", "amqp://h/a%2Fb")
+    ] == [
+        "/",
+        "/",
+        "a/b",
+    ]
+    with pytest.raises(BrokerError) as err:
+        amqp_url(ConnectionConfig(kind="rabbitmq", url="http://h/"))
+    assert err.value.permanent

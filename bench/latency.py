@@ -44,9 +44,15 @@ def cases(fixture: Fixture) -> list[tuple[str, str | None, dict, int]]:
         else ErrorGroup.objects.order_by("-count").values_list("id", flat=True).first()
     )
     found = []
-    for surface, list_name, detail_name, group_name in (
-        ("dashboard", "dlq-messages", "dlq-message", "dlq-group"),
-        ("API", "dlq-api-message-list", "dlq-api-message-detail", "dlq-api-error-group-detail"),
+    for surface, list_name, detail_name, group_name, groups_name in (
+        ("dashboard", "dlq-messages", "dlq-message", "dlq-group", "dlq-groups"),
+        (
+            "API",
+            "dlq-api-message-list",
+            "dlq-api-message-detail",
+            "dlq-api-error-group-detail",
+            "dlq-api-error-group-list",
+        ),
     ):
         listing = users.url(list_name)
         found += [
@@ -57,7 +63,10 @@ def cases(fixture: Fixture) -> list[tuple[str, str | None, dict, int]]:
             (f"{surface}: free-text search, common phrase", listing, common, SEARCH_MS),
             (f"{surface}: message detail", users.url(detail_name, letter), {}, LIST_MS),
             (f"{surface}: error-group page", users.url(group_name, group), {}, LIST_MS),
+            (f"{surface}: error-group list", users.url(groups_name), {}, LIST_MS),
         ]
+        if surface == "dashboard":  # the API has no overview: its figures are the lists above
+            found.append(("dashboard: overview", users.url("dlq-overview"), {}, LIST_MS))
     return found
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Count, Max, Q
-from django.db.models.functions import TruncHour
+from django.db import OperationalError, transaction
+from django.db import connection as db_connection
+from django.db.models import Count, IntegerField, Max, QuerySet, Sum
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 import brokers
@@ -24,8 +27,11 @@ from dlqadmin.models import (
     DeadLetterStatus,
     ErrorGroup,
     ErrorGroupStatus,
+    FailureTally,
+    GroupDayTally,
     RedriveJob,
     Source,
+    StatusTally,
 )
 from dlqadmin.selectors import error_groups_for, limit_to_visible, visible_sources
 
@@ -82,35 +88,75 @@ class ConnectionRow:
     sources: list[SourceRow] = field(default_factory=list)
 
 
+def tallied() -> bool:
+    """Whether the database keeps the dashboard tallies (``dlqadmin.models.tallies``): on
+    PostgreSQL the counters below read them; elsewhere they aggregate the dead letters."""
+    return db_connection.vendor == "postgresql"
+
+
+def _status_rows(user):
+    """Rows of (source_id, status, n) for the sources ``user`` may see."""
+    if tallied():
+        qs = limit_to_visible(StatusTally.objects.order_by(), user, field="source_id")
+        return qs.values("source_id", "status").annotate(total=Sum("n"))
+    qs = limit_to_visible(DeadLetter.objects.order_by(), user)
+    return qs.values("source_id", "status").annotate(total=Count("id"))
+
+
+def _buckets_since(start: datetime, column: str, seconds: int) -> RawSQL:
+    """Which ``seconds``-long bucket since ``start`` a tally's ``column`` falls in, computed by
+    PostgreSQL: an integer per row is far cheaper to send and read than a timestamp."""
+    return RawSQL(  # noqa: S611 - ``column`` is one of ours, the values are parameters
+        f"floor(extract(epoch from ({column} - %s)) / %s)::integer",
+        (start, seconds),
+        output_field=IntegerField(),
+    )
+
+
 def status_counts(*, user=None) -> dict[str, int]:
     """Dead letters per status (every status present, zero when none)."""
     counts = dict.fromkeys(DeadLetterStatus.values, 0)
-    rows = limit_to_visible(DeadLetter.objects.order_by(), user).values("status").annotate(n=Count("id"))
-    for row in rows:
-        counts[row["status"]] = row["n"]
+    for row in _status_rows(user):
+        counts[row["status"]] = counts.get(row["status"], 0) + row["total"]
     return counts
+
+
+def _failures_since(cut: datetime, user) -> dict[int, int]:
+    """``{source_id: failures with failed_at >= cut}``: whole hours from the tallies, the part
+    of an hour before the first whole one from the table (an index range of under an hour)."""
+    if not tallied():
+        qs = limit_to_visible(DeadLetter.objects.filter(failed_at__gte=cut).order_by(), user)
+        return dict(qs.values("source_id").annotate(n=Count("id")).values_list("source_id", "n"))
+    hour = cut.replace(minute=0, second=0, microsecond=0)
+    whole = hour if hour == cut else hour + timedelta(hours=1)
+    out: dict[int, int] = {}
+    tallies = limit_to_visible(
+        FailureTally.objects.filter(hour__gte=whole).order_by(), user, field="source_id"
+    )
+    part = limit_to_visible(
+        DeadLetter.objects.filter(failed_at__gte=cut, failed_at__lt=whole).order_by(), user
+    )
+    for qs, measure in ((tallies, Sum("n")), (part, Count("id"))):
+        for source_id, n in qs.values("source_id").annotate(n=measure).values_list("source_id", "n"):
+            out[source_id] = out.get(source_id, 0) + n
+    return out
 
 
 def connections_overview(*, user=None, now: datetime | None = None) -> list[ConnectionRow]:
     """Each connection with the sources ``user`` may see and, per source, open messages and
     last-24h failures."""
     now = now or timezone.now()
-    per_source = {
-        row["source_id"]: row
-        for row in limit_to_visible(DeadLetter.objects.order_by(), user)
-        .values("source_id")
-        .annotate(
-            open=Count("id", filter=Q(status__in=OPEN_STATUSES)),
-            last_24h=Count("id", filter=Q(failed_at__gte=now - timedelta(hours=24))),
-        )
-    }
+    open_by_source: dict[int, int] = {}
+    for row in _status_rows(user):
+        if row["status"] in OPEN_STATUSES:
+            open_by_source[row["source_id"]] = open_by_source.get(row["source_id"], 0) + row["total"]
+    recent = _failures_since(now - timedelta(hours=24), user)
     rows: dict[int, ConnectionRow] = {}
     for connection in Connection.objects.order_by("name"):
         rows[connection.pk] = ConnectionRow(connection=connection)
     for source in visible_sources(user).select_related("connection").order_by("name"):
-        stats = per_source.get(source.pk, {})
         rows[source.connection_id].sources.append(
-            SourceRow(source=source, open=stats.get("open", 0), last_24h=stats.get("last_24h", 0))
+            SourceRow(source=source, open=open_by_source.get(source.pk, 0), last_24h=recent.get(source.pk, 0))
         )
     return list(rows.values())
 
@@ -125,17 +171,28 @@ def failures_timeline(*, hours: int, bucket_hours: int, user=None, now: datetime
     buckets = hours // bucket_hours
     labels = [(start + timedelta(hours=i * bucket_hours)).isoformat() for i in range(buckets)]
     counts: dict[int, list[int]] = {}
-    rows = (
-        limit_to_visible(DeadLetter.objects.filter(failed_at__gte=start, failed_at__lt=now), user)
-        .order_by()
-        .annotate(hour=TruncHour("failed_at"))
-        .values("source_id", "hour")
-        .annotate(n=Count("id"))
-    )
-    for row in rows:
-        index = int((row["hour"] - start).total_seconds() // 3600) // bucket_hours
+    if tallied():
+        tallies = FailureTally.objects.filter(hour__gte=start, hour__lt=now).order_by()
+        rows = (
+            limit_to_visible(tallies, user, field="source_id")
+            .annotate(bucket=_buckets_since(start, "hour", bucket_hours * 3600))
+            .values_list("source_id", "bucket")
+            .annotate(n=Sum("n"))
+        )
+    else:
+        letters = DeadLetter.objects.filter(failed_at__gte=start, failed_at__lt=now).order_by()
+        hourly = (
+            limit_to_visible(letters, user)
+            .annotate(hour=TruncHour("failed_at"))
+            .values_list("source_id", "hour")
+            .annotate(n=Count("id"))
+        )
+        rows = [
+            (pk, int((hour - start).total_seconds() // 3600) // bucket_hours, n) for pk, hour, n in hourly
+        ]
+    for source_id, index, n in rows:
         if 0 <= index < buckets:
-            counts.setdefault(row["source_id"], [0] * buckets)[index] += row["n"]
+            counts.setdefault(source_id, [0] * buckets)[index] += n
     names = dict(Source.objects.filter(pk__in=counts).values_list("pk", "name"))
     ranked = sorted(counts.items(), key=lambda item: -sum(item[1]))
     series = [{"label": names.get(pk, f"source {pk}"), "data": data} for pk, data in ranked[:CHART_SERIES]]
@@ -168,17 +225,28 @@ def group_sparklines(group_ids: list[int], *, days: int = 14, now: datetime | No
     end = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     start = end - timedelta(days=days)
     out = {pk: [0] * days for pk in group_ids}
-    rows = (
-        DeadLetter.objects.filter(error_group_id__in=group_ids, failed_at__gte=start, failed_at__lt=end)
-        .order_by()
-        .annotate(hour=TruncHour("failed_at"))
-        .values("error_group_id", "hour")
-        .annotate(n=Count("id"))
-    )
-    for row in rows:
-        index = int((row["hour"] - start).total_seconds() // 86400)
+    if tallied():
+        tallies = GroupDayTally.objects.filter(error_group_id__in=group_ids, day__gte=start, day__lt=end)
+        rows = (
+            tallies.order_by()
+            .annotate(bucket=_buckets_since(start, "day", 86400))
+            .values_list("error_group_id", "bucket")
+            .annotate(n=Sum("n"))
+        )
+    else:
+        letters = DeadLetter.objects.filter(
+            error_group_id__in=group_ids, failed_at__gte=start, failed_at__lt=end
+        )
+        daily = (
+            letters.order_by()
+            .annotate(day=TruncDay("failed_at", tzinfo=UTC))
+            .values_list("error_group_id", "day")
+            .annotate(n=Count("id"))
+        )
+        rows = [(pk, int((day - start).total_seconds() // 86400), n) for pk, day, n in daily]
+    for group_id, index, n in rows:
         if 0 <= index < days:
-            out[row["error_group_id"]][index] += row["n"]
+            out[group_id][index] += n
     return out
 
 
@@ -191,6 +259,57 @@ def group_status_counts(group: ErrorGroup) -> dict[str, int]:
 
 # ------------------------------------------------------------------------------------------
 # Messages
+
+
+#: a list page counts its matches up to this many and shows "1,000+" beyond: an exact count of a
+#: million rows takes seconds, so it is made only on request (``count_exact``)
+COUNT_CAP = 1000
+#: and gives up on even that after this long (PostgreSQL), showing "many" with the same link
+COUNT_TIMEOUT_MS = 250
+
+
+@dataclass(frozen=True)
+class MatchCount:
+    """How many rows match: ``n`` exactly, or at least ``n`` when ``exact`` is False."""
+
+    n: int
+    exact: bool
+
+    @property
+    def text(self) -> str:
+        if self.exact:
+            return f"{self.n:,}"
+        return f"{self.n:,}+" if self.n else "many"
+
+
+def count_capped(qs: QuerySet, *, cap: int | None = None, at_least: int = 0) -> MatchCount:
+    """Count ``qs`` up to ``cap`` rows: ``SELECT count(*) FROM (... LIMIT cap + 1)``, which stops
+    at the cap instead of visiting every match.
+
+    Without ORDER BY, so the planner takes its cheapest way to the first ``cap + 1`` matches (on
+    the bench table 1.7 ms instead of 79 for source + status + time, 78 ms instead of 1.1 s for
+    a header). Should that guess be wrong (matches bunched where it looks last), PostgreSQL
+    stops after COUNT_TIMEOUT_MS and the answer is "at least ``at_least``" (what the caller has
+    already seen), never a slow page."""
+    cap = COUNT_CAP if cap is None else cap
+    if db_connection.vendor != "postgresql":
+        n = qs.order_by()[: cap + 1].count()
+        return MatchCount(n, True) if n <= cap else MatchCount(cap, False)
+    timeout = "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)"
+    try:
+        with transaction.atomic(), db_connection.cursor() as cursor:
+            cursor.execute(timeout, [str(int(COUNT_TIMEOUT_MS))])
+            previous = cursor.fetchone()[0]
+            n = qs.order_by()[: cap + 1].count()
+            cursor.execute(timeout, [previous])  # within an outer transaction too
+    except OperationalError:  # statement_timeout (psycopg's QueryCanceled); rolled back, setting too
+        return MatchCount(at_least, False)
+    return MatchCount(n, True) if n <= cap else MatchCount(cap, False)
+
+
+def count_exact(qs: QuerySet) -> MatchCount:
+    """Every match (on request only: proportional to the number of matches)."""
+    return MatchCount(qs.order_by().count(), True)
 
 
 def newest_dead_letter_id() -> int:

@@ -6,6 +6,7 @@ from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, Erro
 from .masking import MaskingKind, MaskingRule
 from .operations import ApiToken, AuditEvent, Heartbeat
 from .redrive import ACTIVE_JOB_STATUSES, RedriveAttempt, RedriveAttemptStatus, RedriveJob, RedriveJobStatus
+from .tallies import FailureTally, GroupDayTally, StatusTally
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
@@ -23,6 +24,8 @@ __all__ = [
     "DeadLetterStatus",
     "ErrorGroup",
     "ErrorGroupStatus",
+    "FailureTally",
+    "GroupDayTally",
     "HealthStatus",
     "MaskingKind",
     "MaskingRule",
@@ -33,4 +36,5 @@ __all__ = [
     "RedriveJobStatus",
     "Source",
     "SourceMode",
+    "StatusTally",
 ]

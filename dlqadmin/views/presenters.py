@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 
 from django.utils.html import format_html
@@ -155,6 +156,12 @@ def headers_view(seen: MaskedMessage) -> HeadersView:
     return HeadersView(rows=rows, total=len(encoded), masked=seen.masked)
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the last one "…" when cut (Django's
+    ``truncatechars``, without its cost per call: list pages clip hundreds of strings)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def show_groups(masker: Masker, groups: list[ErrorGroup]) -> list[ErrorGroup]:
     """Set ``pattern_shown`` / ``sample_shown`` on each group: its error text as the user may see
     it (templates show these, never the stored fields)."""
@@ -177,18 +184,15 @@ def _parse_json(data: bytes):
         return None
 
 
+#: control characters other than newline, tab and carriage return, and DEL
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def safe_text(data: bytes) -> str:
     """Bytes as text with every undecodable byte and control character made visible
     (``\\xff``, ``\\x00``) so nothing is silently lost or interpreted."""
     text = data.decode("utf-8", "backslashreplace")
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if (code < 32 and ch not in "\n\t\r") or code == 127:
-            out.append(f"\\x{code:02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def hexdump(data: bytes) -> str:

@@ -9,6 +9,7 @@ urlpatterns = [
     path("logout/", auth.logout, name="logout"),
     path("", overview.overview, name="dlq-overview"),
     path("messages/", messages.messages_list, name="dlq-messages"),
+    path("messages/count/", messages.messages_count, name="dlq-messages-count"),
     path("messages/bulk/", messages.messages_bulk, name="dlq-messages-bulk"),
     path("messages/export/", messages.messages_export, name="dlq-messages-export"),
     path("messages/<int:pk>/", message.message_detail, name="dlq-message"),

@@ -6,6 +6,46 @@
   function form() { return document.getElementById("bulk-form"); }
   function rowChecks() { var f = form(); return f ? Array.prototype.slice.call(f.querySelectorAll("[data-row-check]")) : []; }
 
+  /* The page counts matches only up to a cap ("1,000+"). Selecting "all matching" asks the
+   * server for the exact number of the pinned filter (the set the action will touch) and keeps
+   * the bulk buttons disabled until it has arrived, so every confirmation names that number. */
+  function exactTotal(f) { return f.getAttribute("data-total-exact") === "1"; }
+
+  function adoptExactCount() {
+    var f = form();
+    if (!f || exactTotal(f)) return;
+    var counted = f.querySelector("[data-count][data-exact]");
+    if (!counted) return;
+    f.setAttribute("data-total", counted.getAttribute("data-exact"));
+    f.setAttribute("data-total-exact", "1");
+    var shown = f.querySelector("[data-select-all-count]");
+    if (shown) shown.textContent = window.dlq.number(counted.getAttribute("data-exact"));
+  }
+
+  function requestExactCount() {
+    var f = form();
+    var slot = f && f.querySelector("[data-count]");
+    if (!slot || exactTotal(f) || f.hasAttribute("data-counting")) return;
+    f.setAttribute("data-counting", "1");
+    window.htmx.ajax("GET", f.getAttribute("data-count-url"), { target: slot, swap: "outerHTML" })
+      .finally(function () {
+        f.removeAttribute("data-counting");
+        adoptExactCount();
+        if (!exactTotal(f)) { var all = f.querySelector("[data-select-all-input]"); if (all) all.value = "0"; }
+        update();  /* no number, no "all matching": the operator can ask again */
+      });
+  }
+
+  function confirmations(f, n, everything) {
+    f.querySelectorAll("[data-confirm-verb]").forEach(function (b) {
+      var note = b.getAttribute("data-confirm-note");
+      if (!everything && !note) { b.removeAttribute("hx-confirm"); return; }
+      var what = everything ? "all " + window.dlq.number(n) + " message" + (n === 1 ? "" : "s") + " matching this filter"
+        : "the " + window.dlq.number(n) + " selected message" + (n === 1 ? "" : "s");
+      b.setAttribute("hx-confirm", b.getAttribute("data-confirm-verb") + " " + what + "?" + (note ? " " + note : ""));
+    });
+  }
+
   function update() {
     var f = form();
     if (!f) return;
@@ -14,6 +54,7 @@
     var all = f.querySelector("[data-select-all-input]");
     var total = parseInt(f.getAttribute("data-total"), 10) || 0;
     var everything = all && all.value === "1";
+    var counting = everything && !exactTotal(f);
     checks.forEach(function (c) {
       var row = c.closest("tr");
       if (row) row.classList.toggle("selected", c.checked);
@@ -24,13 +65,14 @@
       pageBox.indeterminate = ticked.length > 0 && ticked.length < checks.length;
     }
     var count = f.querySelector("[data-selected-count]");
-    var n = everything ? total : ticked.length;
-    if (count) count.textContent = n ? window.dlq.number(n) + " selected" : "none selected";
+    var n = everything ? (counting ? 0 : total) : ticked.length;
+    if (count) count.textContent = counting ? "counting…" : n ? window.dlq.number(n) + " selected" : "none selected";
     f.querySelectorAll("[data-needs-selection]").forEach(function (b) { b.disabled = n === 0; });
+    confirmations(f, n, everything);
     var pageMsg = f.querySelector("[data-select-page-msg]");
     var allMsg = f.querySelector("[data-select-all-msg]");
     var wholePage = checks.length > 0 && ticked.length === checks.length;
-    if (pageMsg) pageMsg.hidden = !(wholePage && !everything && total > checks.length);
+    if (pageMsg) pageMsg.hidden = !(wholePage && !everything && (total > checks.length || !exactTotal(f)));
     if (allMsg) allMsg.hidden = !everything;
   }
 
@@ -41,6 +83,7 @@
     all.value = on ? "1" : "0";
     if (!on) rowChecks().forEach(function (c) { c.checked = false; });
     update();
+    if (on) requestExactCount();
   }
 
   document.addEventListener("change", function (e) {
@@ -109,6 +152,7 @@
 
   document.addEventListener("htmx:afterSwap", function (event) {
     if (event.target && event.target.id === "results") { fresh = 0; banner(); }
+    adoptExactCount();
     update();
   });
 

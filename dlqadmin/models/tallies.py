@@ -1,0 +1,74 @@
+"""Running totals of the dead-letter table for the dashboard (overview, error-group list).
+
+At a million dead letters, counting per status, per source or per hour takes hundreds of
+milliseconds however it is indexed. On PostgreSQL, statement-level triggers of migration 0009
+keep these tallies as the table changes (insert, update, delete, COPY), so the pages read a few
+hundred small rows instead (``dlqadmin.selectors_dashboard``). Other databases (the SQLite
+demo) have no tallies: the selectors aggregate the table itself there.
+
+A trigger only ever appends *delta* rows (``delta=True``; ``n`` may be negative), so writers
+never wait on each other for a counter row. A total is the sum of its key's base row and
+deltas; ``dlqadmin_tally_compact()`` folds the deltas into the base rows now and then. Source and
+group ids are plain integers, not foreign keys: no lookup on every insert, and a deleted row
+appends a negative delta instead of needing its source or group to still exist.
+"""
+
+from django.db import models
+
+
+class StatusTally(models.Model):
+    """Dead letters per (source, status)."""
+
+    source_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+    n = models.BigIntegerField()
+    delta = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_id", "status"], condition=models.Q(delta=False), name="statustally_base"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"source {self.source_id} {self.status}: {self.n:+d}"
+
+
+class FailureTally(models.Model):
+    """Dead letters per (source, hour of ``failed_at`` in UTC): the failures chart, last 24 h."""
+
+    source_id = models.BigIntegerField()
+    hour = models.DateTimeField()
+    n = models.BigIntegerField()
+    delta = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source_id", "hour"], condition=models.Q(delta=False), name="failuretally_base"
+            )
+        ]
+        indexes = [models.Index(fields=["hour"], name="failuretally_hour")]
+
+    def __str__(self) -> str:
+        return f"source {self.source_id} {self.hour:%Y-%m-%d %H}h: {self.n:+d}"
+
+
+class GroupDayTally(models.Model):
+    """Dead letters per (error group, UTC day of ``failed_at``): the groups' sparklines."""
+
+    error_group_id = models.BigIntegerField()
+    day = models.DateTimeField()
+    n = models.BigIntegerField()
+    delta = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["error_group_id", "day"], condition=models.Q(delta=False), name="groupdaytally_base"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"group {self.error_group_id} {self.day:%Y-%m-%d}: {self.n:+d}"

@@ -82,7 +82,8 @@ def _payload_html(data: bytes) -> str:
 
 
 def _dead_letter_display(request) -> list:
-    """[short error, error text, stack trace, error group, payload, headers] as this user may see them."""
+    """[short error, error text, stack trace, error group, payload, headers, key, properties] as
+    this user may see them."""
     masker = _masker(request)
 
     @admin.display(description="Error")
@@ -119,7 +120,26 @@ def _dead_letter_display(request) -> list:
             "\n".join(f"{name} ({kind}): {text}" for name, kind, text in rows) or "(none)",
         )
 
-    return [short_error, error_text, stack_trace, error_group, payload_preview, headers_table]
+    @admin.display(description="Key")
+    def record_key(obj):
+        key = masker.message(obj).key
+        return "–" if key is None else _payload_html(key)
+
+    @admin.display(description="Broker properties")
+    def broker_properties(obj):
+        shown = masker.message(obj).properties or {}
+        return format_html(PRE, json.dumps(shown, indent=2, ensure_ascii=False, default=str))
+
+    return [
+        short_error,
+        error_text,
+        stack_trace,
+        error_group,
+        payload_preview,
+        headers_table,
+        record_key,
+        broker_properties,
+    ]
 
 
 @admin.register(DeadLetter)
@@ -142,7 +162,7 @@ class DeadLetterAdmin(RolePermissions, ReadOnlyAdmin):
     list_select_related = ["source", "error_group"]
     show_full_result_count = False
     # shown through the per-request (masked) callables instead
-    exclude = ["payload", "key", "headers", "error_message", "stacktrace", "error_group"]
+    exclude = ["payload", "key", "headers", "properties", "error_message", "stacktrace", "error_group"]
     actions = ["redrive_selected", "discard_selected", "resolve_selected", "export_jsonl", "export_csv"]
 
     def get_queryset(self, request):

@@ -62,9 +62,9 @@ def record(row: DeadLetter, seen: MaskedMessage | None = None) -> dict:
         "masked": seen.masked,
         "payload_b64": _b64(seen.payload),
         "payload_available": row.payload_available,
-        "key_b64": _b64(row.key),
+        "key_b64": _b64(seen.key),
         "headers": seen.headers,
-        "properties": row.properties,
+        "properties": seen.properties,
         "origin": {
             "exchange": row.origin_exchange,
             "routing_key": row.origin_routing_key,

@@ -1,8 +1,8 @@
 """Masking: hide sensitive parts of payloads, headers and error text from users who may not see them.
 
 ``masked_for(user)`` says whether masking applies (viewers; anyone without the unmasked-view
-permission). ``MaskedMessage.of(letter, rules)`` gives the payload, headers and error text as that
-user may see them; a :class:`Masker` does it for one user over many messages (one request, one
+permission). ``MaskedMessage.of(letter, rules)`` gives the payload, headers, key, broker properties and error
+text as that user may see them; a :class:`Masker` does it for one user over many messages (one request, one
 export), looking the rules up once per source. Masked values are replaced on the server: the
 originals never leave it for such users (UI, API, admin and exports all go through here). Search
 cannot probe them either: ``dlqadmin.selectors.dead_letters_for`` matches only unmasked text.
@@ -133,6 +133,42 @@ def mask_headers(headers: list, rules: list[MaskingRule]) -> list:
     return out
 
 
+def mask_key(key: bytes | None, rules: list[MaskingRule]) -> bytes | None:
+    """A record key (Kafka) as a masked user sees it: regexes apply to its text; a binary key is
+    hidden entirely when any text rule exists (as a binary payload is)."""
+    regexes = [r for r in rules if r.kind == MaskingKind.REGEX]
+    if key is None or not regexes:
+        return key
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return b"[binary key hidden by masking rules]"
+    return mask_text(text, regexes).encode("utf-8")
+
+
+def mask_properties(properties: dict, rules: list[MaskingRule]) -> dict:
+    """Broker properties (correlation id, user id, app id ...) as a masked user sees them: a
+    header rule naming a property replaces its value; regexes apply to every text value."""
+    names = {r.pattern.lower(): r.replacement for r in rules if r.kind == MaskingKind.HEADER}
+    regexes = [r for r in rules if r.kind == MaskingKind.REGEX]
+
+    def masked(value, depth: int = 0):
+        if depth > MAX_JSON_DEPTH:
+            return value
+        if isinstance(value, str):
+            return mask_text(value, regexes) if regexes else value
+        if isinstance(value, dict):
+            return {
+                k: names[str(k).lower()] if str(k).lower() in names else masked(v, depth + 1)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [masked(v, depth + 1) for v in value]
+        return value
+
+    return masked(properties or {})
+
+
 @dataclass
 class MaskedMessage:
     payload: bytes
@@ -140,6 +176,8 @@ class MaskedMessage:
     error_message: str
     stacktrace: str
     masked: bool
+    key: bytes | None = None
+    properties: dict | None = None
 
     @classmethod
     def of(
@@ -153,14 +191,26 @@ class MaskedMessage:
         """``rules=None`` means unmasked (the user may see everything)."""
         raw_payload = bytes(letter.payload) if payload is None else payload
         raw_headers = letter.headers if headers is None else headers
+        raw_key = bytes(letter.key) if letter.key is not None else None
+        raw_properties = letter.properties or {}
         if rules is None:
-            return cls(raw_payload, raw_headers, letter.error_message, letter.stacktrace, False)
+            return cls(
+                raw_payload,
+                raw_headers,
+                letter.error_message,
+                letter.stacktrace,
+                False,
+                raw_key,
+                raw_properties,
+            )
         return cls(
             mask_payload(raw_payload, rules),
             mask_headers(raw_headers or [], rules),
             mask_text(letter.error_message, rules),
             mask_text(letter.stacktrace, rules),
             bool(rules),
+            mask_key(raw_key, rules),
+            mask_properties(raw_properties, rules),
         )
 
 

@@ -59,7 +59,8 @@ def message_detail(request, pk: int):
             "attempts": attempts,
             "can_redrive_source": Capability.REDRIVE in capabilities,
             "queued": letter.status == DeadLetterStatus.QUEUED,
-            "key_text": presenters.safe_text(bytes(letter.key)) if letter.key is not None else None,
+            "key_text": presenters.safe_text(seen.key) if seen.key is not None else None,
+            "properties": seen.properties,
             "nav": "messages",
         },
     )

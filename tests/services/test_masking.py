@@ -9,7 +9,7 @@ from brokers import headers
 from dlqadmin.models import DeadLetter, MaskingRule, Source
 from dlqadmin.selectors import dead_letters_for, visible_sources
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.masking import mask_payload, masked_for, view_of
+from dlqadmin.services.masking import mask_key, mask_payload, mask_properties, masked_for, view_of
 
 pytestmark = pytest.mark.django_db
 
@@ -48,6 +48,30 @@ def test_regexes_mask_text_and_binary_is_hidden_when_text_rules_exist():
     rules = [rule("cards", "regex", r"\b\d(?:[ -]?\d){12,15}\b", replacement="[card]")]
     assert mask_payload(b"paid with 4111 1111 1111 1111 ok", rules) == b"paid with [card] ok"
     assert b"4111" not in mask_payload(b"\xff\xfe4111111111111111", rules)
+
+
+def test_keys_and_broker_properties_are_masked_by_the_same_rules():
+    rules = [
+        rule("cards", "regex", r"\b\d{16}\b", replacement="[card]"),
+        rule("auth", "header", "Authorization", replacement="[auth]"),
+    ]
+    assert mask_key(b"card-4111111111111111", rules) == b"card-[card]"
+    assert mask_key(b"\xff4111111111111111", rules) == b"[binary key hidden by masking rules]"
+    assert mask_key(None, rules) is None
+    assert mask_key(b"\xff\x00", [rules[1]]) == b"\xff\x00"  # no text rule: nothing to hide
+    properties = {
+        "correlation_id": "4111111111111111",
+        "AUTHORIZATION": "t0k",
+        "priority": 5,
+        "x": ["4111111111111111"],
+    }
+    assert mask_properties(properties, rules) == {
+        "correlation_id": "[card]",
+        "AUTHORIZATION": "[auth]",
+        "priority": 5,
+        "x": ["[card]"],
+    }
+    assert properties["correlation_id"] == "4111111111111111"  # the stored row is not changed
 
 
 def test_a_viewer_sees_masked_payload_headers_and_error_but_an_operator_does_not(source, viewer, operator):

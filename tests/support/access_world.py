@@ -34,12 +34,21 @@ class World:
     payroll: Group
 
 
-def message(*, payload: bytes, headers: dict, error: str, error_class: str) -> HarvestedMessage:
+def message(
+    *,
+    payload: bytes,
+    headers: dict,
+    error: str,
+    error_class: str,
+    key: bytes | None = None,
+    properties: dict | None = None,
+) -> HarvestedMessage:
     return HarvestedMessage(
         position=f"pos-{uuid.uuid4().hex[:12]}",
         payload=payload,
+        key=key,
         headers=header_codec.encode_mapping(headers),
-        properties={"content_type": "application/json"},
+        properties={"content_type": "application/json", **(properties or {})},
         origin=Origin(queue="orders.q", exchange="orders", routing_key="order.created"),
         reason="rejected",
         error_class=error_class,
@@ -77,6 +86,9 @@ def build() -> World:
             headers={"Authorization": f"Bearer {TOKEN}", "tenant": "acme"},
             error=ERROR,
             error_class="PaymentDeclined",
+            # the record key and broker properties carry secrets too (masked by the same rules)
+            key=f"customer:{EMAIL}".encode(),
+            properties={"user_id": EMAIL, "correlation_id": f"card {CARD}", "authorization": TOKEN},
         ),
     )
     hidden = _store(

@@ -201,6 +201,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
     payload_json = serializers.SerializerMethodField()
     key_base64 = serializers.SerializerMethodField()
     headers = serializers.SerializerMethodField()
+    properties = serializers.SerializerMethodField()
     origin = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
@@ -261,9 +262,14 @@ class MessageDetailSerializer(serializers.ModelSerializer):
         return self._view(obj)[1]["json"]
 
     def get_key_base64(self, obj) -> str | None:
-        if obj.key is None:
+        key = self._view(obj)[0].key
+        if key is None:
             return None
-        return base64.b64encode(bytes(obj.key)).decode("ascii")
+        return base64.b64encode(key).decode("ascii")
+
+    @extend_schema_field({"type": "object", "description": "Broker properties (masked for viewers)."})
+    def get_properties(self, obj) -> dict:
+        return self._view(obj)[0].properties or {}
 
     @extend_schema_field(HeaderSerializer(many=True))
     def get_headers(self, obj):

@@ -61,6 +61,8 @@ def test_secret_options_are_redacted_and_kept_when_sent_back(as_admin):
         ({"options": []}, "options"),
         ({"options": {"publish_window": "many"}}, "options.publish_window"),
         ({"options": {"publish_window": 0}}, "options.publish_window"),
+        ({"options": {"reconnect_time_wait": -1}}, "options.reconnect_time_wait"),  # a NATS option
+        ({"options": {"linger_ms": 5}}, "options.linger_ms"),  # a Kafka option on a RabbitMQ connection
         ({"options": {"a": "b\x00"}}, "options"),
         ({"password": 5}, None),
         ({"tls_enabled": "maybe"}, "tls_enabled"),
@@ -147,6 +149,9 @@ def test_sources_crud_with_mode_checked_against_the_kind(as_admin, as_viewer):
     assert response.status_code == 400  # same connection + mode + address
     response = as_admin.patch(f"{SOURCES}{created['id']}/", {"options": {"prefetch": "x"}}, format="json")
     assert response.status_code == 400 and "options.prefetch" in response.json()["fields"]
+    response = as_admin.patch(f"{SOURCES}{created['id']}/", {"options": {"group_id": "g"}}, format="json")
+    assert response.status_code == 400  # a topic (Kafka) option on a queue source
+    assert response.json()["fields"]["options.group_id"] == "a topic option, not a queue one"
     response = as_admin.patch(
         f"{SOURCES}{created['id']}/", {"enabled": False, "max_redrives": 2}, format="json"
     )
@@ -223,7 +228,8 @@ def test_malformed_connection_urls_are_400(as_admin, kind, url, message):
     ],
 )
 def test_unreachable_brokers_are_json_503s_never_500s(as_admin, as_operator, kind, url, mode):
-    body = {"name": "down", "kind": kind, "url": url, "options": {"management_url": "http://127.0.0.1:1/"}}
+    options = {"management_url": "http://127.0.0.1:1/"} if kind == "rabbitmq" else {}
+    body = {"name": "down", "kind": kind, "url": url, "options": options}
     created = as_admin.post(CONNECTIONS, body, format="json").json()
     response = as_admin.get(f"{CONNECTIONS}{created['id']}/health/")
     assert response.status_code == 200 and response.json()["ok"] is False, response.content

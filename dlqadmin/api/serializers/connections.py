@@ -157,7 +157,7 @@ class ConnectionSerializer(StrictMixin, serializers.ModelSerializer):
         if options is not None:
             if self.instance is not None:
                 options = attrs["options"] = keep_redacted(options, self.instance.options or {})
-            require_valid_options(options, CONNECTION_OPTIONS.get(kind, {}))
+            require_valid_options(options, CONNECTION_OPTIONS, kind)
         return attrs
 
     def create(self, validated_data):
@@ -263,7 +263,7 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
         mode = attrs.get("mode", getattr(self.instance, "mode", None))
         options = attrs.get("options")
         if options is not None and mode is not None:
-            require_valid_options(options, SOURCE_OPTIONS.get(mode, {}))
+            require_valid_options(options, SOURCE_OPTIONS, mode)
         return attrs
 
     def create(self, validated_data):

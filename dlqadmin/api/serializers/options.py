@@ -1,6 +1,7 @@
 """Kind- and mode-specific ``options`` of connections and sources: documented for the schema and
-type-checked on input (a wrong type would otherwise fail deep inside an adapter). Keys not listed
-here are accepted unchanged, so a new adapter option needs no API change to be usable.
+type-checked on input (a wrong type would otherwise fail deep inside an adapter). An option of
+another kind or mode is refused; keys not listed anywhere here are accepted unchanged, so a new
+adapter option needs no API change to be usable.
 """
 
 from __future__ import annotations
@@ -139,9 +140,18 @@ def check_options(options: dict, table: dict[str, tuple[type, float | None, str]
     return errors
 
 
-def require_valid_options(options: dict, table: dict[str, tuple[type, float | None, str]]) -> None:
-    """Raise a 400 naming ``options.<key>`` for each known key of the wrong type or range."""
+def require_valid_options(
+    options: dict, tables: dict[str, dict[str, tuple[type, float | None, str]]], chosen: str | None
+) -> None:
+    """Raise a 400 naming ``options.<key>`` for each known key of the wrong type or range, and for
+    each key documented only for another kind (or mode): it would be stored and silently ignored.
+    ``tables`` is CONNECTION_OPTIONS or SOURCE_OPTIONS, ``chosen`` the kind or mode."""
+    table = tables.get(chosen or "", {})
     errors = check_options(options, table)
+    for key in options:
+        others = sorted(name for name, known in tables.items() if key in known)
+        if key not in table and others:
+            errors[key] = f"a {' / '.join(others)} option, not a {chosen} one"
     if errors:
         raise serializers.ValidationError({f"options.{k}": v for k, v in errors.items()})
 

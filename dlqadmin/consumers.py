@@ -16,8 +16,9 @@ VISIBILITY_TTL_SECONDS = 30.0
 class LiveConsumer(AsyncJsonWebsocketConsumer):
     """``/ws/live/`` for job progress and new-failure counts; ``/ws/jobs/<id>/`` for one job.
 
-    New-failure counts are relayed only for sources the signed-in user may see (per-source
-    restriction), so a restricted user cannot learn that another team's source is failing."""
+    New-failure counts and job progress are relayed only for sources and jobs the signed-in user
+    may see (per-source restriction), so a restricted user cannot learn that another team's
+    source is failing or follow its redrives."""
 
     groups_for_path = ("jobs", "dead-letters")
 
@@ -28,8 +29,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             return
         self.user = user
         self.sees_all = await database_sync_to_async(permissions.can)(user, permissions.MANAGE_CONNECTIONS)
-        self.visible: dict[int, tuple[bool, float]] = {}
+        self.visible: dict[tuple[str, int], tuple[bool, float]] = {}
         job_id = self.scope["url_route"]["kwargs"].get("job_id")
+        if job_id and not await self._visible("job", job_id):
+            await self.close(code=4404)
+            return
         self.subscribed = [f"job-{job_id}"] if job_id else list(self.groups_for_path)
         for group in self.subscribed:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -40,20 +44,27 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def job_progress(self, event):
-        await self.send_json({"type": "job.progress", "job": event["job"]})
+        if await self._visible("job", event["job"]["id"]):
+            await self.send_json({"type": "job.progress", "job": event["job"]})
 
     async def dead_letters_new(self, event):
-        if await self._source_visible(event["source"]):
+        if await self._visible("source", event["source"]):
             await self.send_json(
                 {"type": "dead_letters.new", "source": event["source"], "count": event["count"]}
             )
 
-    async def _source_visible(self, source_id: int) -> bool:
+    async def _visible(self, what: str, pk: int) -> bool:
         if self.sees_all:
             return True
         now = time.monotonic()
-        cached = self.visible.get(source_id)
+        cached = self.visible.get((what, pk))
         if cached is None or cached[1] < now:
-            allowed = await database_sync_to_async(selectors.source_visible)(self.user, source_id)
-            cached = self.visible[source_id] = (allowed, now + VISIBILITY_TTL_SECONDS)
+            allowed = await database_sync_to_async(_may_see[what])(self.user, pk)
+            cached = self.visible[(what, pk)] = (allowed, now + VISIBILITY_TTL_SECONDS)
         return cached[0]
+
+
+_may_see = {
+    "source": selectors.source_visible,
+    "job": lambda user, pk: selectors.redrive_jobs_for(user).filter(pk=pk).exists(),
+}

@@ -34,13 +34,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import connection as db_connection
-from django.db.models import Field, Lookup, Q, QuerySet, TextField
+from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from dlqadmin import permissions
-from dlqadmin.models import DeadLetter, DeadLetterStatus, ErrorGroup, MaskingKind, MaskingRule, Source
+from dlqadmin.models import (
+    DeadLetter,
+    DeadLetterStatus,
+    ErrorGroup,
+    MaskingKind,
+    MaskingRule,
+    RedriveAttempt,
+    RedriveJob,
+    Source,
+)
 from dlqadmin.services.masking import mask_text, masked_for
 
 FILTER_KEYS = (
@@ -388,6 +397,22 @@ def limit_to_visible(qs: QuerySet, user, *, field: str = "source") -> QuerySet:
 
 def _any_source_restricted() -> bool:
     return Source.allowed_groups.through.objects.exists() or Source.allowed_users.through.objects.exists()
+
+
+def redrive_jobs_for(user) -> QuerySet[RedriveJob]:
+    """Redrive jobs ``user`` may see (list, detail, progress, controls, live events): those that
+    touch no source hidden from them, so a job's counts and failures never tell another team's
+    story. ``user=None`` is the system: every job."""
+    jobs = RedriveJob.objects.all()
+    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return jobs
+    if not permissions.can(user, permissions.VIEW):
+        return jobs.none()
+    if not _any_source_restricted():
+        return jobs
+    hidden = Source.objects.exclude(pk__in=visible_sources(user).values("pk"))
+    touches_hidden = RedriveAttempt.objects.filter(job=OuterRef("pk"), dead_letter__source__in=hidden)
+    return jobs.exclude(Exists(touches_hidden))
 
 
 def dead_letters_for(user, filters: DeadLetterFilter | None = None) -> QuerySet[DeadLetter]:

@@ -13,7 +13,10 @@ from django.conf import settings
 from dlqadmin import live
 from dlqadmin.consumers import LiveConsumer
 from dlqadmin.services.connections import connection_create
+from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.redrive import redrive_job_create
 from tests.conftest import unique, user_in_role
+from tests.support.access_world import message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +43,7 @@ def sources(django_user_model):
     return open_source, private, owner
 
 
-async def _received(user, events) -> list[dict]:
+async def _received(user, events, jobs=()) -> list[dict]:
     communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), "/ws/live/")
     communicator.scope["user"] = user
     communicator.scope["url_route"] = {"kwargs": {}}
@@ -51,6 +54,8 @@ async def _received(user, events) -> list[dict]:
             await asyncio.get_running_loop().run_in_executor(
                 None, lambda s=source_id, c=count: live.dead_letters_arrived(source_id=s, count=c)
             )
+        for job in jobs:
+            await asyncio.get_running_loop().run_in_executor(None, live.job_progress, job)
         got = []
         while not await communicator.receive_nothing(timeout=1):
             got.append(await communicator.receive_json_from())
@@ -86,3 +91,32 @@ def test_anonymous_sockets_are_refused(private_layer):
         return connected, code
 
     assert async_to_sync(connect)() == (False, 4401)
+
+
+def _stored(source) -> int:
+    item = message(payload=b"{}", headers={}, error="boom", error_class="E")
+    return dead_letters_store(source=source, batch=[item]).inserted_ids[0]
+
+
+def test_job_progress_reaches_only_users_who_may_see_the_job(private_layer, sources, django_user_model):
+    open_source, private, owner = sources
+    outsider = user_in_role(django_user_model, "operator")
+    open_job = redrive_job_create(actor=None, ids=[_stored(open_source)])
+    private_job = redrive_job_create(actor=None, ids=[_stored(private)])
+
+    got = async_to_sync(_received)(outsider, [], jobs=[private_job, open_job])
+    assert [e["job"]["id"] for e in got] == [open_job.pk]
+    got = async_to_sync(_received)(owner, [], jobs=[private_job, open_job])
+    assert sorted(e["job"]["id"] for e in got) == sorted([open_job.pk, private_job.pk])
+
+    async def follow(user, job_id):
+        communicator = WebsocketCommunicator(LiveConsumer.as_asgi(), f"/ws/jobs/{job_id}/")
+        communicator.scope["user"] = user
+        communicator.scope["url_route"] = {"kwargs": {"job_id": job_id}}
+        connected, code = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return connected, code
+
+    assert async_to_sync(follow)(outsider, private_job.pk) == (False, 4404)
+    assert async_to_sync(follow)(owner, private_job.pk)[0] is True

@@ -11,8 +11,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from dlqadmin import live, permissions, selectors_dashboard
 from dlqadmin.forms import RedriveForm
-from dlqadmin.models import ACTIVE_JOB_STATUSES, BrokerKind, RedriveAttemptStatus, RedriveJob
-from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letters_for
+from dlqadmin.models import ACTIVE_JOB_STATUSES, BrokerKind, RedriveAttemptStatus
+from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letters_for, redrive_jobs_for
 from dlqadmin.services.redrive import (
     RedriveError,
     redrive_job_cancel,
@@ -140,7 +140,7 @@ def redrive(request):
 @require_GET
 @requires(permissions.VIEW)
 def job_list(request):
-    qs = RedriveJob.objects.select_related("created_by").order_by("-created_at", "-id")
+    qs = redrive_jobs_for(request.user).select_related("created_by").order_by("-created_at", "-id")
     jobs_page = Paginator(qs, 50).get_page(request.GET.get("page"))
     return page(request, "dlqadmin/jobs.html", {"page_obj": jobs_page, "nav": "jobs"})
 
@@ -148,7 +148,7 @@ def job_list(request):
 @require_GET
 @requires(permissions.VIEW)
 def job_detail(request, pk: int):
-    job = get_object_or_404(RedriveJob.objects.select_related("created_by"), pk=pk)
+    job = get_object_or_404(redrive_jobs_for(request.user).select_related("created_by"), pk=pk)
     problems = (
         job.attempts.filter(Q(status=RedriveAttemptStatus.FAILED) | Q(status=RedriveAttemptStatus.SKIPPED))
         .select_related("dead_letter")
@@ -172,7 +172,7 @@ def job_detail(request, pk: int):
 @requires(permissions.VIEW)
 def job_progress(request, pk: int):
     """The same payload the websocket sends, for the polling fallback."""
-    job = get_object_or_404(RedriveJob, pk=pk)
+    job = get_object_or_404(redrive_jobs_for(request.user), pk=pk)
     rate = selectors_dashboard.job_rate(job)
     return JsonResponse(
         {
@@ -190,7 +190,7 @@ CONTROLS = {"cancel": redrive_job_cancel, "pause": redrive_job_pause, "resume": 
 @require_POST
 @requires(permissions.REDRIVE)
 def job_control(request, pk: int, action: str):
-    job = get_object_or_404(RedriveJob, pk=pk)
+    job = get_object_or_404(redrive_jobs_for(request.user), pk=pk)
     control = CONTROLS.get(action)
     if control is None:
         return HttpResponseBadRequest("unknown action")

@@ -119,3 +119,35 @@ def test_exports_by_ids_or_filter_leave_invisible_messages_out(world, outsider, 
 
 def test_harvest_now_of_an_invisible_source_is_404(world, outsider):
     assert outsider.post(reverse("dlq-source-harvest", args=[world.secret.pk])).status_code == 404
+
+
+def test_a_redrive_job_over_a_restricted_source_exists_only_for_those_who_may_see_it(
+    world, outsider, insider, as_user, admin_user
+):
+    from dlqadmin.services.redrive import redrive_job_create
+
+    hidden_job = redrive_job_create(actor=None, ids=[world.hidden.pk])
+    open_job = redrive_job_create(actor=None, ids=[world.letter.pk])
+    jobs_page = reverse("dlq-jobs")
+
+    def job_links(client) -> set[int]:
+        body = client.get(jobs_page).content.decode()
+        return {job.pk for job in (hidden_job, open_job) if reverse("dlq-job", args=[job.pk]) in body}
+
+    assert job_links(outsider) == {open_job.pk}
+    for url in (
+        reverse("dlq-job", args=[hidden_job.pk]),
+        reverse("dlq-job-progress", args=[hidden_job.pk]),
+    ):
+        assert outsider.get(url).status_code == 404
+    assert outsider.post(reverse("dlq-job-control", args=[hidden_job.pk, "cancel"])).status_code == 404
+    assert RedriveJob.objects.get(pk=hidden_job.pk).status == "pending"  # the control did nothing
+    assert outsider.get(reverse("dlq-job", args=[open_job.pk])).status_code == 200
+    assert job_links(insider) == job_links(as_user(admin_user)) == {hidden_job.pk, open_job.pk}
+    assert insider.get(reverse("dlq-job-progress", args=[hidden_job.pk])).status_code == 200
+
+    # the API answers the same (session sign-in works there too)
+    listed_by_api = {job["id"] for job in outsider.get("/api/v1/redrives/").json()["results"]}
+    assert listed_by_api == {open_job.pk}
+    assert outsider.get(f"/api/v1/redrives/{hidden_job.pk}/").status_code == 404
+    assert insider.get(f"/api/v1/redrives/{hidden_job.pk}/").status_code == 200

@@ -16,6 +16,7 @@ from dlqadmin.api.serializers.redrives import (
     RedrivePlanSerializer,
 )
 from dlqadmin.models import RedriveJob
+from dlqadmin.selectors import redrive_jobs_for
 from dlqadmin.services.redrive import (
     redrive_job_cancel,
     redrive_job_create,
@@ -49,6 +50,9 @@ class RedriveViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         "pause": roles.REDRIVE,
         "resume": roles.REDRIVE,
     }
+
+    def get_queryset(self):
+        return redrive_jobs_for(self.request.user).select_related("created_by")
 
     def get_serializer_class(self):
         return RedriveJobSerializer if self.action == "list" else RedriveJobDetailSerializer

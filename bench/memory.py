@@ -48,7 +48,7 @@ def run(ctx: Context) -> list[Metric]:
         worker = processes.celery_worker(ctx.env, ctx.celery_queue, ctx.log_dir / "worker-memory.log")
         idle_kib = processes.status_kib(worker.pid, "VmRSS")
         with processes.RssSampler(worker.pid) as sampler:
-            job, seconds = redrive_all(source, config.redrive_batch, count)
+            job, seconds, _ = redrive_all(source, config.redrive_batch, count)
         arrived = bench.destination_count()
         if job.succeeded != count or arrived < count:
             raise RuntimeError(f"memory run: {job.succeeded} confirmed, {arrived} arrived of {count}")

@@ -52,7 +52,10 @@ def run(fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
     """Run an async adapter call from sync code (views, tasks, commands): the one bridge.
 
     Inside it, ``asgiref.sync.sync_to_async`` callables (e.g. a Django sink) run back on the
-    calling thread, so the ORM keeps its per-thread connection.
+    calling thread, so the ORM keeps its per-thread connection. Each call runs in a new event
+    loop, so an adapter connects again every time: repeated calls to the same broker that need
+    no ORM inside (redrive chunks) use :mod:`brokers.shared` instead, one long-lived loop per
+    process with adapters kept open.
     """
     return async_to_sync(fn)(*args, **kwargs)
 

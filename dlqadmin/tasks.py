@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_process_shutdown
 from django.conf import settings
 
+from brokers import shared as brokers_shared
 from dlqadmin.models import AlertDelivery
 from dlqadmin.services import alerts, maintenance, redrive_worker
 from dlqadmin.services.heartbeat import heartbeat_beat
@@ -12,11 +14,18 @@ from dlqadmin.services.heartbeat import heartbeat_beat
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def redrive_job_run(job_id: int) -> None:
-    """Process one chunk of a redrive job, then re-enqueue itself (honouring the velocity)."""
+    """Process a redrive job for a couple of seconds (chunk after chunk, pause / cancel checked
+    before each), then re-enqueue itself (honouring the velocity)."""
     heartbeat_beat(component="worker")
-    result = redrive_worker.redrive_job_step(job_id=job_id)
+    result = redrive_worker.redrive_job_process(job_id=job_id)
     if result.more:
         redrive_job_run.apply_async(args=[job_id], countdown=result.delay)
+
+
+@worker_process_shutdown.connect
+def _close_broker_connections(**_) -> None:
+    """A pool process exiting closes the broker connections its redrives kept open."""
+    brokers_shared.close()
 
 
 @shared_task(ignore_result=True)

@@ -45,6 +45,9 @@ from .client import MISSING_TOPIC_CODES, ErrorLog, broker_error, client_config, 
 DEFAULT_MESSAGE_MAX_BYTES = 16 * 1024 * 1024
 #: librdkafka gives up on (and reports) a record it could not deliver within this many seconds.
 DEFAULT_DELIVERY_TIMEOUT = 30.0
+#: seconds a topic's partition count is reused. A stale count is harmless: a record for a
+#: partition that no longer exists fails permanently, a new partition is used from the next read.
+PARTITIONS_TTL = 10.0
 
 
 def wire_value(value: Any) -> bytes | None:
@@ -102,6 +105,9 @@ class RedriveProducer:
         self._producer: Producer | None = None
         self._errors = ErrorLog()
         self.delivery_timeout = float(config.options.get("delivery_timeout", DEFAULT_DELIVERY_TIMEOUT))
+        #: topic -> (partition count, monotonic time read): one Metadata request per topic per
+        #: PARTITIONS_TTL seconds instead of one per redrive call.
+        self._partitions: dict[str, tuple[int, float]] = {}
 
     def _get(self) -> Producer:
         with self._lock:
@@ -223,6 +229,19 @@ class RedriveProducer:
         return [o for o in outcomes if o is not None]
 
     def _partition_count(self, producer: Producer, topic: str) -> int | None:
+        """Partitions of ``topic`` (None: it does not exist). A known count is reused for
+        :data:`PARTITIONS_TTL` seconds; a missing topic is asked again every time."""
+        known = self._partitions.get(topic)
+        if known is not None and time.monotonic() - known[1] < PARTITIONS_TTL:
+            return known[0]
+        count = self._read_partition_count(producer, topic)
+        if count is None:
+            self._partitions.pop(topic, None)
+        else:
+            self._partitions[topic] = (count, time.monotonic())
+        return count
+
+    def _read_partition_count(self, producer: Producer, topic: str) -> int | None:
         try:
             md = producer.list_topics(topic=topic, timeout=self.config.timeout)
         except KafkaException as exc:

@@ -81,6 +81,12 @@ class NatsAdapter(BrokerAdapter):
         loop = asyncio.get_running_loop()
         if self._nc is not None and (self._loop is not loop or self._nc.is_closed):
             self._nc = None  # bound to another event loop (a new brokers.run call) or closed
+        if self._nc is not None and not self._nc.is_connected:
+            # A kept connection (brokers.shared) that lost the server is reconnecting or
+            # draining: publishes would only be buffered. Drop it and connect afresh.
+            stale, self._nc = self._nc, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(stale.close(), self.config.timeout)
         if self._nc is None:
             self._nc = await connect(self.config)
             self._loop = loop

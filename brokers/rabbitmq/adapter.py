@@ -76,6 +76,10 @@ class RabbitMQAdapter(BrokerAdapter):
         assert self._lock is not None
         async with self._lock:
             if not self._connected():
+                stale, self._conn = self._conn, None
+                if stale is not None and not stale.is_closed:  # the broker dropped it: tidy up
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(stale.close(), self.config.timeout)
                 self._conn = await connect(self.config)
             return self._conn
 

@@ -164,6 +164,13 @@ async def publish_one(raw: Any, p: Publish, timeout: float) -> tuple[RedriveOutc
         else:
             lost = CONNECTION_LOST
         return failed(message, p.destination, err.message, err.permanent), lost
+    except Exception:
+        # aiormq fails the confirms still pending with a bare Exception when their channel or
+        # connection closes without a reason (e.g. a kept connection closed under our feet).
+        if not getattr(raw, "is_closed", False):
+            raise
+        error = f"publish to {p.destination}: the connection closed before the broker confirmed"
+        return failed(message, p.destination, error, False), CONNECTION_LOST
     return RedriveOutcome(ref=message.ref, ok=True, destination=p.destination), None
 
 

@@ -18,8 +18,10 @@ With an ``actor`` (a user), plan and job only ever include messages of sources t
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 
+from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Count, F, Max, Q
 from django.utils import timezone
@@ -242,35 +244,80 @@ def _claim_messages(job: RedriveJob, selection, override_loop_guard: bool) -> tu
 
 
 def _claim_chunk(job: RedriveJob, ids: list[int], override_loop_guard: bool) -> tuple[int, int]:
+    """Lock the chunk's messages (those not in another active job), mark them QUEUED and write
+    their attempts; loop-guarded ones get a SKIPPED attempt instead. Reads only the columns it
+    needs (not the payloads)."""
     rows = (
         DeadLetter.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(pk__in=ids)
         .exclude(status=DeadLetterStatus.QUEUED)
-        .select_related("source")
+        .values_list("pk", "status", "retry_count", "source__max_redrives")
     )
     attempts, claim_ids, now = [], [], timezone.now()
-    for row in rows:
-        parked = row.status == DeadLetterStatus.PARKED or (
-            row.source.max_redrives and row.retry_count >= row.source.max_redrives
-        )
+    for pk, status, retry_count, max_redrives in rows:
+        parked = status == DeadLetterStatus.PARKED or (max_redrives and retry_count >= max_redrives)
         if parked and not override_loop_guard:
-            attempts.append(
+            error = (
+                f"loop guard: redriven {retry_count} time(s), limit {max_redrives}; override to redrive again"
+            )
+            attempts.append((pk, RedriveAttemptStatus.SKIPPED, status, error, now))
+            continue
+        claim_ids.append(pk)
+        attempts.append((pk, RedriveAttemptStatus.PENDING, status, "", None))
+    claimed = DeadLetter.objects.filter(pk__in=claim_ids).update(status=DeadLetterStatus.QUEUED)
+    _insert_attempts(job, attempts)
+    return claimed, len(attempts) - len(claim_ids)
+
+
+def _insert_attempts(job: RedriveJob, attempts: list[tuple]) -> None:
+    """Write (dead letter id, status, previous status, error, finished_at) attempts of ``job``:
+    on PostgreSQL one INSERT of unnested arrays (``bulk_create`` compiles a dozen placeholders
+    per row), elsewhere ``bulk_create``."""
+    if not attempts:
+        return
+    if db_connection.vendor != "postgresql":
+        RedriveAttempt.objects.bulk_create(
+            [
                 RedriveAttempt(
                     job=job,
-                    dead_letter_id=row.pk,
-                    status=RedriveAttemptStatus.SKIPPED,
-                    previous_status=row.status,
-                    finished_at=now,
-                    error=f"loop guard: redriven {row.retry_count} time(s), limit "
-                    f"{row.source.max_redrives}; override to redrive again",
+                    dead_letter_id=letter,
+                    status=status,
+                    previous_status=previous,
+                    error=error,
+                    finished_at=finished,
                 )
-            )
-            continue
-        claim_ids.append(row.pk)
-        attempts.append(RedriveAttempt(job=job, dead_letter_id=row.pk, previous_status=row.status))
-    claimed = DeadLetter.objects.filter(pk__in=claim_ids).update(status=DeadLetterStatus.QUEUED)
-    RedriveAttempt.objects.bulk_create(attempts, batch_size=CLAIM_CHUNK)
-    return claimed, len(attempts) - len(claim_ids)
+                for letter, status, previous, error, finished in attempts
+            ],
+            batch_size=CLAIM_CHUNK,
+        )
+        return
+    meta = RedriveAttempt._meta
+    quote = db_connection.ops.quote_name
+    col = {name: quote(meta.get_field(name).column) for name in _INSERTED}
+    letters, statuses, previous, errors, finished = (list(c) for c in zip(*attempts, strict=True))
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(col.values())}) "  # noqa: S608 - quoted identifiers only
+        "SELECT %s, v.letter, v.status, v.redrive_id, v.previous, 0, v.error, '', '', v.finished "
+        "FROM unnest(%s::bigint[], %s::text[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[]) "
+        "AS v(letter, status, redrive_id, previous, error, finished)"
+    )
+    redrive_ids = [uuid.uuid4() for _ in attempts]
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, [job.pk, letters, statuses, redrive_ids, previous, errors, finished])
+
+
+_INSERTED = (
+    "job",
+    "dead_letter",
+    "status",
+    "redrive_id",
+    "previous_status",
+    "tries",
+    "error",
+    "destination",
+    "broker_position",
+    "finished_at",
+)
 
 
 # ------------------------------------------------------------------------------------------

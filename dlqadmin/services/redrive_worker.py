@@ -1,15 +1,24 @@
-"""Redrive job processing: one chunk at a time, confirmed publishes, exact counters.
+"""Redrive job processing: chunk by chunk, confirmed publishes, exact counters.
 
-``redrive_job_step`` (called by the Celery task) claims the next chunk of attempts with
-``SELECT ... FOR UPDATE SKIP LOCKED``, publishes them through the adapter and records each
-outcome. A message is marked redriven only after the broker confirmed it. Transient broker
-errors are retried with exponential backoff; permanent ones fail that message and move on.
-Attempts claimed by a worker that died are reclaimed after ``DLQADMIN_STALE_CLAIM_SECONDS``; outcome
-updates are conditional on the claim, so nothing is counted twice.
+``redrive_job_process`` (called by the Celery task) works on one job for about
+:data:`RUN_SECONDS`, as a pipeline of chunks (:mod:`dlqadmin.services.redrive_chunk`): while the
+broker confirms chunk *k* (on the process's broker loop, over a kept connection), chunk *k-1* is
+recorded (by a second thread, on its own database connection) and chunk *k+1* is claimed. Only
+one chunk is ever being published, and the job's status is read again before each chunk starts,
+so pause and cancel take effect within one chunk: the chunk in flight finishes, a chunk claimed
+but not started goes back to pending. ``redrive_job_step`` does one chunk, start to end (the CLI,
+tests).
+
+A message is marked redriven only after the broker confirmed it. Transient broker errors are
+retried with exponential backoff on a new connection; permanent ones fail that message and move
+on. Attempts claimed by a worker that died are reclaimed after ``DLQADMIN_STALE_CLAIM_SECONDS``;
+outcome updates are conditional on the claim, so nothing is counted twice.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import math
 import time
@@ -18,16 +27,15 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection as db_connection
+from django.db import connections as db_connections
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-import brokers
-from brokers.base import BrokerError, Destination, HeaderPolicy, Origin, RedriveMessage, RedriveOutcome
+from brokers.base import ConnectionConfig
 from dlqadmin import live
 from dlqadmin.models import (
     DeadLetter,
-    DeadLetterRevision,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
@@ -35,12 +43,30 @@ from dlqadmin.models import (
     RedriveJobStatus,
 )
 from dlqadmin.services import alerts
-from dlqadmin.services.connections import connection_config
+from dlqadmin.services import redrive_chunk as chunks
+from dlqadmin.services.redrive_chunk import TRANSIENT_RETRIES
 
 log = logging.getLogger(__name__)
 
-TRANSIENT_RETRIES = 4
 CLAIM_CHUNK = 1000
+#: seconds one ``redrive_job_process`` call (one Celery task) keeps taking chunks of a job
+#: before it re-enqueues itself, so other jobs and tasks get the worker in turn.
+RUN_SECONDS = 2.0
+#: at most one live progress event per job this often during a run (plus one at the end).
+PROGRESS_SECONDS = 0.5
+_RUNNABLE = (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING)
+
+__all__ = [
+    "CLAIM_CHUNK",
+    "RUN_SECONDS",
+    "TRANSIENT_RETRIES",
+    "StepResult",
+    "enqueue",
+    "finish",
+    "redrive_job_process",
+    "redrive_job_step",
+    "redrive_jobs_watchdog",
+]
 
 
 def enqueue(job_id: int, countdown: float = 0) -> None:
@@ -64,57 +90,227 @@ def finish(job: RedriveJob, status: str, error: str = "") -> None:
 
 
 def _release_pending(job: RedriveJob, reason: str) -> int:
-    """Give back messages the job will not send (cancel): restore their previous status."""
+    """Give back messages the job will not send (cancel): restore their previous status. One
+    transaction per batch of :data:`CLAIM_CHUNK`; an attempt is released only while pending."""
     released = 0
-    pending = RedriveAttempt.objects.filter(job=job, status__in=[RedriveAttemptStatus.PENDING])
-    for attempt in pending.iterator(chunk_size=CLAIM_CHUNK):
+    while True:
         with transaction.atomic():
-            if RedriveAttempt.objects.filter(pk=attempt.pk, status=RedriveAttemptStatus.PENDING).update(
+            rows = list(
+                RedriveAttempt.objects.select_for_update(skip_locked=True)
+                .filter(job=job, status=RedriveAttemptStatus.PENDING)
+                .order_by("id")
+                .values_list("id", "dead_letter_id", "previous_status")[:CLAIM_CHUNK]
+            )
+            if not rows:
+                return released
+            RedriveAttempt.objects.filter(pk__in=[pk for pk, _, _ in rows]).update(
                 status=RedriveAttemptStatus.SKIPPED, error=reason, finished_at=timezone.now()
-            ):
-                DeadLetter.objects.filter(pk=attempt.dead_letter_id, status=DeadLetterStatus.QUEUED).update(
-                    status=attempt.previous_status or DeadLetterStatus.NEW
+            )
+            by_status: dict[str, list[int]] = {}
+            for _, letter, previous in rows:
+                by_status.setdefault(previous or DeadLetterStatus.NEW, []).append(letter)
+            for previous, letters in by_status.items():
+                DeadLetter.objects.filter(pk__in=letters, status=DeadLetterStatus.QUEUED).update(
+                    status=previous
                 )
-                released += 1
-    if released:
-        RedriveJob.objects.filter(pk=job.pk).update(skipped=F("skipped") + released)
-    return released
+            RedriveJob.objects.filter(pk=job.pk).update(skipped=F("skipped") + len(rows))
+        released += len(rows)
+
+
+def _cancel(job: RedriveJob) -> StepResult:
+    _release_pending(job, "cancelled")
+    if not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists():
+        finish(job, RedriveJobStatus.CANCELLED)
+    job.refresh_from_db()
+    live.job_progress(job)
+    return StepResult()
+
+
+def _begin(job: RedriveJob) -> None:
+    """Mark the job running (first time), show it is alive, take back stale claims."""
+    now = timezone.now()
+    if job.status == RedriveJobStatus.PENDING:
+        RedriveJob.objects.filter(pk=job.pk, status=RedriveJobStatus.PENDING).update(
+            status=RedriveJobStatus.RUNNING, started_at=now
+        )
+    RedriveJob.objects.filter(pk=job.pk).update(updated_at=now)
+    _reclaim_stale(job)
+
+
+def _chunk_size(job: RedriveJob) -> int:
+    return job.batch_size if not job.velocity else max(1, min(job.batch_size, math.ceil(job.velocity)))
+
+
+def _drained(job: RedriveJob) -> StepResult:
+    """Nothing left to claim: complete the job unless another worker still holds a chunk."""
+    if not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists():
+        finish(job, RedriveJobStatus.COMPLETED)
+        job.refresh_from_db()
+        live.job_progress(job)
+    return StepResult()
 
 
 def redrive_job_step(*, job_id: int) -> StepResult:
-    """Process one chunk of ``job_id``. Idempotent and safe to run concurrently."""
+    """Process one chunk of ``job_id``, start to end. Idempotent and safe to run concurrently."""
     job = RedriveJob.objects.get(pk=job_id)
     if job.status == RedriveJobStatus.CANCELLING:
-        _release_pending(job, "cancelled")
-        if not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists():
-            finish(job, RedriveJobStatus.CANCELLED)
-        job.refresh_from_db()
-        live.job_progress(job)
-        return StepResult()
-    if job.status not in (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING):
+        return _cancel(job)
+    if job.status not in _RUNNABLE:
         return StepResult()  # paused or finished: resume re-enqueues
-    if job.status == RedriveJobStatus.PENDING:
-        RedriveJob.objects.filter(pk=job.pk, status=RedriveJobStatus.PENDING).update(
-            status=RedriveJobStatus.RUNNING, started_at=timezone.now()
-        )
-    RedriveJob.objects.filter(pk=job.pk).update(updated_at=timezone.now())
-    _reclaim_stale(job)
-    size = job.batch_size if not job.velocity else max(1, min(job.batch_size, math.ceil(job.velocity)))
-    attempts = _claim_attempts(job, size)
-    if not attempts:
-        if not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists():
-            finish(job, RedriveJobStatus.COMPLETED)
-            job.refresh_from_db()
-            live.job_progress(job)
-        return StepResult()
-    started = time.monotonic()
-    _send(job, attempts)
+    _begin(job)
+    chunk = chunks.claim(job, _chunk_size(job))
+    if chunk is None:
+        return _drained(job)
+    chunk.start({})
+    chunks.record(job, chunk.results())
     job.refresh_from_db()
     live.job_progress(job)
     delay = 0.0
     if job.velocity:
-        delay = max(0.0, len(attempts) / job.velocity - (time.monotonic() - started))
-    return StepResult(processed=len(attempts), more=True, delay=delay)
+        delay = max(0.0, len(chunk.items) / job.velocity - (time.monotonic() - chunk.started))
+    return StepResult(processed=len(chunk.items), more=True, delay=delay)
+
+
+def _status(job: RedriveJob) -> str | None:
+    return RedriveJob.objects.filter(pk=job.pk).values_list("status", flat=True).first()
+
+
+def redrive_job_process(*, job_id: int, seconds: float = RUN_SECONDS) -> StepResult:
+    """Process chunks of ``job_id`` for about ``seconds`` (at least one chunk), pipelined: the
+    broker confirms one chunk while the previous one is recorded and the next one claimed.
+
+    Pause / cancel take effect within one chunk: the status is read before each chunk starts
+    publishing, and a chunk claimed but not started then goes back to pending. The velocity
+    limit paces the start of each chunk. ``more``: call again (after ``delay`` seconds).
+    Idempotent and safe to run concurrently (workers claim different chunks). If the worker
+    dies, at most two chunks were published but not recorded (the one being recorded and the
+    one in flight): they are sent again after the stale-claim reclaim (at least once)."""
+    job = RedriveJob.objects.get(pk=job_id)
+    if job.status not in _RUNNABLE:
+        return redrive_job_step(job_id=job_id)  # cancelling: release the rest; paused: nothing
+    _begin(job)
+    run = _Pipeline(job, seconds)
+    try:
+        run.run()
+    except BaseException:
+        run.abandon()
+        raise
+    if run.drained and not run.stopped:
+        _drained(job)
+        if job.finished_at is None:  # another worker still holds a chunk; it finishes the job
+            job.refresh_from_db()
+            live.job_progress(job)
+        return StepResult(processed=run.processed)
+    job.refresh_from_db()
+    live.job_progress(job)
+    return StepResult(processed=run.processed, more=True, delay=max(0.0, run.next_start - time.monotonic()))
+
+
+class _Pipeline:
+    """The state of one ``redrive_job_process`` call: a chunk ``ready`` (claimed, not started),
+    one ``publishing``, one ``confirmed`` (answered by the broker, not yet recorded) and one
+    ``recording``.
+
+    On PostgreSQL the outcomes are recorded by a second thread on its own database connection,
+    so recording chunk *k-1* and claiming chunk *k+1* run in two server processes at once. The
+    next chunk is handed over only after the previous one is recorded. Inside an open
+    transaction (a test case's) or on SQLite everything is recorded on the calling thread."""
+
+    def __init__(self, job: RedriveJob, seconds: float):
+        self.job, self.size, self.velocity = job, _chunk_size(job), job.velocity
+        self.deadline = time.monotonic() + seconds
+        self.configs: dict[int, ConnectionConfig] = {}
+        self.ready: chunks.Chunk | None = None
+        self.publishing: chunks.Chunk | None = None
+        self.confirmed: chunks.Chunk | None = None
+        self.recording: concurrent.futures.Future | None = None
+        self.processed, self.next_start, self.progress_at = 0, 0.0, time.monotonic()
+        self.drained = self.stopped = False
+        self.recorder: concurrent.futures.ThreadPoolExecutor | None = None
+        if db_connection.vendor == "postgresql" and not db_connection.in_atomic_block:
+            self.recorder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="redrive-record")
+
+    def run(self) -> None:
+        try:
+            self._run()
+            self._recorded()
+        finally:
+            self._close()
+
+    def _run(self) -> None:
+        self._claim()
+        while self.ready is not None or self.publishing is not None:
+            self.confirmed, self.publishing = self.publishing, None
+            if self.confirmed is not None:
+                self.confirmed.results()  # wait for the broker
+            if self.ready is not None:
+                if self.next_start > time.monotonic():
+                    self._record()  # before waiting: only the chunk in flight stays unrecorded
+                    self._recorded()
+                    time.sleep(max(0.0, self.next_start - time.monotonic()))
+                self._start()
+            self._record()
+            now = time.monotonic()
+            if self.publishing is not None and now < self.deadline and self.next_start <= self.deadline:
+                self._claim()
+
+    def _claim(self) -> None:
+        self.ready = chunks.claim(self.job, self.size)
+        self.drained = self.ready is None
+
+    def _start(self) -> None:
+        chunk, self.ready = self.ready, None
+        if _status(self.job) not in _RUNNABLE:  # paused or cancelled since it was claimed
+            chunks.unclaim(chunk)
+            self.stopped = True
+            return
+        chunk.start(self.configs)
+        self.publishing = chunk
+        if self.velocity:
+            self.next_start = chunk.started + len(chunk.items) / self.velocity
+
+    def _record(self) -> None:
+        chunk, self.confirmed = self.confirmed, None
+        if chunk is None:
+            return
+        self._recorded()
+        if self.recorder is None:
+            chunks.record(self.job, chunk.results())
+        else:
+            self.recording = self.recorder.submit(chunks.record, self.job, chunk.results())
+        self.processed += len(chunk.items)
+        if time.monotonic() - self.progress_at >= PROGRESS_SECONDS:
+            self.job.refresh_from_db()
+            live.job_progress(self.job)
+            self.progress_at = time.monotonic()
+
+    def _recorded(self) -> None:
+        """Wait until the chunk being recorded is (raises what recording it raised)."""
+        recording, self.recording = self.recording, None
+        if recording is not None:
+            recording.result()
+
+    def _close(self) -> None:
+        if self.recorder is not None:
+            with contextlib.suppress(Exception):
+                self.recorder.submit(db_connections.close_all).result()
+            self.recorder.shutdown()
+
+    def abandon(self) -> None:
+        """After an error: record what the broker answered, give back the chunk not started
+        (best effort: when the database is what failed, the stale-claim reclaim does it)."""
+        with contextlib.suppress(Exception):
+            self._recorded()
+        for chunk in (self.confirmed, self.publishing, self.ready):
+            if chunk is None:
+                continue
+            try:
+                if chunk is self.ready:
+                    chunks.unclaim(chunk)
+                else:
+                    chunks.record(self.job, chunk.results())
+            except Exception:  # noqa: BLE001, PERF203 - the original error is the one to report
+                log.warning("redrive job %s: could not settle a chunk in flight", self.job.pk, exc_info=True)
 
 
 def _reclaim_stale(job: RedriveJob) -> None:
@@ -125,220 +321,6 @@ def _reclaim_stale(job: RedriveJob) -> None:
     )
     if n:
         log.warning("redrive job %s: reclaimed %d attempt(s) from a worker that stopped", job.pk, n)
-
-
-def _claim_attempts(job: RedriveJob, size: int) -> list[RedriveAttempt]:
-    with transaction.atomic():
-        ids = list(
-            RedriveAttempt.objects.select_for_update(skip_locked=True)
-            .filter(job=job, status=RedriveAttemptStatus.PENDING)
-            .order_by("id")
-            .values_list("id", flat=True)[:size]
-        )
-        RedriveAttempt.objects.filter(pk__in=ids).update(
-            status=RedriveAttemptStatus.CLAIMED, claimed_at=timezone.now(), tries=F("tries") + 1
-        )
-    return list(
-        RedriveAttempt.objects.filter(pk__in=ids)
-        .select_related("dead_letter__source__connection")
-        .order_by("id")
-    )
-
-
-def _destination(job: RedriveJob) -> Destination | None:
-    return Destination(**job.destination) if job.destination else None
-
-
-def _policy(job: RedriveJob) -> HeaderPolicy:
-    return HeaderPolicy(**job.header_policy) if job.header_policy else HeaderPolicy()
-
-
-def _latest_revisions(job: RedriveJob, attempts: list[RedriveAttempt]) -> dict[int, DeadLetterRevision]:
-    if not job.use_revisions:
-        return {}
-    latest: dict[int, DeadLetterRevision] = {}
-    ids = [a.dead_letter_id for a in attempts]
-    for rev in DeadLetterRevision.objects.filter(dead_letter_id__in=ids).order_by("created_at", "id"):
-        latest[rev.dead_letter_id] = rev
-    return latest
-
-
-def _message(attempt: RedriveAttempt, revision: DeadLetterRevision | None = None) -> RedriveMessage:
-    row = attempt.dead_letter
-    extra = dict(row.origin_extra or {})
-    return RedriveMessage(
-        ref=attempt.pk,
-        redrive_id=str(attempt.redrive_id),
-        payload=bytes(revision.payload if revision else row.payload),
-        headers=(revision.headers if revision else row.headers) or [],
-        properties=row.properties or {},
-        key=bytes(row.key) if row.key is not None else None,
-        origin=Origin(
-            exchange=row.origin_exchange,
-            routing_key=row.origin_routing_key,
-            routing_keys=list(extra.pop("routing_keys", []) or []),
-            queue=row.origin_queue,
-            topic=row.origin_topic,
-            partition=row.origin_partition,
-            offset=row.origin_offset,
-            stream=row.origin_stream,
-            subject=row.origin_subject,
-            seq=row.origin_seq,
-            extra=extra,
-        ),
-        retry_count=row.retry_count,
-    )
-
-
-def _send(job: RedriveJob, attempts: list[RedriveAttempt]) -> None:
-    unavailable = [a for a in attempts if not a.dead_letter.payload_available]
-    _record(
-        job,
-        [
-            (
-                attempt,
-                RedriveOutcome(
-                    ref=attempt.pk,
-                    ok=False,
-                    permanent=True,
-                    error="payload no longer available on the broker; nothing to send",
-                ),
-            )
-            for attempt in unavailable
-        ],
-    )
-    by_connection: dict[int, list[RedriveAttempt]] = {}
-    for attempt in attempts:
-        if attempt.dead_letter.payload_available:
-            by_connection.setdefault(attempt.dead_letter.source.connection_id, []).append(attempt)
-    for group in by_connection.values():
-        outcomes = _publish_with_retry(job, group)
-        by_ref = {o.ref: o for o in outcomes}
-        _record(
-            job,
-            [
-                (
-                    attempt,
-                    by_ref.get(attempt.pk)
-                    or RedriveOutcome(ref=attempt.pk, ok=False, error="no outcome reported"),
-                )
-                for attempt in group
-            ],
-        )
-
-
-async def _redrive_once(config, messages, destination, policy) -> list[RedriveOutcome]:
-    async with brokers.get_adapter(config) as adapter:
-        return await adapter.redrive(messages, destination=destination, header_policy=policy)
-
-
-def _publish_with_retry(job: RedriveJob, group: list[RedriveAttempt]) -> list[RedriveOutcome]:
-    config = connection_config(group[0].dead_letter.source.connection)
-    destination, policy = _destination(job), _policy(job)
-    revisions = _latest_revisions(job, group)
-    for attempt in group:
-        attempt.revision = revisions.get(attempt.dead_letter_id)
-    pending = {a.pk: _message(a, a.revision) for a in group}
-    final: dict[int, RedriveOutcome] = {}
-    for attempt_no in range(TRANSIENT_RETRIES + 1):
-        try:
-            outcomes = brokers.run(_redrive_once, config, list(pending.values()), destination, policy)
-        except BrokerError as exc:
-            outcomes = [
-                RedriveOutcome(ref=ref, ok=False, permanent=exc.permanent, error=str(exc)) for ref in pending
-            ]
-        for outcome in outcomes:
-            if outcome.ok or outcome.permanent or attempt_no == TRANSIENT_RETRIES:
-                final[outcome.ref] = outcome
-                pending.pop(outcome.ref, None)
-        if not pending:
-            break
-        delay = min(10.0, 0.25 * 2**attempt_no)
-        log.info("redrive job %s: %d transient failure(s), retrying in %.2fs", job.pk, len(pending), delay)
-        time.sleep(delay)
-    return list(final.values())
-
-
-def _record(job: RedriveJob, results: list[tuple[RedriveAttempt, RedriveOutcome]]) -> None:
-    """Record a chunk's outcomes in one transaction (one commit per chunk, not per message).
-
-    Each attempt is updated only while it is still CLAIMED, so an attempt another worker already
-    recorded (or reclaimed) is skipped and nothing is counted twice."""
-    if not results:
-        return
-    now = timezone.now()
-    rows = []
-    for attempt, outcome in results:
-        status = RedriveAttemptStatus.SUCCEEDED if outcome.ok else RedriveAttemptStatus.FAILED
-        error = (
-            outcome.error
-            if outcome.ok
-            else f"{'permanent' if outcome.permanent else 'transient'}: {outcome.error}"
-        )
-        rows.append(
-            (
-                attempt.pk,
-                status,
-                error[:2000],
-                outcome.destination[:600],
-                outcome.position[:200],
-                attempt.revision_id,
-            )
-        )
-    letters = {attempt.pk: attempt.dead_letter_id for attempt, _ in results}
-    with transaction.atomic():
-        recorded = _update_claimed(rows, now)
-        sent, failed = [], []
-        for pk, status, *_ in rows:
-            if pk in recorded:
-                (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(letters[pk])
-        if sent:
-            DeadLetter.objects.filter(pk__in=sent).update(
-                status=DeadLetterStatus.REDRIVEN, redrive_count=F("redrive_count") + 1, last_redriven_at=now
-            )
-        if failed:
-            DeadLetter.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
-        if recorded:
-            RedriveJob.objects.filter(pk=job.pk).update(
-                succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now
-            )
-
-
-def _update_claimed(rows: list[tuple], now) -> set[int]:
-    """Set (status, error, destination, broker_position, revision) on each attempt of ``rows``
-    that is still CLAIMED; returns the ids updated. One statement on PostgreSQL."""
-    if db_connection.vendor != "postgresql":  # the SQLite demo: one conditional UPDATE each
-        recorded = set()
-        for pk, status, error, destination, position, revision_id in rows:
-            if RedriveAttempt.objects.filter(pk=pk, status=RedriveAttemptStatus.CLAIMED).update(
-                status=status,
-                error=error,
-                destination=destination,
-                broker_position=position,
-                finished_at=now,
-                revision_id=revision_id,
-            ):
-                recorded.add(pk)
-        return recorded
-    meta = RedriveAttempt._meta
-    quote = db_connection.ops.quote_name
-    col = {name: quote(meta.get_field(name).column) for name in _RECORDED}
-    table, pk = quote(meta.db_table), quote(meta.pk.column)
-    sql = (
-        f"UPDATE {table} AS a SET {col['status']} = v.status, "  # noqa: S608 - quoted identifiers only
-        f"{col['error']} = v.error, {col['destination']} = v.destination, "
-        f"{col['broker_position']} = v.position, {col['revision']} = v.revision, {col['finished_at']} = %s "
-        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
-        "AS v(id, status, error, destination, position, revision) "
-        f"WHERE a.{pk} = v.id AND a.{col['status']} = %s RETURNING a.{pk}"
-    )
-    columns = [list(values) for values in zip(*rows, strict=True)]
-    with db_connection.cursor() as cursor:
-        cursor.execute(sql, [now, *columns, RedriveAttemptStatus.CLAIMED])
-        return {pk for (pk,) in cursor.fetchall()}
-
-
-_RECORDED = ("status", "error", "destination", "broker_position", "revision", "finished_at")
 
 
 def redrive_jobs_watchdog() -> int:

@@ -1,0 +1,369 @@
+"""One chunk of a redrive job: claim it, build its messages, publish them, record the outcomes.
+
+The publish runs on the process's broker loop (:mod:`brokers.shared`): the adapter, and so the
+broker connection, is reused from chunk to chunk, and the calling thread is free to record the
+previous chunk and claim the next one while the broker confirms this one
+(``redrive_worker.redrive_job_process``). Everything that touches the database runs on the
+calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.db import connection as db_connection
+from django.db import transaction
+from django.db.models import F, OuterRef, Subquery
+from django.utils import timezone
+
+from brokers import shared
+from brokers.base import (
+    BrokerError,
+    ConnectionConfig,
+    Destination,
+    HeaderPolicy,
+    Origin,
+    RedriveMessage,
+    RedriveOutcome,
+)
+from dlqadmin.models import (
+    Connection,
+    DeadLetter,
+    DeadLetterRevision,
+    DeadLetterStatus,
+    RedriveAttempt,
+    RedriveAttemptStatus,
+    RedriveJob,
+)
+from dlqadmin.services.connections import connection_config
+
+log = logging.getLogger("dlqadmin.services.redrive_worker")
+
+TRANSIENT_RETRIES = 4
+UNAVAILABLE = "payload no longer available on the broker; nothing to send"
+
+#: what a chunk reads per attempt: the attempt, its dead letter, the dead letter's connection.
+_FIELDS = (
+    "pk",
+    "redrive_id",
+    "dead_letter_id",
+    "dead_letter__source__connection_id",
+    "dead_letter__payload_available",
+    "dead_letter__payload",
+    "dead_letter__headers",
+    "dead_letter__properties",
+    "dead_letter__key",
+    "dead_letter__origin_exchange",
+    "dead_letter__origin_routing_key",
+    "dead_letter__origin_queue",
+    "dead_letter__origin_topic",
+    "dead_letter__origin_partition",
+    "dead_letter__origin_offset",
+    "dead_letter__origin_stream",
+    "dead_letter__origin_subject",
+    "dead_letter__origin_seq",
+    "dead_letter__origin_extra",
+    "dead_letter__retry_count",
+)
+
+
+@dataclass(slots=True)
+class Item:
+    """One claimed attempt: its ids and the message to send (None: nothing can be sent)."""
+
+    pk: int
+    dead_letter_id: int
+    connection_id: int
+    revision_id: int | None
+    message: RedriveMessage | None
+
+
+@dataclass
+class Chunk:
+    """Claimed attempts of one job, on their way to the broker."""
+
+    job: RedriveJob
+    items: list[Item]
+    future: concurrent.futures.Future | None = None
+    started: float = 0.0
+    known: dict[int, RedriveOutcome] = field(default_factory=dict)
+
+    def start(self, configs: dict[int, ConnectionConfig]) -> None:
+        """Start publishing on the broker loop (returns at once). ``configs`` caches the
+        connection settings by connection id across chunks."""
+        groups: dict[int, list[RedriveMessage]] = {}
+        for item in self.items:
+            if item.message is None:
+                self.known[item.pk] = RedriveOutcome(ref=item.pk, ok=False, permanent=True, error=UNAVAILABLE)
+            else:
+                groups.setdefault(item.connection_id, []).append(item.message)
+        missing = [pk for pk in groups if pk not in configs]
+        if missing:
+            for conn in Connection.objects.filter(pk__in=missing):
+                configs[conn.pk] = connection_config(conn)
+        job = self.job
+        destination = Destination(**job.destination) if job.destination else None
+        policy = HeaderPolicy(**job.header_policy) if job.header_policy else HeaderPolicy()
+        work = []
+        for pk, messages in groups.items():
+            if pk in configs:
+                work.append((configs[pk], messages))
+                continue
+            for message in messages:  # the connection was deleted since the job was created
+                self.known[message.ref] = RedriveOutcome(
+                    ref=message.ref, ok=False, permanent=True, error="the broker connection no longer exists"
+                )
+        self.started = time.monotonic()
+        if work:
+            self.future = shared.submit(_publish_all, job.pk, work, destination, policy)
+
+    def results(self) -> list[tuple[Item, RedriveOutcome]]:
+        """Wait for the broker's answers: one outcome per item, in order."""
+        outcomes = dict(self.known)
+        if self.future is not None:
+            for outcome in self.future.result():
+                outcomes.setdefault(outcome.ref, outcome)
+        return [
+            (
+                item,
+                outcomes.get(item.pk) or RedriveOutcome(ref=item.pk, ok=False, error="no outcome reported"),
+            )
+            for item in self.items
+        ]
+
+
+# --------------------------------------------------------------------------------------------
+# Claim
+
+
+def claim(job: RedriveJob, size: int) -> Chunk | None:
+    """Claim up to ``size`` pending attempts of ``job`` (SKIP LOCKED: concurrent workers take
+    different ones) and build their messages. None when nothing is pending."""
+    with transaction.atomic():
+        ids = list(
+            RedriveAttempt.objects.select_for_update(skip_locked=True)
+            .filter(job=job, status=RedriveAttemptStatus.PENDING)
+            .order_by("id")
+            .values_list("id", flat=True)[:size]
+        )
+        if not ids:
+            return None
+        RedriveAttempt.objects.filter(pk__in=ids).update(
+            status=RedriveAttemptStatus.CLAIMED, claimed_at=timezone.now(), tries=F("tries") + 1
+        )
+    attempts = RedriveAttempt.objects.filter(pk__in=ids).order_by("id")
+    if not job.use_revisions:
+        rows = list(attempts.values_list(*_FIELDS))
+        return Chunk(job=job, items=[_item(row, None) for row in rows])
+    latest = (
+        DeadLetterRevision.objects.filter(dead_letter=OuterRef("dead_letter"))
+        .order_by("-created_at", "-id")
+        .values("pk")[:1]
+    )
+    rows = list(attempts.annotate(latest_revision=Subquery(latest)).values_list(*_FIELDS, "latest_revision"))
+    edited = [row[-1] for row in rows if row[-1] is not None]
+    revisions = DeadLetterRevision.objects.in_bulk(edited) if edited else {}
+    return Chunk(job=job, items=[_item(row[:-1], revisions.get(row[-1])) for row in rows])
+
+
+def unclaim(chunk: Chunk) -> int:
+    """Give back a chunk that was claimed but never published (the job was paused or
+    cancelled meanwhile); returns how many attempts went back to pending."""
+    return RedriveAttempt.objects.filter(
+        pk__in=[item.pk for item in chunk.items], status=RedriveAttemptStatus.CLAIMED
+    ).update(status=RedriveAttemptStatus.PENDING, claimed_at=None, tries=F("tries") - 1)
+
+
+def _item(row: tuple, revision: DeadLetterRevision | None) -> Item:
+    (
+        pk,
+        redrive_id,
+        letter_id,
+        connection_id,
+        available,
+        payload,
+        headers,
+        properties,
+        key,
+        exchange,
+        routing_key,
+        queue,
+        topic,
+        partition,
+        offset,
+        stream,
+        subject,
+        seq,
+        extra,
+        retry_count,
+    ) = row
+    revision_id = revision.pk if revision is not None else None
+    if not available:
+        return Item(pk, letter_id, connection_id, revision_id, None)
+    extra = dict(extra or {})
+    if revision is not None:
+        payload, headers = revision.payload, revision.headers
+    message = RedriveMessage(
+        ref=pk,
+        redrive_id=str(redrive_id),
+        payload=bytes(payload),
+        headers=headers or [],
+        properties=properties or {},
+        key=bytes(key) if key is not None else None,
+        origin=Origin(
+            exchange=exchange,
+            routing_key=routing_key,
+            routing_keys=list(extra.pop("routing_keys", []) or []),
+            queue=queue,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            stream=stream,
+            subject=subject,
+            seq=seq,
+            extra=extra,
+        ),
+        retry_count=retry_count,
+    )
+    return Item(pk, letter_id, connection_id, revision_id, message)
+
+
+# --------------------------------------------------------------------------------------------
+# Publish (on the broker loop)
+
+
+async def _publish_all(job_id: int, work, destination, policy) -> list[RedriveOutcome]:
+    results = await asyncio.gather(
+        *(_publish(job_id, config, messages, destination, policy) for config, messages in work)
+    )
+    return [outcome for outcomes in results for outcome in outcomes]
+
+
+async def _publish(
+    job_id: int,
+    config: ConnectionConfig,
+    messages: list[RedriveMessage],
+    destination: Destination | None,
+    policy: HeaderPolicy,
+) -> list[RedriveOutcome]:
+    """Publish with the loop's adapter for ``config``; retry transient failures with
+    exponential backoff, each time on a new connection (the old one may be what broke)."""
+    pending = {m.ref: m for m in messages}
+    final: dict[int, RedriveOutcome] = {}
+    for attempt_no in range(TRANSIENT_RETRIES + 1):
+        try:
+            adapter = await shared.adapter(config)
+            outcomes = await adapter.redrive(
+                list(pending.values()), destination=destination, header_policy=policy
+            )
+        except BrokerError as exc:
+            outcomes = [
+                RedriveOutcome(ref=ref, ok=False, permanent=exc.permanent, error=str(exc)) for ref in pending
+            ]
+        transient = False
+        for outcome in outcomes:
+            if outcome.ok or outcome.permanent or attempt_no == TRANSIENT_RETRIES:
+                final[outcome.ref] = outcome
+                pending.pop(outcome.ref, None)
+            transient = transient or not (outcome.ok or outcome.permanent)
+        if transient:
+            await shared.discard(config)
+        if not pending or attempt_no == TRANSIENT_RETRIES:
+            break
+        delay = min(10.0, 0.25 * 2**attempt_no)
+        log.info("redrive job %s: %d transient failure(s), retrying in %.2fs", job_id, len(pending), delay)
+        await asyncio.sleep(delay)
+    return list(final.values())
+
+
+# --------------------------------------------------------------------------------------------
+# Record
+
+
+def record(job: RedriveJob, results: list[tuple[Item, RedriveOutcome]]) -> int:
+    """Record a chunk's outcomes in one transaction (one commit per chunk, not per message);
+    returns how many attempts were recorded.
+
+    Each attempt is updated only while it is still CLAIMED, so an attempt another worker already
+    recorded (or reclaimed) is skipped and nothing is counted twice. A dead letter becomes
+    REDRIVEN only with an ``ok`` outcome, i.e. after the broker confirmed it."""
+    if not results:
+        return 0
+    now = timezone.now()
+    rows = []
+    for item, outcome in results:
+        status = RedriveAttemptStatus.SUCCEEDED if outcome.ok else RedriveAttemptStatus.FAILED
+        error = (
+            outcome.error
+            if outcome.ok
+            else f"{'permanent' if outcome.permanent else 'transient'}: {outcome.error}"
+        )
+        rows.append(
+            (
+                item.pk,
+                status,
+                error[:2000],
+                outcome.destination[:600],
+                outcome.position[:200],
+                item.revision_id,
+            )
+        )
+    letters = {item.pk: item.dead_letter_id for item, _ in results}
+    with transaction.atomic():
+        recorded = _update_claimed(rows, now)
+        sent, failed = [], []
+        for pk, status, *_ in rows:
+            if pk in recorded:
+                (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(letters[pk])
+        if sent:
+            DeadLetter.objects.filter(pk__in=sent).update(
+                status=DeadLetterStatus.REDRIVEN, redrive_count=F("redrive_count") + 1, last_redriven_at=now
+            )
+        if failed:
+            DeadLetter.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
+        if recorded:
+            RedriveJob.objects.filter(pk=job.pk).update(
+                succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now
+            )
+    return len(recorded)
+
+
+def _update_claimed(rows: list[tuple], now) -> set[int]:
+    """Set (status, error, destination, broker_position, revision) on each attempt of ``rows``
+    that is still CLAIMED; returns the ids updated. One statement on PostgreSQL."""
+    if db_connection.vendor != "postgresql":  # the SQLite demo: one conditional UPDATE each
+        recorded = set()
+        for pk, status, error, destination, position, revision_id in rows:
+            if RedriveAttempt.objects.filter(pk=pk, status=RedriveAttemptStatus.CLAIMED).update(
+                status=status,
+                error=error,
+                destination=destination,
+                broker_position=position,
+                finished_at=now,
+                revision_id=revision_id,
+            ):
+                recorded.add(pk)
+        return recorded
+    meta = RedriveAttempt._meta
+    quote = db_connection.ops.quote_name
+    col = {name: quote(meta.get_field(name).column) for name in _RECORDED}
+    table, pk = quote(meta.db_table), quote(meta.pk.column)
+    sql = (
+        f"UPDATE {table} AS a SET {col['status']} = v.status, "  # noqa: S608 - quoted identifiers only
+        f"{col['error']} = v.error, {col['destination']} = v.destination, "
+        f"{col['broker_position']} = v.position, {col['revision']} = v.revision, {col['finished_at']} = %s "
+        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
+        "AS v(id, status, error, destination, position, revision) "
+        f"WHERE a.{pk} = v.id AND a.{col['status']} = %s RETURNING a.{pk}"
+    )
+    columns = [list(values) for values in zip(*rows, strict=True)]
+    with db_connection.cursor() as cursor:
+        cursor.execute(sql, [now, *columns, RedriveAttemptStatus.CLAIMED])
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+_RECORDED = ("status", "error", "destination", "broker_position", "revision", "finished_at")

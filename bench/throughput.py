@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from django.conf import settings
 from django.utils import timezone
 
 from dlqadmin.models import DeadLetter, RedriveJob, Source
@@ -91,8 +92,8 @@ def measure_broker(ctx: Context, kind: str) -> list[Metric]:
             f">= {TARGET:.0%} of raw drain",
             harvest / drain >= TARGET,
             harvest / drain,
-            f"{n:,} dead letters through source_harvest into PostgreSQL in {harvest_s:.1f} s "
-            f"(raw drain {drain_s:.1f} s)",
+            f"{n:,} dead letters through source_harvest (batch {settings.DLQADMIN_HARVEST_BATCH_SIZE}) "
+            f"into PostgreSQL in {harvest_s:.1f} s (raw drain {drain_s:.1f} s)",
             {"rate": harvest, "n": n, "seconds": harvest_s},
         ),
         Metric(

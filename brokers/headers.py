@@ -47,8 +47,27 @@ def _unb64(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"))
 
 
+def _encode_str(value: str) -> dict:
+    if "\x00" in value:
+        return {"t": "str", "b64": _b64(value.encode("utf-8", "surrogatepass"))}
+    return {"t": "str", "v": value}
+
+
+#: the common exact types, encoded without walking the isinstance chain below
+_FAST = {
+    str: _encode_str,
+    bytes: lambda value: {"t": "bytes", "v": _b64(value)},
+    int: lambda value: {"t": "int", "v": value},
+    bool: lambda value: {"t": "bool", "v": value},
+    type(None): lambda value: {"t": "void"},
+}
+
+
 def encode_value(value: Any) -> dict:
     """Encode a Python header value (as aio-pika / nats-py / confluent-kafka give it) to a node."""
+    fast = _FAST.get(type(value))
+    if fast is not None:
+        return fast(value)
     if value is None:
         return {"t": "void"}
     if isinstance(value, bool):

@@ -33,6 +33,7 @@ from confluent_kafka import (
 
 from brokers import headers as h
 from brokers.base import BrokerError, ConnectionConfig, HarvestedMessage, HarvestResult, Sink, SourceSpec
+from brokers.pipeline import store_ahead
 
 from . import conventions
 from .client import (
@@ -159,50 +160,64 @@ async def harvest(
         # Offset INVALID = resume from the group's committed offset (else auto.offset.reset).
         await asyncio.to_thread(consumer.assign, [TopicPartition(topic, p) for p in partitions])
         result = HarvestResult()
-        at_eof: set[int] = set()
         next_offsets: dict[int, int] = {}
-        deadline = time.monotonic() + idle_seconds
-        while limit is None or result.received < limit:
-            want = batch_size if limit is None else min(batch_size, limit - result.received)
-            records = await asyncio.to_thread(consumer.consume, want, POLL_SECONDS)
-            batch: list[Message] = []
-            progressed = False
-            for msg in records:
-                err = msg.error()
-                if err is None:
-                    batch.append(msg)
-                    at_eof.discard(msg.partition())
-                    progressed = True
-                elif err.code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition())
-                    progressed = True
-                elif is_permanent(err) or err.fatal():
-                    raise BrokerError(f"harvest of {topic!r}: {describe(err)}", permanent=is_permanent(err))
-                else:
-                    errors(err)  # librdkafka retries these itself; remembered for the deadline
-            if progressed:
-                deadline = time.monotonic() + idle_seconds
-            if batch:
-                # Only what the sink has stored is committed: a failing sink commits nothing.
-                await sink([to_harvested(m, cluster_id) for m in batch])
-                offsets = {m.partition(): m.offset() + 1 for m in batch}
-                commits = [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
-                await asyncio.to_thread(commit, consumer, commits, group)
-                next_offsets.update(offsets)
-                result.received += len(batch)
-                result.batches += 1
-            if at_eof.issuperset(partitions):
-                result.exhausted = True
-                result.backlog = 0
-                break
-            if time.monotonic() > deadline:
-                if errors.last is not None:
-                    raise BrokerError(
-                        f"harvest of {topic!r} made no progress for {idle_seconds:.0f}s: "
-                        f"{describe(errors.last)}",
-                        permanent=False,
-                    )
-                break
+
+        async def batches():
+            at_eof: set[int] = set()
+            read = 0
+            deadline = time.monotonic() + idle_seconds
+            while limit is None or read < limit:
+                want = batch_size if limit is None else min(batch_size, limit - read)
+                records = await asyncio.to_thread(consumer.consume, want, POLL_SECONDS)
+                batch: list[Message] = []
+                progressed = False
+                for msg in records:
+                    err = msg.error()
+                    if err is None:
+                        batch.append(msg)
+                        at_eof.discard(msg.partition())
+                        progressed = True
+                    elif err.code() == KafkaError._PARTITION_EOF:
+                        at_eof.add(msg.partition())
+                        progressed = True
+                    elif is_permanent(err) or err.fatal():
+                        raise BrokerError(
+                            f"harvest of {topic!r}: {describe(err)}", permanent=is_permanent(err)
+                        )
+                    else:
+                        errors(err)  # librdkafka retries these itself; remembered for the deadline
+                if progressed:
+                    deadline = time.monotonic() + idle_seconds
+                if batch:
+                    read += len(batch)
+                    yield batch
+                if at_eof.issuperset(partitions):
+                    result.exhausted = True
+                    result.backlog = 0
+                    return
+                if time.monotonic() > deadline:
+                    if errors.last is not None:
+                        raise BrokerError(
+                            f"harvest of {topic!r} made no progress for {idle_seconds:.0f}s: "
+                            f"{describe(errors.last)}",
+                            permanent=False,
+                        )
+                    return
+
+        async def convert(batch: list[Message]) -> list[HarvestedMessage]:
+            return [to_harvested(m, cluster_id) for m in batch]
+
+        async def acknowledge(batch: list[Message]) -> None:
+            # Only what the sink has stored is committed: a failing sink commits nothing.
+            offsets = {m.partition(): m.offset() + 1 for m in batch}
+            commits = [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+            await asyncio.to_thread(commit, consumer, commits, group)
+            next_offsets.update(offsets)
+            result.received += len(batch)
+            result.batches += 1
+
+        # The next batch is read while the previous one is stored; commits stay in order.
+        await store_ahead(batches(), convert, sink, acknowledge=acknowledge)
         source.cursor.update(
             {
                 "cluster_id": cluster_id,

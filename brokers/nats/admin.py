@@ -106,12 +106,13 @@ async def ensure_consumer(
     filter_subject: str = "",
     ack_wait: float,
     missing: str,
-) -> None:
+) -> int:
     """Create the harvester's durable pull consumer unless it exists (idempotent).
 
     Explicit acks, ``max_deliver`` unlimited (the harvester itself must never dead-letter),
     deliver everything from the start of the stream. ``missing`` is the message for a missing
-    stream.
+    stream. Returns the consumer's ``max_ack_pending`` (0 = unlimited): the harvest never holds
+    more unacknowledged messages than that.
     """
     action = f"consumer {durable} on {stream}"
     with translate(action):
@@ -132,9 +133,9 @@ async def ensure_consumer(
                     "choose another options.durable",
                     permanent=True,
                 )
-            return
+            return max(0, info.config.max_ack_pending or 0)
         try:
-            await js.add_consumer(
+            info = await js.add_consumer(
                 stream,
                 ConsumerConfig(
                     durable_name=durable,
@@ -148,6 +149,7 @@ async def ensure_consumer(
             )
         except nats.js.errors.NotFoundError as exc:
             raise BrokerError(missing, permanent=True) from exc
+    return max(0, info.config.max_ack_pending or 0)
 
 
 async def pending(js: JetStreamContext, stream: str, durable: str) -> int | None:

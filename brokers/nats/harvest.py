@@ -43,6 +43,7 @@ from nats.js import JetStreamContext
 
 from brokers import headers as hdrs
 from brokers.base import BrokerError, HarvestedMessage, HarvestResult, Origin, Sink, SourceSpec
+from brokers.pipeline import store_ahead
 
 from . import admin, wire
 from .connection import JetStream, MessageGone, StoredMessage, header_pairs, translate
@@ -71,12 +72,20 @@ H_FAILED_AT = ("x-failed-at", "x-dlq-failed-at")
 H_DELIVERIES = ("x-delivery-count",)
 
 
-def _header(pairs: Sequence[tuple[str, Any]], names: Sequence[str]) -> str:
+def _header(pairs: Sequence[tuple[str, Any]] | dict[str, Any], names: Sequence[str]) -> str:
+    """The last value of the first of ``names`` present (case-insensitive) as text. ``pairs``
+    may be an index from :func:`_last_values` when a message is looked up many times."""
+    last = pairs if isinstance(pairs, dict) else _last_values(pairs)
     for name in names:
-        for key, value in reversed(pairs):
-            if key.lower() == name:
-                return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+        if name in last:
+            value = last[name]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
     return ""
+
+
+def _last_values(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Lower-cased name -> the value of its LAST occurrence."""
+    return {key.lower(): value for key, value in pairs}
 
 
 def _int(text: object) -> int | None:
@@ -86,8 +95,34 @@ def _int(text: object) -> int | None:
         return None
 
 
-def _msg_id(pairs: Sequence[tuple[str, Any]]) -> str:
+def _msg_id(pairs: Sequence[tuple[str, Any]] | dict[str, Any]) -> str:
     return _header(pairs, ("nats-msg-id",))
+
+
+class _Pulled:
+    """One pulled batch and how many dead letters it gave (advisories can be skipped)."""
+
+    __slots__ = ("msgs", "stored")
+
+    def __init__(self, msgs: list[Msg]):
+        self.msgs, self.stored = msgs, 0
+
+
+async def ack_batch(js: JetStream, msgs: list[Msg]) -> None:
+    """Acknowledge ``msgs`` with one round trip instead of one per message.
+
+    Every message but the last gets a plain ``+ACK`` (no reply); the last one is acknowledged
+    with a request, like AckSync. The server handles a consumer's acks in the order they arrive
+    on the connection, so its reply means the whole batch is acknowledged and the next pull, even
+    from another process, sees it. An ack lost with a dropped connection only means the message
+    is redelivered after ``ack_wait``; the (source, position) UNIQUE stores it once.
+    """
+    if not msgs:
+        return
+    with translate("acknowledge"):
+        for msg in msgs[:-1]:
+            await js.nc.publish(msg.reply, ACK)
+        await js.nc.request(msgs[-1].reply, ACK, timeout=js.timeout)
 
 
 async def _drain(
@@ -100,31 +135,46 @@ async def _drain(
     limit: int | None,
     batch_size: int,
     max_bytes: int,
+    max_ack_pending: int = 0,
     after_ack: Callable[[list[Msg]], Awaitable[None]] | None = None,
 ) -> HarvestResult:
-    """Pull, build, sink, then ack, batch after batch. Anything that fails before the ack naks
-    the batch (explicitly, so the next harvest sees it at once) and re-raises."""
+    """Pull, build, sink, then ack, batch after batch; the next batch is pulled and built while
+    the previous one is stored (:func:`brokers.pipeline.store_ahead`). Anything that fails
+    before a batch's ack naks it (explicitly, so the next harvest sees it at once) and re-raises.
+    Two batches can be unacknowledged at once, so a batch is at most half the consumer's
+    ``max_ack_pending``."""
     result = HarvestResult()
-    while limit is None or result.received < limit:
-        want = batch_size if limit is None else min(batch_size, limit - result.received)
-        msgs, drained = await js.pull(stream, consumer, want, max_bytes)
-        if msgs:
-            try:
-                batch = await build(msgs)
-                if batch:
-                    await sink(batch)
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await js.settle(msgs, NAK)
-                raise
-            await js.settle(msgs, ACK)
-            if after_ack is not None:
-                await after_ack(msgs)
-            result.received += len(batch)
-            result.batches += 1 if batch else 0
-        if drained or not msgs:
-            result.exhausted = True
-            break
+    if max_ack_pending:
+        batch_size = max(1, min(batch_size, max_ack_pending // 2))
+
+    async def pulls():
+        read = 0
+        while limit is None or read < limit:
+            want = batch_size if limit is None else min(batch_size, limit - read)
+            msgs, drained = await js.pull(stream, consumer, want, max_bytes)
+            if msgs:
+                read += len(msgs)
+                yield _Pulled(msgs)
+            if drained or not msgs:
+                result.exhausted = True
+                return
+
+    async def convert(pulled: _Pulled) -> list[HarvestedMessage]:
+        batch = await build(pulled.msgs)
+        pulled.stored = len(batch)
+        return batch
+
+    async def acknowledge(pulled: _Pulled) -> None:
+        await ack_batch(js, pulled.msgs)
+        if after_ack is not None:
+            await after_ack(pulled.msgs)
+        result.received += pulled.stored
+        result.batches += 1 if pulled.stored else 0
+
+    async def release(pulled: _Pulled) -> None:
+        await js.settle(pulled.msgs, NAK)
+
+    await store_ahead(pulls(), convert, sink, acknowledge=acknowledge, release=release)
     return result
 
 
@@ -161,7 +211,7 @@ async def harvest_advisory(
 ) -> HarvestResult:
     capture = admin.capture_stream_name(source)
     durable = admin.durable_name(source)
-    await admin.ensure_consumer(
+    max_ack_pending = await admin.ensure_consumer(
         jsm,
         capture,
         durable,
@@ -188,7 +238,15 @@ async def harvest_advisory(
         return list(built)
 
     result = await _drain(
-        js, capture, durable, sink, build, limit=limit, batch_size=batch_size, max_bytes=max_bytes
+        js,
+        capture,
+        durable,
+        sink,
+        build,
+        limit=limit,
+        batch_size=batch_size,
+        max_bytes=max_bytes,
+        max_ack_pending=max_ack_pending,
     )
     result.backlog = await admin.pending(jsm, capture, durable)
     return result
@@ -254,10 +312,11 @@ def from_app_dlq(
     extra: dict[str, Any],
 ) -> HarvestedMessage:
     prefix = str(source.options.get("strip_subject_prefix") or "")
-    original_subject = _header(pairs, H_SUBJECT)
+    found = _last_values(pairs)  # one pass over the headers for the dozen lookups below
+    original_subject = _header(found, H_SUBJECT)
     if not original_subject and prefix and subject.startswith(prefix):
         original_subject = subject[len(prefix) :]  # e.g. "dlq.orders.created" -> "orders.created"
-    deliveries = _header(pairs, H_DELIVERIES)
+    deliveries = _header(found, H_DELIVERIES)
     encoded = hdrs.encode_pairs(pairs)
     return HarvestedMessage(
         position=position,
@@ -266,24 +325,24 @@ def from_app_dlq(
         properties={
             "raw_headers_b64": wire.b64(raw),
             "timestamp": stored_at.isoformat() if stored_at else "",
-            "nats_msg_id": _msg_id(pairs),
+            "nats_msg_id": _msg_id(found),
             "subject": subject,
         },
         origin=Origin(
-            stream=_header(pairs, H_STREAM),
+            stream=_header(found, H_STREAM),
             subject=original_subject,
-            seq=_int(_header(pairs, H_SEQ)),
+            seq=_int(_header(found, H_SEQ)),
             extra={
                 **extra,
-                "consumer": _header(pairs, H_CONSUMER),
+                "consumer": _header(found, H_CONSUMER),
                 "deliveries": _int(deliveries) if deliveries else None,
             },
         ),
-        reason=_header(pairs, H_REASON) or "dead_letter",
-        error_class=_header(pairs, H_ERROR_CLASS),
-        error_message=_header(pairs, H_ERROR),
-        stacktrace=_header(pairs, H_STACK),
-        failed_at=wire.parse_time(_header(pairs, H_FAILED_AT)) or stored_at,
+        reason=_header(found, H_REASON) or "dead_letter",
+        error_class=_header(found, H_ERROR_CLASS),
+        error_message=_header(found, H_ERROR),
+        stacktrace=_header(found, H_STACK),
+        failed_at=wire.parse_time(_header(found, H_FAILED_AT)) or stored_at,
         retry_count=hdrs.retry_count_of(encoded),
     )
 
@@ -299,7 +358,7 @@ async def harvest_dlq_stream(
     if not source.remove_after_harvest and facts.retention != "limits":
         return await _peek_dlq_stream(js, facts, source, sink, limit=limit, batch_size=batch_size)
     durable = admin.durable_name(source)
-    await admin.ensure_consumer(
+    max_ack_pending = await admin.ensure_consumer(
         jsm,
         stream,
         durable,
@@ -345,6 +404,7 @@ async def harvest_dlq_stream(
         limit=limit,
         batch_size=batch_size,
         max_bytes=max_bytes,
+        max_ack_pending=max_ack_pending,
         after_ack=delete_acked if delete else None,
     )
     result.backlog = await admin.pending(jsm, stream, durable)

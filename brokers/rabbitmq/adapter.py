@@ -51,7 +51,7 @@ class RabbitMQAdapter(BrokerAdapter):
     broker error (e.g. a passive declare of a missing queue) closes the channel it happened on.
 
     Connection options: ``management_url`` (discovery), ``publish_window`` (redrive pipelining,
-    default 256). Source options: ``prefetch`` (default: the batch size), ``idle_timeout``
+    default 256). Source options: ``prefetch`` (default: twice the batch size), ``idle_timeout``
     (seconds, default 1).
     """
 
@@ -202,7 +202,8 @@ class RabbitMQAdapter(BrokerAdapter):
         connection problems, permanent for a missing queue); nothing unstored is ever acked.
 
         ``remove_after_harvest=True`` (default, destructive): a consumer with prefetch
-        ``options["prefetch"]`` (default ``batch_size``) reads until the queue is empty or
+        ``options["prefetch"]`` (default twice ``batch_size``: the next batch is read while the
+        previous one is stored) reads until the queue is empty or
         ``limit`` is reached. It returns as soon as everything counted at the start has arrived
         and the queue reports 0 ready; a delivery gap of ``idle_timeout`` seconds also triggers
         that check.
@@ -239,7 +240,8 @@ class RabbitMQAdapter(BrokerAdapter):
                     ready=ready,
                     limit=limit,
                     batch_size=batch_size,
-                    prefetch=max(1, int(source.options.get("prefetch") or batch_size)),
+                    # two batches: the next is delivered while the previous one is stored
+                    prefetch=max(1, int(source.options.get("prefetch") or 2 * batch_size)),
                     idle=float(source.options.get("idle_timeout") or DEFAULT_IDLE_TIMEOUT),
                     timeout=timeout,
                     vhost=self._vhost,

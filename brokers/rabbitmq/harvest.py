@@ -14,7 +14,8 @@ import aiormq.exceptions as amqp_exc
 from aiormq.abc import DeliveredMessage
 from pamqp import commands
 
-from brokers.base import BrokerError, HarvestResult, Sink
+from brokers.base import BrokerError, HarvestedMessage, HarvestResult, Sink
+from brokers.pipeline import store_ahead
 
 from .connection import AMQP_FAILURES, amqp_errors
 from .messages import harvested
@@ -59,16 +60,6 @@ class Settler:
             await self.raw.basic_nack(tag, multiple=multiple, requeue=True)
 
 
-async def _store(sink: Sink, settler: Settler, queue: str, batch: list[DeliveredMessage]) -> None:
-    """Hand one batch to the sink; on failure nack it (requeue) and re-raise the sink's error."""
-    try:
-        await sink([harvested(queue, m) for m in batch])
-    except BaseException:
-        with contextlib.suppress(*AMQP_FAILURES):  # a dead channel requeues them anyway
-            await settler.settle(batch, ack=False)
-        raise
-
-
 async def drain(
     raw: Any,
     queue: str,
@@ -84,8 +75,10 @@ async def drain(
     vhost: str,
 ) -> None:
     """Consume with manual acks until the queue is empty or ``limit`` is reached; ack each batch
-    after the sink returned. ``ready`` is the depth at the start: once that many arrived, the
-    depth is re-checked at once instead of waiting ``idle`` seconds for more."""
+    after the sink returned. The next batch is read (and converted) while the previous one is
+    stored (:func:`brokers.pipeline.store_ahead`); if anything fails, every batch not yet acked
+    is nacked (requeued) and the error propagates. ``ready`` is the depth at the start: once that
+    many arrived, the depth is re-checked at once instead of waiting ``idle`` seconds for more."""
     what = f"harvest {queue!r}"
     pending: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
 
@@ -93,19 +86,17 @@ async def drain(
         pending.put_nowait(message)
 
     settler = Settler(raw)
-    with amqp_errors(what, timeout):
-        await raw.basic_qos(prefetch_count=prefetch, timeout=timeout)
-        consumer = await raw.basic_consume(queue, on_message, no_ack=False, timeout=timeout)
-    expected = ready
-    quiet_since: float | None = None
-    try:
-        while limit is None or result.received < limit:
-            want = batch_size if limit is None else min(batch_size, limit - result.received)
+
+    async def batches():
+        expected, read = ready, 0
+        quiet_since: float | None = None
+        while limit is None or read < limit:
+            want = batch_size if limit is None else min(batch_size, limit - read)
             batch: list[DeliveredMessage] = []
             while len(batch) < want:
                 if not pending.empty():
                     batch.append(pending.get_nowait())
-                elif result.received + len(batch) >= expected:
+                elif read + len(batch) >= expected:
                     break  # everything counted has arrived: flush, then re-check the depth
                 else:
                     try:
@@ -113,26 +104,43 @@ async def drain(
                     except TimeoutError:
                         break
             if batch:
-                await _store(sink, settler, queue, batch)
-                with amqp_errors(what, timeout):
-                    await settler.settle(batch, ack=True)
-                result.received += len(batch)
-                result.batches += 1
+                read += len(batch)
+                yield batch
                 quiet_since = None
             if len(batch) == want or not pending.empty():
                 continue
-            ready = await ready_count(raw, queue, timeout=timeout, vhost=vhost)
-            if ready == 0 and pending.empty():
+            # Unacked deliveries (the batch being stored) are not "ready": 0 means drained.
+            depth = await ready_count(raw, queue, timeout=timeout, vhost=vhost)
+            if depth == 0 and pending.empty():
                 result.exhausted = True
                 return
-            expected = result.received + ready  # published meanwhile, or requeued by others
+            expected = read + depth  # published meanwhile, or requeued by others
             now = time.monotonic()
             quiet_since = quiet_since or now
             if not batch and now - quiet_since > timeout:
                 # ready messages that are never delivered (another single active consumer, a
                 # stuck broker): stop rather than spin; the caller sees exhausted=False.
-                log.warning("harvest %r: %d ready but none delivered for %.0fs", queue, ready, timeout)
+                log.warning("harvest %r: %d ready but none delivered for %.0fs", queue, depth, timeout)
                 return
+
+    async def convert(batch: list[DeliveredMessage]) -> list[HarvestedMessage]:
+        return [harvested(queue, m) for m in batch]
+
+    async def acknowledge(batch: list[DeliveredMessage]) -> None:
+        with amqp_errors(what, timeout):
+            await settler.settle(batch, ack=True)
+        result.received += len(batch)
+        result.batches += 1
+
+    async def release(batch: list[DeliveredMessage]) -> None:
+        with contextlib.suppress(*AMQP_FAILURES):  # a dead channel requeues them anyway
+            await settler.settle(batch, ack=False)
+
+    with amqp_errors(what, timeout):
+        await raw.basic_qos(prefetch_count=prefetch, timeout=timeout)
+        consumer = await raw.basic_consume(queue, on_message, no_ack=False, timeout=timeout)
+    try:
+        await store_ahead(batches(), convert, sink, acknowledge=acknowledge, release=release)
     finally:
         with contextlib.suppress(*AMQP_FAILURES):
             await raw.basic_cancel(consumer.consumer_tag, timeout=timeout)

@@ -9,7 +9,7 @@
 ``BENCH_LATENCY_SECONDS``   time cap per latency case, seconds (10)
 ``BENCH_REDRIVE_RSS_N``     messages in the redrive whose worker RSS is measured (50 000)
 ``BENCH_VISIBILITY_SAMPLES``  time-to-visibility samples, spread over the brokers (200)
-``BENCH_REDRIVE_BATCH``     redrive job batch size (100, the dashboard / API default)
+``BENCH_REDRIVE_BATCH``     redrive job batch size (500, the dashboard / API default)
 ``BENCH_OUTPUT``            the Markdown report (docs/benchmarks.md)
 ``BENCH_JSON``              also write the results as JSON here (optional)
 ``BENCH_DATABASE_URL``      server to create the bench database on (default: DATABASE_URL's)
@@ -54,7 +54,7 @@ class BenchConfig:
     latency_seconds: float = 10.0
     rss_n: int = 50_000
     visibility_samples: int = 200
-    redrive_batch: int = 100
+    redrive_batch: int = 500
     output: Path = ROOT / "docs" / "benchmarks.md"
     json_path: Path | None = None
     database_url: str = ""
@@ -76,7 +76,7 @@ class BenchConfig:
             latency_seconds=float(os.environ.get("BENCH_LATENCY_SECONDS") or 10),
             rss_n=_int("BENCH_REDRIVE_RSS_N", 50_000),
             visibility_samples=_int("BENCH_VISIBILITY_SAMPLES", 200),
-            redrive_batch=_int("BENCH_REDRIVE_BATCH", 100),
+            redrive_batch=_int("BENCH_REDRIVE_BATCH", 500),
             output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "docs" / "benchmarks.md"),
             json_path=Path(json_path) if json_path else None,
             database_url=os.environ.get("BENCH_DATABASE_URL")

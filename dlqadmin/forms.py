@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from brokers import headers as header_codec
 from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
-from dlqadmin.services.redrive import MAX_BATCH, MAX_VELOCITY
+from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 from dlqadmin.services.sources import source_create, source_modes, source_update
 
 
@@ -47,7 +47,9 @@ class RedriveForm(forms.Form):
         label="Velocity (messages/s)",
         help_text="Empty = as fast as the broker confirms.",
     )
-    batch_size = forms.IntegerField(min_value=1, max_value=MAX_BATCH, initial=100, label="Batch size")
+    batch_size = forms.IntegerField(
+        min_value=1, max_value=MAX_BATCH, initial=DEFAULT_BATCH, label="Batch size"
+    )
     copy_original = forms.BooleanField(
         required=False,
         initial=True,

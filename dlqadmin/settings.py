@@ -252,7 +252,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Harvest defaults (per-source options override these).
-DLQADMIN_HARVEST_BATCH_SIZE = env_int("DLQADMIN_HARVEST_BATCH_SIZE", 200)
+DLQADMIN_HARVEST_BATCH_SIZE = env_int("DLQADMIN_HARVEST_BATCH_SIZE", 500)
 DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
 # Resolved / discarded / archived dead letters are deleted this many days after they failed (0 = keep).
 DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)

@@ -6,7 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from dlqadmin.models import RedriveAttemptStatus, RedriveJob
-from dlqadmin.services.redrive import MAX_BATCH, MAX_VELOCITY
+from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 
 from .base import StrictSerializer
 from .messages import SelectionSerializer
@@ -68,7 +68,9 @@ class RedriveCreateSerializer(SelectionSerializer):
         max_value=MAX_VELOCITY,
         help_text="Messages per second; omitted or null = as fast as the broker confirms.",
     )
-    batch_size = serializers.IntegerField(required=False, default=100, min_value=1, max_value=MAX_BATCH)
+    batch_size = serializers.IntegerField(
+        required=False, default=DEFAULT_BATCH, min_value=1, max_value=MAX_BATCH
+    )
     header_policy = HeaderPolicySerializer(required=False)
     override_loop_guard = serializers.BooleanField(
         required=False, default=False, help_text="Redrive messages the loop guard parked."

@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from dlqadmin.models import RedriveJob
-from dlqadmin.services.redrive import RedriveError, redrive_job_create, redrive_plan
+from dlqadmin.services.redrive import DEFAULT_BATCH, RedriveError, redrive_job_create, redrive_plan
 from dlqadmin.services.redrive_worker import redrive_job_step
 
 from ._filters import parse_filter, parse_ids
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         which.add_argument("--ids", help="Comma-separated dead letter ids.")
         parser.add_argument("--dry-run", action="store_true", help="Print the plan; change nothing.")
         parser.add_argument("--velocity", type=float, help="Messages per second (default: unlimited).")
-        parser.add_argument("--batch-size", type=int, default=100)
+        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
         parser.add_argument("--destination", help='JSON, e.g. \'{"topic": "orders"}\' (default: original).')
         parser.add_argument("--override-loop-guard", action="store_true")
         parser.add_argument("--user", help="Username the job and audit trail are attributed to.")

@@ -56,7 +56,7 @@ class RawHeaderClient(Client):
     is the adapter's only reliance on nats-py internals; when a nats-py upgrade renames the hook
     :data:`RAW_HEADERS_SUPPORTED` turns False and the adapter falls back to STREAM.MSG.GET (its
     JSON answer carries the stored block, base64) and to the parsed dict for live deliveries.
-    ``tests/brokers/test_nats.py`` asserts the hook is in effect.
+    ``tests/brokers/nats/test_advisory.py`` asserts the hook is in effect.
     """
 
     async def _process_headers(self, headers):  # type: ignore[override]

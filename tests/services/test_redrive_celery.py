@@ -4,12 +4,9 @@ import time
 
 import pytest
 
-from dlqadmin.models import DeadLetter, DeadLetterStatus, RedriveAttempt, RedriveAttemptStatus, Source
-from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
+from dlqadmin.models import DeadLetter, DeadLetterStatus, RedriveAttempt, RedriveAttemptStatus
 from dlqadmin.services.redrive import redrive_job_create
 from dlqadmin.services.redrive_worker import redrive_jobs_watchdog
-from tests.conftest import AMQP_URL
 from tests.support import rabbit
 from tests.support.processes import start_celery_worker
 
@@ -38,22 +35,8 @@ def workers(celery_queue, tmp_path):
 
 
 @pytest.fixture
-def stored():
-    made = []
-
-    def make(count):
-        top = rabbit.dead_letter(count)
-        made.append(top)
-        conn = connection_create(
-            name=f"rmq-{top.dlq}", kind="rabbitmq", url=AMQP_URL, username="guest", password="guest"
-        )
-        source = Source.objects.create(connection=conn, name=top.dlq, mode="queue", address=top.dlq)
-        assert source_harvest(source=source).inserted == count
-        return source, top
-
-    yield make
-    for top in made:
-        rabbit.delete(top)
+def stored(harvested):
+    return harvested
 
 
 def wait_for(predicate, timeout, tick=None):

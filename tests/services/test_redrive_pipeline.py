@@ -20,11 +20,9 @@ from dlqadmin.models import (
     RedriveAttempt,
     RedriveAttemptStatus,
     RedriveJobStatus,
-    Source,
 )
 from dlqadmin.services import redrive_chunk
-from dlqadmin.services.connections import connection_config, connection_create
-from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.connections import connection_config
 from dlqadmin.services.redrive import (
     redrive_job_cancel,
     redrive_job_create,
@@ -32,30 +30,9 @@ from dlqadmin.services.redrive import (
     redrive_job_resume,
 )
 from dlqadmin.services.redrive_worker import redrive_job_process, redrive_job_step
-from tests.conftest import AMQP_URL
 from tests.support import rabbit
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def harvested():
-    """``harvested(n)`` -> (source, topology) with n genuine dead letters stored."""
-    made = []
-
-    def make(count: int):
-        top = rabbit.dead_letter(count)
-        made.append(top)
-        conn = connection_create(
-            name=f"rmq-{top.dlq}", kind="rabbitmq", url=AMQP_URL, username="guest", password="guest"
-        )
-        source = Source.objects.create(connection=conn, name=top.dlq, mode="queue", address=top.dlq)
-        assert source_harvest(source=source).inserted == count
-        return source, top
-
-    yield make
-    for top in made:
-        rabbit.delete(top)
 
 
 def job_for(source, **kwargs):

@@ -60,24 +60,26 @@ async def store_ahead(
     """
     unsettled: list[T] = []
     current: _InFlight[T] | None = None
+
+    async def settle(raw: T) -> None:
+        await acknowledge(raw)
+        _forget(unsettled, raw)
+
     try:
         async for raw in batches:
             unsettled.append(raw)
             converted = await convert(raw)
             if current is not None:
                 await current.task
-                await acknowledge(current.raw)
-                _forget(unsettled, current.raw)
+                await settle(current.raw)
                 current = None
             if converted:
                 current = _InFlight(raw, asyncio.ensure_future(sink(converted)))
             else:  # nothing to store (e.g. unparsable advisories): settle it at once
-                await acknowledge(raw)
-                _forget(unsettled, raw)
+                await settle(raw)
         if current is not None:
             await current.task
-            await acknowledge(current.raw)
-            _forget(unsettled, current.raw)
+            await settle(current.raw)
             current = None
     except BaseException:
         if current is not None:
@@ -86,8 +88,7 @@ async def store_ahead(
             await asyncio.wait([current.task])
             if not current.task.cancelled() and current.task.exception() is None:
                 with contextlib.suppress(Exception):
-                    await acknowledge(current.raw)
-                    _forget(unsettled, current.raw)
+                    await settle(current.raw)
         if release is not None:
             for raw in unsettled:
                 try:

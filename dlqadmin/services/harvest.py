@@ -79,41 +79,7 @@ def _origin_extra(origin) -> dict:
     return {**origin.extra, "routing_keys": origin.routing_keys} if origin.routing_keys else origin.extra
 
 
-def _row(source: Source, message: HarvestedMessage, now) -> DeadLetter:
-    """The model instance of one message (databases other than PostgreSQL; see _columns)."""
-    origin = message.origin
-    parked = message.retry_count >= source.max_redrives > 0
-    return DeadLetter(
-        source=source,
-        position=message.position[:600],
-        payload=bytes(message.payload),
-        payload_available=message.payload_available,
-        payload_size=len(message.payload),
-        key=message.key,
-        headers=message.headers,
-        properties=_json_safe(message.properties),
-        origin_exchange=_text(origin.exchange, 255),
-        origin_routing_key=_text(origin.routing_key, 255),
-        origin_queue=_text(origin.queue, 255),
-        origin_topic=_text(origin.topic, 255),
-        origin_partition=origin.partition,
-        origin_offset=origin.offset,
-        origin_stream=_text(origin.stream, 255),
-        origin_subject=_text(origin.subject, 500),
-        origin_seq=origin.seq,
-        origin_extra=_json_safe(_origin_extra(origin)),
-        reason=_text(message.reason, 100),
-        error_class=_text(message.error_class, 500),
-        error_message=_text(message.error_message),
-        stacktrace=_text(message.stacktrace),
-        failed_at=message.failed_at or now,
-        harvested_at=now,
-        retry_count=message.retry_count,
-        status=DeadLetterStatus.PARKED if parked else DeadLetterStatus.NEW,
-    )
-
-
-#: the columns :func:`_columns` fills, in its order; every other column gets its model default.
+#: the columns :func:`_values` fills, in its order; every other column gets its model default.
 _FILLED = (
     "position",
     "payload",
@@ -144,11 +110,11 @@ _FILLED = (
 _PER_BATCH = ("source_id", "harvested_at", "error_group_id")
 
 
-def _columns(source: Source, messages: list[HarvestedMessage], failures: list[Failure]) -> list[list]:
-    """The column arrays of ``messages`` in :data:`_FILLED` order, straight from the
-    dataclasses (no model instances, no per-field ``get_db_prep_save``): jsonb as JSON text,
-    text with NUL replaced and cut to the column's length. ``failures`` (parallel to
-    ``messages``) already hold the cleaned error texts and ``failed_at``."""
+def _values(source: Source, messages: list[HarvestedMessage], failures: list[Failure]) -> list[tuple]:
+    """One tuple per message in :data:`_FILLED` order, straight from the dataclasses (no model
+    instances, no per-field ``get_db_prep_save``): text with NUL replaced and cut to the column's
+    length; jsonb values as Python objects. ``failures`` (parallel to ``messages``) already hold
+    the cleaned error texts and ``failed_at``."""
     max_redrives = source.max_redrives
     new, parked = DeadLetterStatus.NEW.value, DeadLetterStatus.PARKED.value
     rows = []
@@ -162,8 +128,8 @@ def _columns(source: Source, messages: list[HarvestedMessage], failures: list[Fa
                 m.payload_available,
                 len(payload),
                 m.key,
-                json.dumps(m.headers),
-                _json(m.properties),
+                m.headers,
+                m.properties,
                 _text(o.exchange, 255),
                 _text(o.routing_key, 255),
                 _text(o.queue, 255),
@@ -173,7 +139,7 @@ def _columns(source: Source, messages: list[HarvestedMessage], failures: list[Fa
                 _text(o.stream, 255),
                 _text(o.subject, 500),
                 o.seq,
-                _json(_origin_extra(o)),
+                _origin_extra(o),
                 f.reason,
                 f.error_class,
                 f.message,
@@ -183,7 +149,22 @@ def _columns(source: Source, messages: list[HarvestedMessage], failures: list[Fa
                 parked if m.retry_count >= max_redrives > 0 else new,
             )
         )
-    return [list(column) for column in zip(*rows, strict=True)]
+    return rows
+
+
+#: jsonb columns among :data:`_FILLED` whose values may hold NUL or NaN (the header codec's
+#: nodes never do)
+_JSON_CLEANED = ("properties", "origin_extra")
+
+
+def _columns(rows: list[tuple]) -> list[list]:
+    """The column arrays of ``rows`` (from :func:`_values`), jsonb as JSON text."""
+    columns = [list(column) for column in zip(*rows, strict=True)]
+    columns[_FILLED.index("headers")] = [json.dumps(v) for v in columns[_FILLED.index("headers")]]
+    for name in _JSON_CLEANED:
+        i = _FILLED.index(name)
+        columns[i] = [_json(v) for v in columns[i]]
+    return columns
 
 
 def _insert(
@@ -199,14 +180,17 @@ def _insert(
     conn = connections[DEFAULT_DB_ALIAS]  # resolved once: each proxy access is a context lookup
     if not messages:
         return []
-    if conn.vendor != "postgresql":
-        rows = [_row(source, m, now) for m in messages]
+    rows = _values(source, messages, failures)
+    if conn.vendor != "postgresql":  # the SQLite demo: model instances from the same values
+        models = []
         for row, group in zip(rows, groups, strict=True):
-            row.error_group = group
-        return [row.pk for row in DeadLetter.objects.bulk_create(rows, batch_size=500)]
+            fields = dict(zip(_FILLED, row, strict=True))
+            fields.update({name: _json_safe(fields[name]) for name in _JSON_CLEANED})
+            models.append(DeadLetter(source=source, harvested_at=now, error_group=group, **fields))
+        return [row.pk for row in DeadLetter.objects.bulk_create(models, batch_size=500)]
     meta, quote = DeadLetter._meta, conn.ops.quote_name
     n = len(messages)
-    values = dict(zip(_FILLED, _columns(source, messages, failures), strict=True))
+    values = dict(zip(_FILLED, _columns(rows), strict=True))
     values.update(source_id=[source.pk] * n, harvested_at=[now] * n, error_group_id=[g.pk for g in groups])
     fields = [f for f in meta.concrete_fields if not f.primary_key]
     columns, arrays = [], []

@@ -85,6 +85,13 @@ def _dead_letter_display(request) -> list:
     """[short error, error text, stack trace, error group, payload, headers, key, properties] as
     this user may see them."""
     masker = _masker(request)
+    seen_by_pk: dict = {}
+
+    def seen(obj):
+        """``obj`` as this user may see it, masked once per request however many fields show it."""
+        if obj.pk not in seen_by_pk:
+            seen_by_pk[obj.pk] = masker.message(obj)
+        return seen_by_pk[obj.pk]
 
     @admin.display(description="Error")
     def short_error(obj):
@@ -110,11 +117,11 @@ def _dead_letter_display(request) -> list:
 
     @admin.display(description="Payload")
     def payload_preview(obj):
-        return _payload_html(masker.message(obj).payload)
+        return _payload_html(seen(obj).payload)
 
     @admin.display(description="Headers")
     def headers_table(obj):
-        rows = header_codec.text_pairs(masker.message(obj).headers or [])
+        rows = header_codec.text_pairs(seen(obj).headers or [])
         return format_html(
             "<pre style='white-space:pre-wrap'>{}</pre>",
             "\n".join(f"{name} ({kind}): {text}" for name, kind, text in rows) or "(none)",
@@ -122,12 +129,12 @@ def _dead_letter_display(request) -> list:
 
     @admin.display(description="Key")
     def record_key(obj):
-        key = masker.message(obj).key
+        key = seen(obj).key
         return "–" if key is None else _payload_html(key)
 
     @admin.display(description="Broker properties")
     def broker_properties(obj):
-        shown = masker.message(obj).properties or {}
+        shown = seen(obj).properties or {}
         return format_html(PRE, json.dumps(shown, indent=2, ensure_ascii=False, default=str))
 
     return [

@@ -36,6 +36,7 @@ def job_payload(job) -> dict:
         "skipped": job.skipped,
         "done": done,
         "percent": round(100 * done / job.total, 1) if job.total else 100.0,
+        "claiming": job.claiming,
     }
 
 

@@ -258,6 +258,8 @@ DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
 DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
 # A redrive chunk claimed longer ago than this by a worker that died is processed again.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
+# a redrive over a filter claims this many messages in the request; the worker claims the rest
+DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST", 2000)
 
 # /metrics: a bearer token, or else only these networks may scrape.
 DLQADMIN_METRICS_TOKEN = env_secret("DLQADMIN_METRICS_TOKEN")

@@ -41,10 +41,19 @@ class RedriveJob(models.Model):
     destination = models.JSONField(default=dict, blank=True, help_text="Override; empty = original.")
     header_policy = models.JSONField(default=dict, blank=True)
     velocity = models.FloatField(null=True, blank=True, help_text="Messages per second; empty = unlimited.")
-    batch_size = models.PositiveIntegerField(default=100)
+    batch_size = models.PositiveIntegerField(default=500)
     override_loop_guard = models.BooleanField(default=False)
     use_revisions = models.BooleanField(
         default=True, help_text="Send a message's latest edited revision instead of the original."
+    )
+
+    claim_cursor = models.BigIntegerField(
+        null=True,
+        blank=True,
+        help_text="While set, the worker still claims the filter's messages with a larger id.",
+    )
+    claim_actor_id = models.IntegerField(
+        null=True, blank=True, help_text="Whose visibility the claim uses (the creator); empty = the system."
     )
 
     total = models.PositiveIntegerField(default=0)
@@ -64,6 +73,11 @@ class RedriveJob(models.Model):
 
     def __str__(self) -> str:
         return f"Redrive #{self.pk} ({self.status})"
+
+    @property
+    def claiming(self) -> bool:
+        """Whether the worker is still gathering the job's messages (``total`` is an estimate)."""
+        return self.claim_cursor is not None
 
     @property
     def done(self) -> int:

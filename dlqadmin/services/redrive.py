@@ -7,7 +7,9 @@ Life of a job:
    filter to ``max_id`` so messages arriving after the plan are never part of the job.
 2. ``redrive_job_create`` claims the planned messages (conditional UPDATE: a message in an
    active job is not claimed twice) and writes one RedriveAttempt per message, in chunks, so
-   memory stays flat in the job size. The Celery task is enqueued on commit.
+   memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`). A large filter
+   is claimed only in part by the request; the worker claims the rest ahead of sending. The
+   Celery task is enqueued on commit.
 3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
 
 With an ``actor`` (a user), plan and job only ever include messages of sources that user may see
@@ -18,27 +20,23 @@ With an ``actor`` (a user), plan and job only ever include messages of sources t
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass, field
 
-from django.db import connection as db_connection
 from django.db import transaction
 from django.db.models import Count, F, Max, Q
-from django.utils import timezone
 
 from dlqadmin import live, permissions
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
-    RedriveAttempt,
-    RedriveAttemptStatus,
     RedriveJob,
     RedriveJobStatus,
 )
-from dlqadmin.selectors import DeadLetterFilter, dead_letters_for
+from dlqadmin.selectors import DeadLetterFilter
+from dlqadmin.services import redrive_claim
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.redrive_worker import CLAIM_CHUNK, enqueue, finish
+from dlqadmin.services.redrive_worker import enqueue, finish
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +74,10 @@ class RedrivePlan:
 
 
 def _selection(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
-    """The messages ``actor`` selected: of the given ids or filter, only those they may see."""
-    if ids is not None:
-        return dead_letters_for(actor).filter(pk__in=ids)
-    if filters is None:
-        raise RedriveError({"filter": "give ids or a filter"})
-    return dead_letters_for(actor, filters)
+    try:
+        return redrive_claim.selection_for(actor=actor, ids=ids, filters=filters)
+    except ValueError as exc:
+        raise RedriveError({"filter": str(exc)}) from exc
 
 
 def _parked_q() -> Q:
@@ -197,6 +193,7 @@ def redrive_job_create(
     with transaction.atomic():
         job = RedriveJob.objects.create(
             created_by=actor if getattr(actor, "pk", None) else None,
+            claim_actor_id=getattr(actor, "pk", None),
             filter=plan.filter if ids is None else {"ids_count": len(plan.ids or [])},
             destination=destination or {},
             header_policy=header_policy or {},
@@ -205,122 +202,33 @@ def redrive_job_create(
             override_loop_guard=override_loop_guard,
         )
         selection = _selection(actor=actor, ids=plan.ids, filters=pinned)
-        claimed, skipped = _claim_messages(job, selection, override_loop_guard)
-        RedriveJob.objects.filter(pk=job.pk).update(total=claimed + skipped, skipped=skipped)
+        limit = None if ids is not None else redrive_claim.claim_in_request_limit()
+        claimed, skipped, cursor = redrive_claim.claim_selection(job, selection, limit=limit)
+        # while the worker claims the rest, the total is the plan's estimate (exact once claimed)
+        total = claimed + skipped if cursor is None else max(claimed + skipped, plan.total - plan.busy)
+        RedriveJob.objects.filter(pk=job.pk).update(total=total, skipped=skipped, claim_cursor=cursor)
         audit_record(
             actor=actor,
             action="redrive.create",
             target=job,
-            count=claimed,
+            count=total - skipped,
             detail={
                 "filter": plan.filter,
                 "ids": (plan.ids or [])[:100],
                 "destination": destination or {},
                 "velocity": velocity,
                 "skipped": skipped,
+                "claimed_by_worker": cursor is not None,
             },
             remote_addr=remote_addr,
         )
-        if claimed == 0:
+        if claimed == 0 and cursor is None:
             finish(job, RedriveJobStatus.COMPLETED)
         else:
             transaction.on_commit(lambda: enqueue(job.pk))
     job.refresh_from_db()
     live.job_progress(job)
     return job
-
-
-def _claim_messages(job: RedriveJob, selection, override_loop_guard: bool) -> tuple[int, int]:
-    """Claim the selection for ``job`` in chunks; returns (claimed, skipped)."""
-    claimed = skipped = 0
-    ids = selection.order_by("id").values_list("id", flat=True)
-    chunk: list[int] = []
-    for pk in ids.iterator(chunk_size=CLAIM_CHUNK):
-        chunk.append(pk)
-        if len(chunk) == CLAIM_CHUNK:
-            c, s = _claim_chunk(job, chunk, override_loop_guard)
-            claimed, skipped, chunk = claimed + c, skipped + s, []
-    if chunk:
-        c, s = _claim_chunk(job, chunk, override_loop_guard)
-        claimed, skipped = claimed + c, skipped + s
-    return claimed, skipped
-
-
-def _claim_chunk(job: RedriveJob, ids: list[int], override_loop_guard: bool) -> tuple[int, int]:
-    """Lock the chunk's messages (those not in another active job), mark them QUEUED and write
-    their attempts; loop-guarded ones get a SKIPPED attempt instead. Reads only the columns it
-    needs (not the payloads)."""
-    rows = (
-        DeadLetter.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(pk__in=ids)
-        .exclude(status=DeadLetterStatus.QUEUED)
-        .values_list("pk", "status", "retry_count", "source__max_redrives")
-    )
-    attempts, claim_ids, now = [], [], timezone.now()
-    for pk, status, retry_count, max_redrives in rows:
-        parked = status == DeadLetterStatus.PARKED or (max_redrives and retry_count >= max_redrives)
-        if parked and not override_loop_guard:
-            error = (
-                f"loop guard: redriven {retry_count} time(s), limit {max_redrives}; override to redrive again"
-            )
-            attempts.append((pk, RedriveAttemptStatus.SKIPPED, status, error, now))
-            continue
-        claim_ids.append(pk)
-        attempts.append((pk, RedriveAttemptStatus.PENDING, status, "", None))
-    claimed = DeadLetter.objects.filter(pk__in=claim_ids).update(status=DeadLetterStatus.QUEUED)
-    _insert_attempts(job, attempts)
-    return claimed, len(attempts) - len(claim_ids)
-
-
-def _insert_attempts(job: RedriveJob, attempts: list[tuple]) -> None:
-    """Write (dead letter id, status, previous status, error, finished_at) attempts of ``job``:
-    on PostgreSQL one INSERT of unnested arrays (``bulk_create`` compiles a dozen placeholders
-    per row), elsewhere ``bulk_create``."""
-    if not attempts:
-        return
-    if db_connection.vendor != "postgresql":
-        RedriveAttempt.objects.bulk_create(
-            [
-                RedriveAttempt(
-                    job=job,
-                    dead_letter_id=letter,
-                    status=status,
-                    previous_status=previous,
-                    error=error,
-                    finished_at=finished,
-                )
-                for letter, status, previous, error, finished in attempts
-            ],
-            batch_size=CLAIM_CHUNK,
-        )
-        return
-    meta = RedriveAttempt._meta
-    quote = db_connection.ops.quote_name
-    col = {name: quote(meta.get_field(name).column) for name in _INSERTED}
-    letters, statuses, previous, errors, finished = (list(c) for c in zip(*attempts, strict=True))
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(col.values())}) "  # noqa: S608 - quoted identifiers only
-        "SELECT %s, v.letter, v.status, v.redrive_id, v.previous, 0, v.error, '', '', v.finished "
-        "FROM unnest(%s::bigint[], %s::text[], %s::uuid[], %s::text[], %s::text[], %s::timestamptz[]) "
-        "AS v(letter, status, redrive_id, previous, error, finished)"
-    )
-    redrive_ids = [uuid.uuid4() for _ in attempts]
-    with db_connection.cursor() as cursor:
-        cursor.execute(sql, [job.pk, letters, statuses, redrive_ids, previous, errors, finished])
-
-
-_INSERTED = (
-    "job",
-    "dead_letter",
-    "status",
-    "redrive_id",
-    "previous_status",
-    "tries",
-    "error",
-    "destination",
-    "broker_position",
-    "finished_at",
-)
 
 
 # ------------------------------------------------------------------------------------------

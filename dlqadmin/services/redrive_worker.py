@@ -42,19 +42,21 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
-from dlqadmin.services import alerts
+from dlqadmin.services import alerts, redrive_claim
 from dlqadmin.services import redrive_chunk as chunks
 from dlqadmin.services.redrive_chunk import TRANSIENT_RETRIES
+from dlqadmin.services.redrive_claim import CLAIM_CHUNK
 
 log = logging.getLogger(__name__)
 
-CLAIM_CHUNK = 1000
 #: seconds one ``redrive_job_process`` call (one Celery task) keeps taking chunks of a job
 #: before it re-enqueues itself, so other jobs and tasks get the worker in turn.
 RUN_SECONDS = 2.0
 #: at most one live progress event per job this often during a run (plus one at the end).
 PROGRESS_SECONDS = 0.5
 _RUNNABLE = (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING)
+#: claim chunks tried in a row when each held nothing to send (all busy or loop-guarded)
+_CLAIM_TRIES = 5
 
 __all__ = [
     "CLAIM_CHUNK",
@@ -118,6 +120,7 @@ def _release_pending(job: RedriveJob, reason: str) -> int:
 
 
 def _cancel(job: RedriveJob) -> StepResult:
+    redrive_claim.stop_claiming(job)
     _release_pending(job, "cancelled")
     if not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists():
         finish(job, RedriveJobStatus.CANCELLED)
@@ -142,7 +145,10 @@ def _chunk_size(job: RedriveJob) -> int:
 
 
 def _drained(job: RedriveJob) -> StepResult:
-    """Nothing left to claim: complete the job unless another worker still holds a chunk."""
+    """Nothing pending: complete the job unless messages are still to be claimed or another
+    worker still holds a chunk."""
+    if RedriveJob.objects.filter(pk=job.pk, claim_cursor__isnull=False).exists():
+        return StepResult(more=True)
     if not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists():
         finish(job, RedriveJobStatus.COMPLETED)
         job.refresh_from_db()
@@ -158,6 +164,8 @@ def redrive_job_step(*, job_id: int) -> StepResult:
     if job.status not in _RUNNABLE:
         return StepResult()  # paused or finished: resume re-enqueues
     _begin(job)
+    if job.claiming:
+        redrive_claim.claim_next(job)
     chunk = chunks.claim(job, _chunk_size(job))
     if chunk is None:
         return _drained(job)
@@ -226,6 +234,7 @@ class _Pipeline:
         self.recording: concurrent.futures.Future | None = None
         self.processed, self.next_start, self.progress_at = 0, 0.0, time.monotonic()
         self.drained = self.stopped = False
+        self.claiming = job.claiming
         self.recorder: concurrent.futures.ThreadPoolExecutor | None = None
         if db_connection.vendor == "postgresql" and not db_connection.in_atomic_block:
             self.recorder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="redrive-record")
@@ -255,8 +264,15 @@ class _Pipeline:
                 self._claim()
 
     def _claim(self) -> None:
-        self.ready = chunks.claim(self.job, self.size)
-        self.drained = self.ready is None
+        """Take the next pending chunk; while the job's messages are still being claimed, claim
+        the next ones first (a claim chunk is larger than a send chunk, so claiming stays ahead)."""
+        for _ in range(_CLAIM_TRIES):
+            if self.claiming:
+                self.claiming = redrive_claim.claim_next(self.job)
+            self.ready = chunks.claim(self.job, self.size)
+            if self.ready is not None or not self.claiming:
+                break
+        self.drained = self.ready is None and not self.claiming
 
     def _start(self) -> None:
         chunk, self.ready = self.ready, None

@@ -179,6 +179,7 @@ def test_progress_json_is_the_websocket_payload(as_user, viewer, job):
         "skipped": 0,
         "done": 2,
         "percent": 66.7,
+        "claiming": False,
     }
 
 

@@ -136,6 +136,11 @@ def progress(job: RedriveJob) -> dict:
 class RedriveJobSerializer(serializers.ModelSerializer):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     progress = serializers.SerializerMethodField()
+    claiming = serializers.BooleanField(
+        read_only=True,
+        help_text="True while the worker still gathers the messages of a large filter; total is the "
+        "plan's estimate until then.",
+    )
 
     class Meta:
         model = RedriveJob
@@ -150,6 +155,7 @@ class RedriveJobSerializer(serializers.ModelSerializer):
             "batch_size",
             "override_loop_guard",
             "use_revisions",
+            "claiming",
             "total",
             "succeeded",
             "failed",

@@ -20,8 +20,10 @@ END = "<!-- bench:results:end -->"
 
 @dataclass
 class Metric:
-    """One row. ``ratio``: dlqadmin / raw client for throughput rows, measured / target for
-    the others (latency, memory, visibility): >= 0.70 passes the former, <= 1.0 the latter."""
+    """One row. ``ratio``: dlqadmin / raw client for throughput rows (dlqadmin / min(raw client,
+    database ceiling) for the informational ``/ min(raw, database)`` rows, which have no target),
+    measured / target for the others (latency, memory, visibility): >= 0.70 passes the former,
+    <= 1.0 the latter."""
 
     part: str
     name: str

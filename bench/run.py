@@ -11,13 +11,15 @@ import time
 import traceback
 from pathlib import Path
 
+from django.conf import settings as django_settings
+
 from . import database, report
 from .aio import BackgroundLoop
 from .config import BenchConfig
 from .context import Context
 
 PART_TITLES = {
-    "throughput": "raw ceiling, harvest and redrive",
+    "throughput": "database and raw ceilings, harvest and redrive",
     "visibility": "time to visibility",
     "memory": "worker memory",
     "latency": "dashboard and API latency",
@@ -129,6 +131,7 @@ def main() -> int:
             "BENCH_REDRIVE_RSS_N": f"{config.rss_n:,}",
             "visibility samples": config.visibility_samples,
             "redrive batch": config.redrive_batch,
+            "harvest batch": django_settings.DLQADMIN_HARVEST_BATCH_SIZE,
         }
         print()
         print(report.render_text(metrics))

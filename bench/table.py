@@ -53,7 +53,7 @@ def make_sources(prefix: str, urls: dict[str, str]) -> list[Source]:
     return sources
 
 
-def _groups(sources: list[Source]) -> dict[tuple[int, int], int]:
+def make_groups(sources: list[Source]) -> dict[tuple[int, int], int]:
     now = timezone.now()
     made: dict[tuple[int, int], ErrorGroup] = {}
     for source in sources:
@@ -143,13 +143,25 @@ def _encode(value):
     return Jsonb(value) if isinstance(value, dict | list) else value
 
 
-def copy_rows(rows, count: int) -> float:
-    """COPY ``count`` row dicts (an iterable) into the dead-letter table; returns seconds."""
+@dataclass(frozen=True)
+class CopyLayout:
+    """How a dead-letter row dict becomes one binary COPY row: the statement, the column types
+    (from the catalog) and, per column, the field whose value (or default) goes there."""
+
+    statement: str
+    types: list[int]
+    fields: list
+    defaults: dict
+
+    def values(self, row: dict) -> list:
+        merged = {**self.defaults, **row}
+        return [_encode(merged[f.attname]) for f in self.fields]
+
+
+def copy_layout() -> CopyLayout:
     fields = [f for f in DeadLetter._meta.concrete_fields if not f.primary_key]
-    defaults = {f.attname: f.get_default() for f in fields}
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(DeadLetter._meta.db_table)
-    start = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT atttypid::int, attname FROM pg_attribute "
@@ -157,14 +169,22 @@ def copy_rows(rows, count: int) -> float:
             [DeadLetter._meta.db_table],
         )
         types = {name: kind for kind, name in cursor.fetchall()}
-    with (
-        connection.cursor() as cursor,
-        cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy,
-    ):
-        copy.set_types([types[f.column] for f in fields])
+    return CopyLayout(
+        statement=f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)",
+        types=[types[f.column] for f in fields],
+        fields=fields,
+        defaults={f.attname: f.get_default() for f in fields},
+    )
+
+
+def copy_rows(rows, count: int) -> float:
+    """COPY ``count`` row dicts (an iterable) into the dead-letter table; returns seconds."""
+    start = time.perf_counter()
+    layout = copy_layout()
+    with connection.cursor() as cursor, cursor.copy(layout.statement) as copy:
+        copy.set_types(layout.types)
         for values in rows:
-            merged = {**defaults, **values}
-            copy.write_row([_encode(merged[f.attname]) for f in fields])
+            copy.write_row(layout.values(values))
     return time.perf_counter() - start
 
 
@@ -205,7 +225,7 @@ def _without_indexes(table: str):
 def populate(*, prefix: str, urls: dict[str, str], count: int, seed: int = 8) -> Fixture:
     """Sources, error groups and ``count`` dead letters spread over the last DAYS days."""
     fixture = Fixture(sources=make_sources(prefix, urls))
-    fixture.groups = _groups(fixture.sources)
+    fixture.groups = make_groups(fixture.sources)
     rng = random.Random(seed)
     now = timezone.now()
     fixture.first = start = now - timedelta(days=DAYS)

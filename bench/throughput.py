@@ -1,6 +1,10 @@
 """Measurements 1-3, per broker: the raw client ceiling (drain with manual ack / commit, publish
 with confirms) side by side with dlqadmin's harvest (``source_harvest`` into PostgreSQL) and
-redrive (a job run by a real Celery worker process, every message confirmed by the broker)."""
+redrive (a job run by a real Celery worker process, every message confirmed by the broker).
+
+Before the brokers, in the same window, the database ceiling (:mod:`bench.ceiling`): harvest and
+redrive are also reported against min(raw client, database), for information; the targets stay
+against the raw client (issue 8)."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from dlqadmin.services.connections import connection_create
 from dlqadmin.services.harvest import source_harvest
 from dlqadmin.services.redrive import redrive_job_create
 
+from . import ceiling as db
 from . import processes
 from .context import Context
 from .report import Metric
@@ -49,7 +54,7 @@ def redrive_all(source: Source, batch_size: int, count: int) -> tuple[RedriveJob
     return job, (job.finished_at - started).total_seconds(), created
 
 
-def measure_broker(ctx: Context, kind: str) -> list[Metric]:
+def measure_broker(ctx: Context, kind: str, ceiling: db.Ceiling) -> list[Metric]:
     n, prefix = ctx.config.n, ctx.config.prefix("-")
     bench = ctx.broker(kind, "tp")
     bench.setup()
@@ -96,6 +101,9 @@ def measure_broker(ctx: Context, kind: str) -> list[Metric]:
             f"into PostgreSQL in {harvest_s:.1f} s (raw drain {drain_s:.1f} s)",
             {"rate": harvest, "n": n, "seconds": harvest_s},
         ),
+        _versus(
+            label, "harvest", harvest, ("raw drain", drain), ("database store ceiling", ceiling.store.rate)
+        ),
         Metric(
             "throughput", f"{label}: raw publish", f"{publish:,.0f} msg/s", numbers={"rate": publish, "n": n}
         ),
@@ -112,15 +120,39 @@ def measure_broker(ctx: Context, kind: str) -> list[Metric]:
             f"{redrive / SQS_REDRIVE_CAP:.1f}x the SQS redrive cap of {SQS_REDRIVE_CAP} msg/s",
             {"rate": redrive, "n": n, "seconds": redrive_s, "create_seconds": create_s},
         ),
+        _versus(
+            label,
+            "redrive",
+            redrive,
+            ("raw publish", publish),
+            ("database status-update ceiling", ceiling.update.rate),
+        ),
     ]
 
 
+def _versus(
+    label: str, what: str, rate: float, raw: tuple[str, float], database: tuple[str, float]
+) -> Metric:
+    """``rate`` as a ratio to the lower of the raw client and the database ceiling (no target)."""
+    (bound_name, bound), (other_name, other) = sorted([raw, database], key=lambda pair: pair[1])
+    return Metric(
+        "throughput",
+        f"{label}: {what} / min(raw, database)",
+        f"{rate:,.0f} of {bound:,.0f} msg/s",
+        ratio=rate / bound,
+        detail=f"bounded by the {bound_name} ({bound:,.0f} msg/s; {other_name} {other:,.0f} msg/s); "
+        f"{rate / raw[1]:.2f} of the {raw[0]}, {rate / database[1]:.2f} of the {database[0]}",
+        numbers={"rate": rate, "bound": bound, "raw": raw[1], "database": database[1]},
+    )
+
+
 def run(ctx: Context) -> list[Metric]:
+    ceiling = db.measure(ctx.config, ctx.env["DATABASE_URL"])  # before the worker: nothing else runs
+    metrics = db.metrics(ceiling)
     worker = processes.celery_worker(ctx.env, ctx.celery_queue, ctx.log_dir / "worker-throughput.log")
-    metrics: list[Metric] = []
     try:
         for kind in ctx.config.brokers:
-            metrics += measure_broker(ctx, kind)
+            metrics += measure_broker(ctx, kind, ceiling)
     finally:
         worker.stop()
     return metrics

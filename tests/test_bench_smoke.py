@@ -35,12 +35,22 @@ LATENCY_CASES = (
 )
 
 
+CEILINGS = (
+    "database: store ceiling",
+    "database: status-update ceiling",
+    "database: store ceiling without the payload trigram index",
+    "database: status-update ceiling without the payload trigram index",
+)
+VERSUS = (": harvest / min(raw, database)", ": redrive / min(raw, database)")
+
+
 def expected_metrics() -> list[str]:
-    names = []
+    names = list(CEILINGS)
     for broker in BROKERS:
         names += [
             f"{broker}{suffix}" for suffix in (": raw drain", ": harvest", ": raw publish", ": redrive")
         ]
+        names += [f"{broker}{suffix}" for suffix in VERSUS]
         names.append(f"time to visibility, {broker}")
     names += ["time to visibility, all brokers", "worker peak RSS, redrive of 300"]
     names += [f"{surface}: {case}" for surface in ("dashboard", "API") for case in LATENCY_CASES]
@@ -65,6 +75,13 @@ def test_the_bench_runs_end_to_end_and_reports_every_metric(tmp_path):
     unmeasured = [m for m in metrics if m["value"].startswith(("error", "not measured"))]
     assert not unmeasured, unmeasured
     assert all(m["passed"] is not None for m in metrics if m["target"]), "a target without a verdict"
+    by_name = {m["name"]: m for m in metrics}
+    for name in CEILINGS:  # the database alone, measured in the same run
+        assert by_name[name]["numbers"]["rate"] > 0, by_name[name]
+    for name in (f"{broker}{suffix}" for broker in BROKERS for suffix in VERSUS):
+        bound = by_name[name]["numbers"]["bound"]
+        assert 0 < bound <= by_name[name]["numbers"]["raw"], by_name[name]
+        assert by_name[name]["ratio"] > 0 and not by_name[name]["target"], by_name[name]
 
     text = report.read_text()
     assert "| metric | value | target | result | ratio |" in text

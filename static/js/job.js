@@ -28,6 +28,8 @@
       set("[data-percent]", Number(job.percent).toFixed(1));
       set("[data-done]", window.dlq.number(job.done));
       set("[data-total]", window.dlq.number(job.total));
+      var claiming = root.querySelector("[data-claiming]");
+      if (claiming) claiming.hidden = !job.claiming;
       set("[data-succeeded]", window.dlq.number(job.succeeded));
       set("[data-failed]", window.dlq.number(job.failed));
       set("[data-skipped]", window.dlq.number(job.skipped));

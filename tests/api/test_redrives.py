@@ -38,6 +38,7 @@ def test_a_job_claims_the_selection_and_a_second_job_on_it_is_409(as_operator, s
     assert response.status_code == 201, response.content
     job = response.json()
     assert job["status"] == "pending" and job["total"] == 2 and job["created_by"] == "operator"
+    assert job["claiming"] is False
     assert job["velocity"] == 5 and job["destination"] == {"topic": "x"} and job["failures"] == []
     assert job["progress"] == {
         "done": 0,
@@ -53,6 +54,18 @@ def test_a_job_claims_the_selection_and_a_second_job_on_it_is_409(as_operator, s
     assert response.status_code == 409
     assert response.json()["error"] == "selection: every selected message is already in an active redrive job"
     assert RedriveJob.objects.count() == 1
+
+
+def test_a_filter_larger_than_the_request_claim_is_claimed_by_the_worker(as_operator, store, settings):
+    settings.DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = 1
+    response = as_operator.post(
+        URL, {"filter": {"connection": "kafka"}, "override_loop_guard": True}, format="json"
+    )
+    assert response.status_code == 201, response.content
+    job = response.json()
+    assert job["claiming"] is True and job["total"] == 3  # the plan's estimate
+    assert RedriveAttempt.objects.filter(job_id=job["id"]).count() == 1
+    assert as_operator.get(f"{URL}{job['id']}/").json()["claiming"] is True
 
 
 def test_nothing_matching_is_400(as_operator, store):

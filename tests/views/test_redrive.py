@@ -161,6 +161,15 @@ def test_the_job_page_shows_progress_counts_and_failures_with_reasons(as_user, v
     assert "Pause" not in body  # a viewer gets no controls
 
 
+def test_a_job_still_claiming_says_its_total_is_an_estimate(as_user, viewer, job):
+    page = reverse("dlq-job", args=[job.pk])
+    assert "<span data-claiming hidden" in as_user(viewer).get(page).content.decode()
+    RedriveJob.objects.filter(pk=job.pk).update(claim_cursor=10**9)
+    body = as_user(viewer).get(page).content.decode()
+    assert "<span data-claiming title=" in body and "gathering messages" in body
+    assert as_user(viewer).get(reverse("dlq-job-progress", args=[job.pk])).json()["job"]["claiming"] is True
+
+
 def test_the_job_page_offers_controls_that_fit_the_status(as_user, operator, job):
     body = as_user(operator).get(reverse("dlq-job", args=[job.pk])).content.decode()
     assert 'data-control="pause" >' in body or 'data-control="pause">' in body

@@ -29,7 +29,7 @@ from brokers.base import (
 
 from . import harvest as harvesting
 from . import redrive as redriving
-from .connection import amqp_errors, amqp_url, connect, display_address, vhost_of
+from .connection import amqp_errors, amqp_url, connect, display_address, readable, vhost_of
 from .management import ManagementUnavailable, find_dead_letter_queues
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ class RabbitMQAdapter(BrokerAdapter):
                 channel = await conn.channel(publisher_confirms=confirms, on_return_raises=confirms)
                 return channel, await channel.get_underlay_channel()
         except RuntimeError as exc:  # aiormq: "<Connection ...> closed" (closed under our feet)
-            raise BrokerError(f"{what}: {exc}", permanent=False) from exc
+            raise BrokerError(f"{what}: {readable(exc)}", permanent=False) from exc
 
     async def _ready(self, raw: Any, queue: str) -> int:
         return await harvesting.ready_count(raw, queue, timeout=self.config.timeout, vhost=self._vhost)
@@ -138,7 +138,7 @@ class RabbitMQAdapter(BrokerAdapter):
         except BrokerError as exc:
             return Health(ok=False, error=exc.message)
         except Exception as exc:  # health() must never raise
-            return Health(ok=False, error=f"{type(exc).__name__}: {exc}")
+            return Health(ok=False, error=f"{type(exc).__name__}: {readable(exc)}")
 
     async def discover(self) -> list[DiscoveredSource]:
         """Queues of the connection's vhost that receive dead letters (bound, directly or via

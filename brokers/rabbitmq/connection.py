@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import Iterator
@@ -140,8 +141,21 @@ def broker_error(exc: BaseException, what: str, timeout: float | None = None) ->
     if isinstance(exc, TimeoutError):
         after = f" after {timeout:g}s" if timeout else ""
         return BrokerError(f"{what}: timed out{after}", permanent=False)
+    return BrokerError(f"{what}: {readable(exc)}", permanent=False)
+
+
+#: aiormq's "<Channel: "1" at 0x7f..> closed" / "<Connection: ...> closed" (an object's repr)
+_CLOSED_OBJECT = re.compile(r"<(\w+)\b[^<>]*> closed")
+
+
+def readable(exc: BaseException) -> str:
+    """The exception's text for an operator: an object repr in aiormq's "closed" errors (seen
+    while a node shuts down) becomes what was closed."""
     text = str(exc) or type(exc).__name__
-    return BrokerError(f"{what}: {text}", permanent=False)
+    closed = _CLOSED_OBJECT.fullmatch(text.strip())
+    if closed:
+        return f"the broker {closed.group(1).lower()} was closed (broker shutting down or connection lost)"
+    return text
 
 
 @contextlib.contextmanager

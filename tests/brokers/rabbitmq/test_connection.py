@@ -11,7 +11,7 @@ import pytest
 import brokers
 from brokers import get_adapter
 from brokers.base import BrokerError, ConnectionConfig, SourceSpec, TLSOptions
-from brokers.rabbitmq.connection import amqp_url, ssl_context, vhost_of
+from brokers.rabbitmq.connection import amqp_url, broker_error, connect, ssl_context, vhost_of
 from tests.brokers.contract import ListSink, run
 from tests.brokers.rabbitmq.harness import RabbitMQHarness
 
@@ -39,6 +39,31 @@ class TestRabbitMQConnection(RabbitMQHarness):
         brokers.run(adapter.close)
         brokers.run(adapter.close)  # safe twice
         gc.collect()  # reap the first loop's connection here (it could not be closed from the second)
+
+    def test_a_closed_channel_error_reads_as_words_not_an_object_repr(self):
+        """During a node shutdown aiormq says "<Channel: "1" at 0x7f..> closed"; the error an
+        operator sees names what was closed instead."""
+
+        async def publish_on_a_closed_channel() -> BrokerError:
+            conn = await connect(self.config())
+            try:
+                channel = await conn.channel()
+                raw = await channel.get_underlay_channel()
+                await channel.close()
+                try:
+                    await raw.basic_publish(b"x", routing_key="nowhere")
+                except Exception as exc:  # noqa: BLE001 - the library's own error is the subject
+                    assert " at 0x" in str(exc)  # what aiormq really raises
+                    return broker_error(exc, "publish to q")
+                raise AssertionError("publishing on a closed channel did not fail")
+            finally:
+                await conn.close()
+
+        err = run(publish_on_a_closed_channel())
+        assert err.message == (
+            "publish to q: the broker channel was closed (broker shutting down or connection lost)"
+        )
+        assert not err.permanent
 
 
 def test_url_credentials_vhost_and_tls_settings():

@@ -31,6 +31,7 @@ from dlqadmin.services.redrive import (
 from dlqadmin.services.redrive_worker import redrive_job_step
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
+from tests.support.jobs import run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -56,14 +57,6 @@ def harvested(request):
     yield make
     for top in made:
         rabbit.delete(top)
-
-
-def run_to_end(job, max_steps=1000):
-    for _ in range(max_steps):
-        if not redrive_job_step(job_id=job.pk).more:
-            break
-    job.refresh_from_db()
-    return job
 
 
 def test_a_filter_job_redrives_exactly_the_planned_set(harvested, operator):

@@ -24,6 +24,7 @@ from dlqadmin.services.redrive import (
 from dlqadmin.services.redrive_worker import redrive_job_process, redrive_job_step
 from tests.conftest import user_in_role
 from tests.support import rabbit
+from tests.support.jobs import run_to_end
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,14 +40,6 @@ def by_filter(source):
     return DeadLetterFilter.parse({"source": [str(source.pk)]})
 
 
-def step_to_end(job, max_steps=200):
-    for _ in range(max_steps):
-        if not redrive_job_step(job_id=job.pk).more:
-            break
-    job.refresh_from_db()
-    return job
-
-
 def test_the_request_claims_a_part_and_the_worker_the_rest_each_message_once(harvested, small_claims):
     source, top = harvested(11)
     late, _ = harvested(2)  # arrives after the plan; the pinned filter never reaches it
@@ -60,7 +53,7 @@ def test_the_request_claims_a_part_and_the_worker_the_rest_each_message_once(har
     assert DeadLetter.objects.filter(source=source, status=DeadLetterStatus.QUEUED).count() == 3
     assert AuditEvent.objects.get(action="redrive.create").detail["claimed_by_worker"] is True
 
-    job = step_to_end(job)
+    job = run_to_end(job)
     assert job.status == RedriveJobStatus.COMPLETED and not job.claiming
     assert (job.total, job.succeeded, job.failed, job.skipped) == (11, 11, 0, 0)
     assert sorted(m.body for m in rabbit.drain(top.work_queue)) == sorted(
@@ -90,10 +83,10 @@ def test_messages_busy_in_another_job_are_left_to_it_and_the_total_becomes_exact
     other = redrive_job_create(ids=ids[5:7])  # two in the middle belong to another job
     job = redrive_job_create(filters=by_filter(source))
     assert job.total == 7  # plan: 9 matching, 2 busy
-    job = step_to_end(job)
+    job = run_to_end(job)
     assert (job.total, job.succeeded, job.skipped) == (7, 7, 0)
     assert not RedriveAttempt.objects.filter(job=job, dead_letter_id__in=ids[5:7]).exists()
-    step_to_end(other)
+    run_to_end(other)
     assert len(rabbit.drain(top.work_queue)) == 9
     assert set(DeadLetter.objects.filter(source=source).values_list("redrive_count", flat=True)) == {1}
 
@@ -103,7 +96,7 @@ def test_cancel_while_claiming_stops_the_claim_and_restores_what_was_claimed(har
     job = redrive_job_create(filters=by_filter(source), batch_size=3)
     redrive_job_step(job_id=job.pk)  # claims 4 more (7 held), sends 3
     redrive_job_cancel(job=job)
-    job = step_to_end(job)
+    job = run_to_end(job)
     assert job.status == RedriveJobStatus.CANCELLED and not job.claiming
     assert (job.total, job.succeeded, job.skipped) == (7, 3, 4)
     assert DeadLetter.objects.filter(source=source, status=DeadLetterStatus.REDRIVEN).count() == 3
@@ -119,7 +112,7 @@ def test_a_paused_job_claims_nothing_until_resumed(harvested, small_claims):
     assert redrive_claim.claim_next(job) is False
     assert RedriveAttempt.objects.filter(job=job).count() == 3
     redrive_job_resume(job=job)
-    job = step_to_end(job)
+    job = run_to_end(job)
     assert (job.status, job.total, job.succeeded) == (RedriveJobStatus.COMPLETED, 8, 8)
     assert len(rabbit.drain(top.work_queue)) == 8
 
@@ -134,7 +127,7 @@ def test_the_worker_claims_only_what_the_creator_may_see(harvested, small_claims
     user.groups.add(team)
     job = redrive_job_create(actor=user, filters=DeadLetterFilter.parse({"status": ["new"]}))
     assert job.claiming
-    job = step_to_end(job)
+    job = run_to_end(job)
     assert (job.total, job.succeeded) == (6, 6)
     assert not RedriveAttempt.objects.filter(job=job, dead_letter__source=theirs).exists()
     assert len(rabbit.drain(my_top.work_queue)) == 6 and rabbit.drain(their_top.work_queue) == []
@@ -145,7 +138,7 @@ def test_a_deleted_creator_stops_the_claim_instead_of_widening_it(harvested, sma
     user = user_in_role(django_user_model, permissions.OPERATOR, "leaver")
     job = redrive_job_create(actor=user, filters=by_filter(source))
     user.delete()
-    job = step_to_end(job)
+    job = run_to_end(job)
     assert job.status == RedriveJobStatus.COMPLETED and not job.claiming
     assert (job.total, job.succeeded) == (3, 3)
     assert DeadLetter.objects.filter(source=source, status=DeadLetterStatus.NEW).count() == 4

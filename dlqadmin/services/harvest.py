@@ -169,25 +169,36 @@ def _columns(rows: list[tuple]) -> list[list]:
 
 def _insert(
     source: Source, messages: list[HarvestedMessage], failures: list[Failure], groups: list, now
-) -> list[int]:
-    """Insert ``messages`` (their error groups in ``groups``); returns the new ids, in order.
+) -> list[tuple[int, str]]:
+    """Insert ``messages`` (their error groups in ``groups``) whose position is not stored yet;
+    returns ``(id, position)`` of the new rows, in batch order. Positions must be unique.
 
-    On PostgreSQL: one ``INSERT ... SELECT FROM unnest()`` with one binary array parameter per
-    column, on a server-side-binding cursor of Django's own connection (same transaction), the
-    arrays built straight from the dataclasses. ``bulk_create`` compiles ~30 placeholders per
-    row and Django's client-side-binding cursor then quotes every 1 KiB payload into the SQL text
-    in Python: about 0.5 ms per row, several times what the database spends on the insert."""
+    On PostgreSQL: one ``INSERT ... SELECT FROM unnest() ON CONFLICT DO NOTHING`` with one binary
+    array parameter per column, on a server-side-binding cursor of Django's own connection (same
+    transaction), the arrays built straight from the dataclasses. ``bulk_create`` compiles ~30
+    placeholders per row and Django's client-side-binding cursor then quotes every 1 KiB payload
+    into the SQL text in Python: about 0.5 ms per row, several times what the database spends on
+    the insert. The conflict is found by the (source, position) UNIQUE index itself: a separate
+    ``position IN (...)`` lookup of a source that is new to the planner's statistics is planned
+    on the plain ``source_id`` index and reads every stored row of the source, each batch."""
     conn = connections[DEFAULT_DB_ALIAS]  # resolved once: each proxy access is a context lookup
     if not messages:
         return []
     rows = _values(source, messages, failures)
     if conn.vendor != "postgresql":  # the SQLite demo: model instances from the same values
+        stored = set(
+            DeadLetter.objects.filter(source=source, position__in=[row[0] for row in rows]).values_list(
+                "position", flat=True
+            )
+        )
         models = []
         for row, group in zip(rows, groups, strict=True):
+            if row[0] in stored:
+                continue
             fields = dict(zip(_FILLED, row, strict=True))
             fields.update({name: _json_safe(fields[name]) for name in _JSON_CLEANED})
             models.append(DeadLetter(source=source, harvested_at=now, error_group=group, **fields))
-        return [row.pk for row in DeadLetter.objects.bulk_create(models, batch_size=500)]
+        return [(row.pk, row.position) for row in DeadLetter.objects.bulk_create(models, batch_size=500)]
     meta, quote = DeadLetter._meta, conn.ops.quote_name
     n = len(messages)
     values = dict(zip(_FILLED, _columns(rows), strict=True))
@@ -205,46 +216,70 @@ def _insert(
             arrays.append(f"%b::{f.cast_db_type(conn)}[]")
         columns.append(column)
     names = ", ".join(quote(f.column) for f in fields)
+    position = quote(meta.get_field("position").column)
     sql = (
         f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608 - quoted identifiers only
-        f"SELECT * FROM unnest({', '.join(arrays)}) RETURNING {quote(meta.pk.column)}"
+        f"SELECT * FROM unnest({', '.join(arrays)}) "
+        f"ON CONFLICT ({quote(meta.get_field('source').column)}, {position}) DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}, {position}"
     )
     conn.ensure_connection()
     with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:  # Django's exceptions
         cursor.execute(sql, columns)
-        return [pk for (pk,) in cursor.fetchall()]
+        return cursor.fetchall()
 
 
-@transaction.atomic
+class _AlreadyStored(Exception):  # noqa: N818 - control flow, never escapes this module
+    """Some positions of the batch were stored before: roll back and store only ``new``."""
+
+    def __init__(self, new: set[str]):
+        self.new = new
+
+
 def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> StoreResult:
     """Store one harvested batch; returns how many rows were new. Idempotent: a message
     already stored (same source and position) is counted as a duplicate and left untouched.
-    Values are stored as harvested: masking is applied when they are read, never here."""
+    Values are stored as harvested: masking is applied when they are read, never here.
+
+    The batch is stored as if every message were new; the insert skips stored positions. If it
+    skipped any (a redelivery), that transaction is rolled back and the batch stored again with
+    only the positions the insert found new, so duplicates are never counted into error groups.
+    """
     if not batch:
         return StoreResult()
-    _lock_source(source.pk)
     by_position: dict[str, HarvestedMessage] = {}
     for message in batch:
         by_position.setdefault(message.position[:600], message)
-    existing = set(
-        DeadLetter.objects.filter(source=source, position__in=list(by_position)).values_list(
-            "position", flat=True
-        )
-    )
+    new = list(by_position.values())
+    while True:  # ends: each retry stores strictly fewer messages
+        try:
+            ids = _store_new(source, new)
+        except _AlreadyStored as stored:
+            new = [m for p, m in by_position.items() if p in stored.new]
+            continue
+        return StoreResult(inserted=len(ids), duplicates=len(batch) - len(ids), inserted_ids=ids)
+
+
+@transaction.atomic
+def _store_new(source: Source, new: list[HarvestedMessage]) -> list[int]:
+    """Store ``new`` (unique positions) in one transaction, all or none: raises _AlreadyStored
+    (rolling back) when some are stored already. Returns the new ids, in order."""
+    _lock_source(source.pk)
     now = timezone.now()
-    new = [m for p, m in by_position.items() if p not in existing]
     failures = [
         Failure(_text(m.error_class, 500), _text(m.error_message), _text(m.reason, 100), m.failed_at or now)
         for m in new
     ]
     recorded = error_groups_record(source_id=source.pk, failures=failures)
-    ids = _insert(source, new, failures, recorded.per_failure, now)
+    inserted = _insert(source, new, failures, recorded.per_failure, now)
+    if len(inserted) < len(new):
+        raise _AlreadyStored({position for _, position in inserted})
     Source.objects.filter(pk=source.pk).update(
-        harvested_total=F("harvested_total") + len(ids), last_harvest_at=now
+        harvested_total=F("harvested_total") + len(inserted), last_harvest_at=now
     )
     if recorded.appeared:
         alerts.alerts_on_groups_appeared(groups=recorded.appeared)
-    return StoreResult(inserted=len(ids), duplicates=len(batch) - len(ids), inserted_ids=ids)
+    return [pk for pk, _ in inserted]
 
 
 @dataclass

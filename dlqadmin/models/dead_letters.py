@@ -61,7 +61,9 @@ class DeadLetter(models.Model):
     source, so harvesting the same message twice inserts nothing.
     """
 
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="dead_letters")
+    # no single-column index on the foreign keys: the unique (source, position) and the
+    # deadletter_source / deadletter_group indexes start with them (each index costs every write)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="dead_letters", db_index=False)
     position = models.CharField(max_length=600)
 
     payload = models.BinaryField(default=b"")
@@ -82,7 +84,7 @@ class DeadLetter(models.Model):
     origin_seq = models.BigIntegerField(null=True, blank=True)
     origin_extra = models.JSONField(default=dict, blank=True)
 
-    reason = models.CharField(max_length=100, blank=True, db_index=True)
+    reason = models.CharField(max_length=100, blank=True)  # indexed by deadletter_reason (exact match only)
     error_class = models.CharField(max_length=500, blank=True)
     error_message = models.TextField(blank=True)
     stacktrace = models.TextField(blank=True)
@@ -94,7 +96,12 @@ class DeadLetter(models.Model):
     redrive_count = models.PositiveIntegerField(default=0)
     last_redriven_at = models.DateTimeField(null=True, blank=True)
     error_group = models.ForeignKey(
-        ErrorGroup, on_delete=models.SET_NULL, null=True, blank=True, related_name="dead_letters"
+        ErrorGroup,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="dead_letters",
+        db_index=False,
     )
 
     class Meta:
@@ -107,6 +114,7 @@ class DeadLetter(models.Model):
             models.Index(fields=["status", "-failed_at", "-id"], name="deadletter_status"),
             models.Index(fields=["source", "-failed_at", "-id"], name="deadletter_source"),
             models.Index(fields=["error_group", "-failed_at", "-id"], name="deadletter_group"),
+            models.Index(fields=["reason"], name="deadletter_reason"),
         ]
 
     def __str__(self) -> str:

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import base64
 import json
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -366,13 +368,24 @@ def visible_sources(user) -> QuerySet[Source]:
     restricted to one of the user's groups or to the user. ``user=None`` is the system: all."""
     if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
         return Source.objects.all()
+    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
+        return Source.objects.all()
+    return _visible_among_restricted(user)
+
+
+def _visible_among_restricted(user) -> QuerySet[Source]:
+    """``visible_sources`` for a user who is no admin, once some source is known restricted."""
     if not permissions.can(user, permissions.VIEW):
         return Source.objects.none()
+    # EXISTS tests rather than joins: no duplicate rows, so no DISTINCT over every column
+    by_group = Source.allowed_groups.through.objects.filter(source_id=OuterRef("pk"))
+    by_user = Source.allowed_users.through.objects.filter(source_id=OuterRef("pk"))
+    my_groups = user.groups.through.objects.filter(user_id=user.pk).values("group_id")
     return Source.objects.filter(
-        Q(allowed_groups__isnull=True, allowed_users__isnull=True)
-        | Q(allowed_groups__in=user.groups.all())
-        | Q(allowed_users=user)
-    ).distinct()
+        (~Exists(by_group) & ~Exists(by_user))
+        | Exists(by_group.filter(group_id__in=my_groups))
+        | Exists(by_user.filter(user_id=user.pk))
+    )
 
 
 def source_visible(user, source_id: int | None) -> bool:
@@ -392,11 +405,36 @@ def limit_to_visible(qs: QuerySet, user, *, field: str = "source") -> QuerySet:
         return qs
     if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
         return qs
-    return qs.filter(**{f"{field}__in": visible_sources(user).values("pk")})
+    return qs.filter(**{f"{field}__in": _visible_among_restricted(user).values("pk")})
+
+
+#: set by ``visibility_snapshot``: the answer of ``_any_source_restricted`` once it is known
+_restricted_memo: ContextVar[list[bool] | None] = ContextVar("dlqadmin_restricted_memo", default=None)
+
+
+@contextmanager
+def visibility_snapshot():
+    """Within this block (a request), whether any source is restricted is looked up once: the
+    page's reads share the answer instead of each asking the database again."""
+    token = _restricted_memo.set([])
+    try:
+        yield
+    finally:
+        _restricted_memo.reset(token)
 
 
 def _any_source_restricted() -> bool:
-    return Source.allowed_groups.through.objects.exists() or Source.allowed_users.through.objects.exists()
+    """Whether any source is restricted to groups or users (one query, or none inside a
+    ``visibility_snapshot`` that has asked already)."""
+    memo = _restricted_memo.get()
+    if memo:
+        return memo[0]
+    by_group = Source.allowed_groups.through.objects.values("source_id")
+    by_user = Source.allowed_users.through.objects.values("source_id")
+    restricted = by_group.union(by_user, all=True).exists()
+    if memo is not None:
+        memo.append(restricted)
+    return restricted
 
 
 def redrive_jobs_for(user) -> QuerySet[RedriveJob]:
@@ -410,7 +448,7 @@ def redrive_jobs_for(user) -> QuerySet[RedriveJob]:
         return jobs.none()
     if not _any_source_restricted():
         return jobs
-    hidden = Source.objects.exclude(pk__in=visible_sources(user).values("pk"))
+    hidden = Source.objects.exclude(pk__in=_visible_among_restricted(user).values("pk"))
     touches_hidden = RedriveAttempt.objects.filter(job=OuterRef("pk"), dead_letter__source__in=hidden)
     return jobs.exclude(Exists(touches_hidden))
 
@@ -428,4 +466,6 @@ def error_groups_for(user) -> QuerySet[ErrorGroup]:
     qs = ErrorGroup.objects.all()
     if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
         return qs
-    return qs.filter(Q(source__in=visible_sources(user).values("pk")) | Q(source__isnull=True))
+    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
+        return qs  # every source is visible (see limit_to_visible)
+    return qs.filter(Q(source__in=_visible_among_restricted(user).values("pk")) | Q(source__isnull=True))

@@ -296,12 +296,15 @@ def count_capped(qs: QuerySet, *, cap: int | None = None, at_least: int = 0) -> 
         n = qs.order_by()[: cap + 1].count()
         return MatchCount(n, True) if n <= cap else MatchCount(cap, False)
     timeout = "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)"
+    # the setting is local to the transaction: it ends with it, unless an outer one goes on
+    outer = db_connection.in_atomic_block
     try:
         with transaction.atomic(), db_connection.cursor() as cursor:
             cursor.execute(timeout, [str(int(COUNT_TIMEOUT_MS))])
             previous = cursor.fetchone()[0]
             n = qs.order_by()[: cap + 1].count()
-            cursor.execute(timeout, [previous])  # within an outer transaction too
+            if outer:
+                cursor.execute(timeout, [previous])
     except OperationalError:  # statement_timeout (psycopg's QueryCanceled); rolled back, setting too
         return MatchCount(at_least, False)
     return MatchCount(n, True) if n <= cap else MatchCount(cap, False)

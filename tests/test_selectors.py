@@ -6,8 +6,17 @@ import pytest
 from django.http import QueryDict
 
 from brokers import headers
-from dlqadmin.models import DeadLetter
-from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letter_page, dead_letters
+from dlqadmin.models import DeadLetter, ErrorGroup
+from dlqadmin.selectors import (
+    DeadLetterFilter,
+    FilterError,
+    dead_letter_page,
+    dead_letters,
+    dead_letters_for,
+    error_groups_for,
+    visibility_snapshot,
+    visible_sources,
+)
 from dlqadmin.services.connections import connection_create
 
 pytestmark = pytest.mark.django_db
@@ -125,3 +134,69 @@ def test_keyset_pages_cover_every_row_once_in_order(rows):
 def test_a_forged_cursor_is_a_filter_error(rows):
     with pytest.raises(FilterError):
         dead_letter_page(dead_letters(DeadLetterFilter()), cursor="not-a-cursor!!")
+
+
+# ---- who sees which sources ------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(django_user_model):
+    from tests.conftest import user_in_role
+
+    return {
+        "operator": user_in_role(django_user_model, "operator"),
+        "payroll": user_in_role(django_user_model, "operator"),
+        "ann": user_in_role(django_user_model, "viewer"),
+        "admin": user_in_role(django_user_model, "admin"),
+        "nobody": django_user_model.objects.create_user("nobody", password="pass-123-word"),
+    }
+
+
+def visible_names(user) -> list[str]:
+    return sorted(visible_sources(user).values_list("name", flat=True))
+
+
+def test_restricted_sources_are_seen_by_their_groups_users_and_admins_only(rows, people):
+    from django.contrib.auth.models import Group
+
+    payroll, finance = Group.objects.create(name="payroll"), Group.objects.create(name="finance")
+    people["payroll"].groups.add(payroll, finance)
+    orders, payments = rows["a"].source, rows["c"].source
+    for fingerprint, source in (("o", orders), ("p", payments), ("none", None)):
+        ErrorGroup.objects.create(fingerprint=fingerprint, source=source)
+    assert visible_names(people["operator"]) == ["orders", "payments"]  # nothing restricted yet
+    orders.allowed_groups.add(payroll, finance)  # shared with two of the member's groups...
+    orders.allowed_users.add(people["payroll"])  # ...and with them by name: still listed once
+    payments.allowed_users.add(people["ann"])
+    assert visible_names(people["operator"]) == []
+    assert visible_names(people["payroll"]) == ["orders"]
+    assert visible_names(people["ann"]) == ["payments"]
+    assert visible_names(people["admin"]) == visible_names(None) == ["orders", "payments"]
+    assert visible_names(people["nobody"]) == []  # no role: nothing, restricted or not
+    assert sorted(error_groups_for(people["ann"]).values_list("fingerprint", flat=True)) == ["none", "p"]
+    assert names(dead_letters_for(people["ann"])) == ["c", "d", "e"]
+
+
+def test_a_visibility_snapshot_asks_once_whether_anything_is_restricted(rows, people):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    operator = people["operator"]
+
+    def asked(block) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            block()
+        return sum("dlqadmin_source_allowed_" in q["sql"] for q in captured.captured_queries)
+
+    def reads():
+        list(visible_sources(operator))
+        list(dead_letters_for(operator))
+        list(error_groups_for(operator))
+
+    assert asked(reads) == 3
+    with visibility_snapshot():
+        assert asked(reads) == 1
+    rows["a"].source.allowed_users.add(people["ann"])  # a later snapshot sees the change
+    with visibility_snapshot():
+        assert visible_names(operator) == ["payments"]
+        assert names(dead_letters_for(operator)) == ["c", "d", "e"]

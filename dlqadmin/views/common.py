@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
+from typing import NamedTuple
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from dlqadmin import permissions
-from dlqadmin.selectors import DeadLetterFilter, FilterError
+from dlqadmin.selectors import DeadLetterFilter, FilterError, visibility_snapshot
+from dlqadmin.services.masking import Masker
 
 #: every action a template may ask about: ``{% if can.redrive %}``
 ACTIONS = {
@@ -31,14 +34,16 @@ ACTIONS = {
 
 
 def requires(action: str) -> Callable:
-    """Login required, then the role must allow ``action`` (403 otherwise)."""
+    """Login required, then the role must allow ``action`` (403 otherwise). The view runs in one
+    ``visibility_snapshot``."""
 
     def decorator(view):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
             if not permissions.can(request.user, action):
                 raise PermissionDenied(f"your role does not allow: {action.replace('_', ' ')}")
-            return view(request, *args, **kwargs)
+            with visibility_snapshot():
+                return view(request, *args, **kwargs)
 
         return login_required(wrapped)
 
@@ -52,6 +57,35 @@ def page(
     user = request.user
     can = {name: permissions.can(user, action) for name, action in ACTIONS.items()}
     return render(request, template, {"can": can, **(context or {})}, status=status)
+
+
+class Option(NamedTuple):
+    """One ``<option>`` of a filter ``<select>`` (the value as text: an id is not a number to
+    format for a locale)."""
+
+    value: str
+    label: str
+    selected: bool
+
+
+#: stands in for the pk in a reversed URL (an int no real row has)
+_PK_MARK = 918273645546372819
+
+
+def url_for_pk(name: str) -> Callable[[int], str]:
+    """``reverse(name, args=[pk])`` for a table of rows: the URL is reversed once and each pk is
+    put into it, instead of resolving the route again for every row."""
+    head, _, tail = reverse(name, args=[_PK_MARK]).rpartition(str(_PK_MARK))
+    return lambda pk: f"{head}{int(pk)}{tail}"
+
+
+def masker_for(request: HttpRequest) -> Masker:
+    """The request's one ``Masker``: masking rules are looked up once per source, however many
+    parts of the page (rows, filter options, group headings) show masked text."""
+    masker = getattr(request, "_dlq_masker", None)
+    if masker is None:
+        masker = request._dlq_masker = Masker(request.user)
+    return masker
 
 
 def is_htmx(request: HttpRequest) -> bool:

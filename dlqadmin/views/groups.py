@@ -13,12 +13,11 @@ from django.views.decorators.http import require_GET, require_POST
 
 from dlqadmin import permissions, selectors_dashboard
 from dlqadmin.forms import GroupStatusForm
-from dlqadmin.models import ErrorGroupStatus
+from dlqadmin.models import ErrorGroup, ErrorGroupStatus
 from dlqadmin.selectors import error_groups_for
 from dlqadmin.services.dead_letters import EditError, error_group_set_status
-from dlqadmin.services.masking import Masker
 
-from .common import client_addr, filter_query, is_htmx, page, requires
+from .common import client_addr, filter_query, is_htmx, masker_for, page, requires, url_for_pk
 from .messages import results_context
 from .presenters import show_groups
 
@@ -36,6 +35,35 @@ def sparkline_points(values: list[int], width: int = 112, height: int = 24) -> s
     )
 
 
+#: the button that moves a group to a status (any other status: "Ignore")
+STATUS_VERBS = {
+    ErrorGroupStatus.OPEN: "Reopen",
+    ErrorGroupStatus.ACKNOWLEDGED: "Acknowledge",
+    ErrorGroupStatus.RESOLVED: "Resolve",
+}
+
+
+def status_actions(group: ErrorGroup) -> list[tuple[str, str]]:
+    """(status, button text) for every status ``group`` can be moved to."""
+    others = [value for value in ErrorGroupStatus.values if value != group.status]
+    return [(value, STATUS_VERBS.get(value, "Ignore")) for value in others]
+
+
+def _group_rows(request, groups: list[ErrorGroup]) -> list[ErrorGroup]:
+    """What ``_group_row.html`` shows of each group: masked text, the sparkline and its links
+    (each route resolved once for the whole table)."""
+    show_groups(masker_for(request), groups)
+    sparks = selectors_dashboard.group_sparklines([g.pk for g in groups], days=SPARK_DAYS)
+    detail_url, status_url = url_for_pk("dlq-group"), url_for_pk("dlq-group-status")
+    for group in groups:
+        group.spark = sparks.get(group.pk, [])
+        group.spark_points = sparkline_points(group.spark)
+        group.spark_total = sum(group.spark)
+        group.detail_url, group.status_url = detail_url(group.pk), status_url(group.pk)
+        group.status_actions = status_actions(group)
+    return groups
+
+
 @require_GET
 @requires(permissions.VIEW)
 def group_list(request):
@@ -47,12 +75,7 @@ def group_list(request):
         qs = qs.filter(status=status)
     paginator = Paginator(qs, 50)
     groups_page = paginator.get_page(request.GET.get("page"))
-    groups = show_groups(Masker(request.user), list(groups_page.object_list))
-    sparks = selectors_dashboard.group_sparklines([g.pk for g in groups], days=SPARK_DAYS)
-    for group in groups:
-        group.spark = sparks.get(group.pk, [])
-        group.spark_points = sparkline_points(group.spark)
-        group.spark_total = sum(group.spark)
+    groups = _group_rows(request, list(groups_page.object_list))
     return page(
         request,
         "dlqadmin/groups.html",
@@ -61,7 +84,6 @@ def group_list(request):
             "page_obj": groups_page,
             "status": status,
             "statuses": [*ErrorGroupStatus.choices, ("all", "All")],
-            "group_statuses": ErrorGroupStatus.choices,
             "spark_days": SPARK_DAYS,
             "nav": "groups",
         },
@@ -72,7 +94,7 @@ def group_list(request):
 @requires(permissions.VIEW)
 def group_detail(request, pk: int):
     group = get_object_or_404(error_groups_for(request.user).select_related("source__connection"), pk=pk)
-    show_groups(Masker(request.user), [group])
+    show_groups(masker_for(request), [group])
     data = request.GET.copy()
     data.setlist("error_group", [str(group.pk)])
     context, status = results_context(request, data)
@@ -91,7 +113,7 @@ def group_detail(request, pk: int):
         counts=counts,
         redrivable=sum(counts[s] for s in selectors_dashboard.REDRIVABLE_STATUSES),
         redrive_query=redrive_filter.urlencode(),
-        group_statuses=ErrorGroupStatus.choices,
+        status_actions=status_actions(group),
         messages_query=filter_query({"error_group": [group.pk]}),
         nav="groups",
     )
@@ -116,14 +138,11 @@ def group_status(request, pk: int):
     except EditError as exc:
         flash.error(request, "; ".join(exc.errors.values()))
     if is_htmx(request):
-        show_groups(Masker(request.user), [group])
-        group.spark = selectors_dashboard.group_sparklines([group.pk], days=SPARK_DAYS)[group.pk]
-        group.spark_points = sparkline_points(group.spark)
-        group.spark_total = sum(group.spark)
+        _group_rows(request, [group])
         return page(
             request,
             "dlqadmin/_group_row.html",
-            {"group": group, "group_statuses": ErrorGroupStatus.choices, "just_changed": True},
+            {"group": group, "just_changed": True},
         )
     flash.success(request, f"Error group #{group.pk} is now {group.get_status_display().lower()}.")
     return redirect(*_redirect_target(request, group))

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.contrib import messages as flash
 from django.core.exceptions import PermissionDenied
-from django.db.models import BinaryField, Q
+from django.db.models import BinaryField, F, Q
 from django.db.models.functions import Substr
 from django.http import HttpResponseBadRequest, QueryDict, StreamingHttpResponse
 from django.shortcuts import redirect
@@ -30,16 +30,19 @@ from dlqadmin.services.export import iter_jsonl
 from dlqadmin.services.masking import Masker
 
 from .common import (
+    Option,
     SelectionError,
     client_addr,
     filter_query,
     is_htmx,
+    masker_for,
     non_blank,
     page,
     requires,
     safe_next,
     selection_from,
 )
+from .message_rows import rows_html
 from .presenters import PREVIEW_CHARS, PayloadView, clip
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -49,6 +52,23 @@ STATUS_CHOICES = DeadLetterStatus.choices
 #: preview is of the masked payload when it is at most this big, and a note otherwise
 MASKED_PREVIEW_LIMIT = 256 * 1024
 MASKED_PREVIEW_NOTE = "(masked; open the message to see it)"
+#: the columns a table row shows (with its source's name and broker kind, ``ROW_JOINED``): the
+#: rest of a dead letter stays in the database
+ROW_FIELDS = (
+    "id",
+    "source_id",
+    "failed_at",
+    "status",
+    "reason",
+    "error_class",
+    "error_message",
+    "origin_queue",
+    "origin_topic",
+    "origin_subject",
+    "payload_available",
+    "payload_size",
+)
+ROW_JOINED = {"source_name": F("source__name"), "broker_kind": F("source__connection__kind")}
 
 
 def payload_preview_for(masker: Masker, letter: DeadLetter, payload: bytes | None = None) -> str:
@@ -96,6 +116,16 @@ def _watched_sources(filters: DeadLetterFilter) -> list[int]:
     return list(qs.values_list("pk", flat=True)) or [0]
 
 
+def _present_rows(masker: Masker, rows: list[DeadLetter]) -> None:
+    """What each table row shows, as this user may see it, and the row's HTML."""
+    payloads = _masked_payloads(masker, rows)
+    for row in rows:
+        row.preview = payload_preview_for(masker, row, payloads.get(row.pk))
+        row.error_shown = masker.text(row.source_id, row.error_message)
+        row.error_title, row.error_line = clip(row.error_shown, 300), clip(row.error_shown, 140)
+    rows_html(rows)
+
+
 def results_context(request, data: QueryDict) -> tuple[dict, int]:
     """Everything the results partial needs for the filter in ``data``; (context, status)."""
     data = non_blank(data)
@@ -107,29 +137,25 @@ def results_context(request, data: QueryDict) -> tuple[dict, int]:
         pinned = DeadLetterFilter(**filters.__dict__)
         if pinned.max_id is None:
             pinned.max_id = selectors_dashboard.newest_dead_letter_id()
-        qs = (
-            dead_letters_for(request.user, filters)
-            .select_related("source__connection")
-            .defer("payload", "headers", "stacktrace", "properties", "origin_extra")
-            .annotate(payload_head=Substr("payload", 1, PREVIEW_CHARS * 4, output_field=BinaryField()))
+        visible = dead_letters_for(request.user, filters)
+        qs = visible.only(*ROW_FIELDS).annotate(
+            **ROW_JOINED,
+            payload_head=Substr("payload", 1, PREVIEW_CHARS * 4, output_field=BinaryField()),
         )
         cursor = data.get("cursor") or None
         result = dead_letter_page(qs, cursor=cursor, size=page_size)
         if cursor is None and result.next_cursor is None and all(r.pk <= pinned.max_id for r in result.items):
             total = selectors_dashboard.MatchCount(len(result.items), True)  # the whole set is on screen
         else:
+            # ``visible`` narrowed as ``pinned`` is (the same filter up to max_id): not built again
+            matching = visible if filters.max_id is not None else visible.filter(id__lte=pinned.max_id)
             total = selectors_dashboard.count_capped(
-                dead_letters_for(request.user, pinned), at_least=len(result.items) if cursor is None else 0
+                matching, at_least=len(result.items) if cursor is None else 0
             )
     except FilterError as exc:
         context["errors"] = exc.errors
         return context, 400
-    masker = Masker(request.user)
-    payloads = _masked_payloads(masker, result.items)
-    for row in result.items:
-        row.preview = payload_preview_for(masker, row, payloads.get(row.pk))
-        row.error_shown = masker.text(row.source_id, row.error_message)
-        row.error_title, row.error_line = clip(row.error_shown, 300), clip(row.error_shown, 140)
+    _present_rows(masker_for(request), result.items)
     next_query = None
     if result.next_cursor:
         next_query = filter_query({**query, "cursor": [result.next_cursor]})
@@ -148,29 +174,37 @@ def results_context(request, data: QueryDict) -> tuple[dict, int]:
     return context, 200
 
 
-def _filter_form_context(user, data: QueryDict) -> dict:
-    # only what an <option> shows: loading whole groups (and their sources) took ~10 ms a page
-    visible_groups = error_groups_for(user).only(
+def _filter_form_context(request, data: QueryDict) -> dict:
+    user = request.user
+    # only what an <option> shows, as tuples: loading whole groups took ~10 ms a page
+    visible_groups = error_groups_for(user).values_list(
         "id", "source_id", "error_class", "reason", "message_pattern"
     )
     groups = list(visible_groups.order_by("-last_seen")[:100])
     chosen = [g for g in data.getlist("error_group") if g.strip().isdigit()]
-    known = {str(g.pk) for g in groups}
+    known = {str(pk) for pk, *_ in groups}
     groups += list(visible_groups.filter(pk__in=[int(g) for g in chosen if g not in known]))
-    masker = Masker(user)
-    for group in groups:
-        pattern = masker.text(group.source_id, group.message_pattern)  # as show_groups masks it
-        group.option_label = f"#{group.pk} {clip(group.error_class or group.reason, 30)}: {clip(pattern, 40)}"
+    masker = masker_for(request)
+    group_options = []
+    for pk, source_id, error_class, reason, message_pattern in groups:
+        pattern = masker.text(source_id, message_pattern)  # as show_groups masks it
+        label = f"#{pk} {clip(error_class or reason, 30)}: {clip(pattern, 40)}"
+        group_options.append(Option(str(pk), label, str(pk) in chosen))
+    chosen_sources = set(data.getlist("source"))
+    chosen_connections = set(data.getlist("connection"))
+    sources = visible_sources(user).order_by("name").values_list("pk", "name")
+    connections = Connection.objects.order_by("name").values_list("pk", "name")
     return {
         "f": data,
         "f_status": set(data.getlist("status")),
-        "f_source": set(data.getlist("source")),
-        "f_connection": set(data.getlist("connection")),
-        "f_group": set(chosen),
         "f_headers": [h for h in data.getlist("header") if h.strip()],
-        "connections": Connection.objects.order_by("name"),
-        "sources": visible_sources(user).select_related("connection").order_by("name"),
-        "groups": groups,
+        "connection_options": [
+            Option(str(pk), name, str(pk) in chosen_connections) for pk, name in connections
+        ],
+        "source_options": [
+            Option(str(pk), name, str(pk) in chosen_sources or name in chosen_sources) for pk, name in sources
+        ],
+        "group_options": group_options,
         "reasons": selectors_dashboard.known_reasons(),
         "status_choices": STATUS_CHOICES,
         "page_sizes": PAGE_SIZES,
@@ -201,7 +235,7 @@ def messages_list(request):
         clean = non_blank(request.GET).urlencode()
         response["HX-Push-Url"] = request.path + (f"?{clean}" if clean else "")
         return response
-    context.update(_filter_form_context(request.user, request.GET), nav="messages")
+    context.update(_filter_form_context(request, request.GET), nav="messages")
     return page(request, "dlqadmin/messages.html", context, status=status)
 
 

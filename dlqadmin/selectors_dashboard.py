@@ -325,10 +325,12 @@ def selection_status_counts(qs) -> dict[str, int]:
     return {row["status"]: row["n"] for row in qs.order_by().values("status").annotate(n=Count("id"))}
 
 
-def known_reasons(limit: int = 50) -> list[str]:
-    """Broker reasons seen so far (from error groups: a small table, not the message table)."""
+def known_reasons(user, limit: int = 50) -> list[str]:
+    """Broker reasons seen so far in the sources ``user`` may see (from error groups: a small
+    table, not the message table)."""
     return list(
-        ErrorGroup.objects.exclude(reason="")
+        error_groups_for(user)
+        .exclude(reason="")
         .order_by("reason")
         .values_list("reason", flat=True)
         .distinct()[:limit]

@@ -205,7 +205,7 @@ def _filter_form_context(request, data: QueryDict) -> dict:
             Option(str(pk), name, str(pk) in chosen_sources or name in chosen_sources) for pk, name in sources
         ],
         "group_options": group_options,
-        "reasons": selectors_dashboard.known_reasons(),
+        "reasons": selectors_dashboard.known_reasons(user),
         "status_choices": STATUS_CHOICES,
         "page_sizes": PAGE_SIZES,
         "presets": _presets(timezone.now()),

@@ -118,6 +118,22 @@ def test_filter_choices_follow_each_users_restrictions_request_by_request(
     assert open_option not in insider.get(URL).content.decode()
 
 
+def test_reasons_are_offered_only_from_sources_the_user_may_see(as_user, operator, django_user_model):
+    world = build()
+    ErrorGroup.objects.create(
+        fingerprint="payroll-only",
+        source=world.secret,
+        error_class="X",
+        reason="payroll_only",
+        message_pattern="x",
+    )
+    insider_user = user_in_role(django_user_model, "operator")
+    insider_user.groups.add(world.payroll)
+    assert '<option value="payroll_only">' in as_user(insider_user).get(URL).content.decode()
+    body = as_user(operator).get(URL).content.decode()
+    assert '<option value="payroll_only">' not in body and '<option value="rejected">' in body
+
+
 def test_a_chosen_filter_option_stays_selected(as_user, operator, store, two_sources):
     first, other = two_sources
     letter = store(harvested(), into=other)[0]

@@ -95,3 +95,17 @@ def test_count_exactly_replaces_the_capped_count(server, page, viewer, invoices,
     page.click("[data-select-all]")
     expect(page.locator("[data-selected-count]")).to_have_text(f"{MANY:,} selected")
     assert page.js_errors == []
+
+
+def test_a_header_filter_shows_rows_first_then_its_count(server, page, viewer, invoices, tmp_path):
+    stored(invoices, 40, "first")
+    sign_in(page, server, "viewer")
+    page.goto(f"{server}/messages/?header=tenant:acme&page_size=25")
+    expect(page.locator("[data-total-count]")).to_have_text("40")  # fetched right after the rows
+    assert page.locator("tr[data-row]").count() == 25
+    assert "40 messages match" in page.locator(".count").inner_text()
+    page.screenshot(path=str(tmp_path / "messages-header-count.png"))
+    page.check("[data-check-page]")
+    page.click("[data-select-all]")
+    expect(page.locator("[data-selected-count]")).to_have_text("40 selected")
+    assert page.js_errors == []

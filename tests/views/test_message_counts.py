@@ -33,7 +33,7 @@ def count_queries(queries) -> list[str]:
 def test_a_page_never_counts_every_match(as_user, operator, store):
     store(*[harvested(minutes_ago=i) for i in range(60)])
     client = as_user(operator)
-    for query in ({}, {"status": "new"}, {"q": "order"}, {"page_size": 25, "header": "tenant:acme"}):
+    for query in ({}, {"status": "new"}, {"q": "order"}):
         with CaptureQueriesContext(connection) as captured:
             assert client.get(URL, query).status_code == 200
         counts = count_queries(captured.captured_queries)
@@ -49,6 +49,42 @@ def test_more_matches_than_the_cap_show_a_capped_count_and_a_count_exactly_link(
     assert "<strong data-total-count>3+</strong> messages match" in body
     assert 'data-total-exact="0"' in body and "count exactly" in body
     assert "Select all 3+ matching this filter" in body
+
+
+def test_a_header_filter_sends_the_rows_first_and_its_capped_count_right_after(
+    as_user, operator, store, cap_of_three
+):
+    store(*[harvested(minutes_ago=i) for i in range(30)], harvested(headers={"tenant": "other"}))
+    client = as_user(operator)
+    with CaptureQueriesContext(connection) as captured:
+        body = client.get(URL, {"page_size": 25, "header": "tenant:acme"}).content.decode()
+    assert count_queries(captured.captured_queries) == []  # the rows do not wait for the count
+    assert body.count("<tr data-row>") == 25 and "counting</strong> matches…" in body
+    assert "Select all matching this filter" in body and 'data-total-exact="0"' in body
+    pinned = pinned_filter(body)
+    link = (
+        body.split('hx-trigger="load"', 1)[0].rsplit('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    )
+    assert link == f"{reverse('dlq-messages-count')}?{pinned}&capped=1"
+    store(harvested(), harvested())  # arrive after the page: not part of the pinned set
+    with CaptureQueriesContext(connection) as captured:
+        fragment = client.get(link, HTTP_HX_REQUEST="true").content.decode()
+    assert all("LIMIT" in sql.upper() for sql in count_queries(captured.captured_queries))
+    assert "<strong data-total-count>3+</strong> messages match" in fragment and "count exactly" in fragment
+    exact = fragment.split('hx-get="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    assert "capped" not in exact and "max_id=" in exact
+    assert 'data-exact="30"' in client.get(exact, HTTP_HX_REQUEST="true").content.decode()
+
+
+def test_a_header_filter_below_the_cap_gets_an_exact_count_after_the_rows(as_user, operator, store):
+    store(*[harvested(minutes_ago=i) for i in range(30)], harvested(headers={"tenant": "other"}))
+    client = as_user(operator)
+    few = client.get(URL, {"header": "tenant:acme"}).content.decode()  # 50 a page: all on screen
+    assert "counting" not in few and "<strong data-total-count>30</strong> messages match" in few
+    many = client.get(URL, {"page_size": 25, "header": "tenant:acme"}).content.decode()
+    link = many.split('hx-trigger="load"', 1)[0].rsplit('hx-get="', 1)[1].split('"', 1)[0]
+    fragment = client.get(link.replace("&amp;", "&"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'data-exact="30"' in fragment and "count exactly" not in fragment
 
 
 def test_a_count_within_the_cap_is_exact_and_offers_no_link(as_user, operator, store, cap_of_three):

@@ -67,6 +67,11 @@ def cases(fixture: Fixture) -> list[tuple[str, str | None, dict, int]]:
         ]
         if surface == "dashboard":  # the API has no overview: its figures are the lists above
             found.append(("dashboard: overview", users.url("dlq-overview"), {}, LIST_MS))
+            # a header-filtered page sends its rows first and fetches this count right after
+            count = users.url("dlq-messages-count")
+            found.append(
+                ("dashboard: header filter's match count", count, {**header, "capped": "1"}, LIST_MS)
+            )
     return found
 
 

@@ -54,6 +54,7 @@ def expected_metrics() -> list[str]:
         names.append(f"time to visibility, {broker}")
     names += ["time to visibility, all brokers", "worker peak RSS, redrive of 300"]
     names += [f"{surface}: {case}" for surface in ("dashboard", "API") for case in LATENCY_CASES]
+    names.append("dashboard: header filter's match count")
     return names
 
 

@@ -43,6 +43,7 @@ from django.utils.dateparse import parse_datetime
 
 from dlqadmin import permissions
 from dlqadmin.models import (
+    Connection,
     DeadLetter,
     DeadLetterStatus,
     ErrorGroup,
@@ -386,6 +387,16 @@ def _visible_among_restricted(user) -> QuerySet[Source]:
         | Exists(by_group.filter(group_id__in=my_groups))
         | Exists(by_user.filter(user_id=user.pk))
     )
+
+
+def visible_connections(user) -> QuerySet[Connection]:
+    """Connections ``user`` may see by name: all while they see every source, otherwise those
+    with at least one source they may see."""
+    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return Connection.objects.all()
+    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
+        return Connection.objects.all()
+    return Connection.objects.filter(pk__in=_visible_among_restricted(user).values("connection_id"))
 
 
 def source_visible(user, source_id: int | None) -> bool:

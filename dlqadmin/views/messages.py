@@ -15,13 +15,14 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from dlqadmin import permissions, selectors_dashboard
-from dlqadmin.models import Connection, DeadLetter, DeadLetterStatus, Source
+from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
 from dlqadmin.selectors import (
     DeadLetterFilter,
     FilterError,
     dead_letter_page,
     dead_letters_for,
     error_groups_for,
+    visible_connections,
     visible_sources,
 )
 from dlqadmin.services.audit import audit_record
@@ -199,7 +200,7 @@ def _filter_form_context(request, data: QueryDict) -> dict:
     chosen_sources = set(data.getlist("source"))
     chosen_connections = set(data.getlist("connection"))
     sources = visible_sources(user).order_by("name").values_list("pk", "name")
-    connections = Connection.objects.order_by("name").values_list("pk", "name")
+    connections = visible_connections(user).order_by("name").values_list("pk", "name")
     return {
         "f": data,
         "f_status": set(data.getlist("status")),

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from dlqadmin.models import DeadLetter, ErrorGroup, Source
+from dlqadmin.services.connections import connection_create
 from tests.conftest import user_in_role
 from tests.support.access_world import build
 from tests.views.conftest import HOSTILE, harvested
@@ -132,6 +133,20 @@ def test_reasons_are_offered_only_from_sources_the_user_may_see(as_user, operato
     assert '<option value="payroll_only">' in as_user(insider_user).get(URL).content.decode()
     body = as_user(operator).get(URL).content.decode()
     assert '<option value="payroll_only">' not in body and '<option value="rejected">' in body
+
+
+def test_connections_are_offered_only_with_a_source_the_user_may_see(as_user, operator, django_user_model):
+    world = build()
+    hr = connection_create(name="hr-rabbit", kind="rabbitmq", url="amqp://127.0.0.1:5672/")
+    payroll_only = Source.objects.create(connection=hr, name="hr-dlq", mode="queue", address="hr.dlq")
+    payroll_only.allowed_groups.add(world.payroll)
+    option = f'<option value="{hr.pk}" >hr-rabbit</option>'
+    insider_user = user_in_role(django_user_model, "operator")
+    insider_user.groups.add(world.payroll)
+    assert option in as_user(insider_user).get(URL).content.decode()
+    assert option in as_user(user_in_role(django_user_model, "admin")).get(URL).content.decode()
+    body = as_user(operator).get(URL).content.decode()
+    assert option not in body and f'<option value="{world.source.connection_id}" >' in body
 
 
 def test_a_chosen_filter_option_stays_selected(as_user, operator, store, two_sources):

@@ -364,14 +364,20 @@ def dead_letter_page(qs: QuerySet[DeadLetter], *, cursor: str | None = None, siz
     return Page(items=rows, next_cursor=encode_cursor(rows[-1]) if more and rows else None)
 
 
+def sees_every_source(user) -> bool:
+    """Whether ``user`` sees every source: the system (None), admins, and any viewer while no
+    source is restricted. Then reads need no visibility condition at all: a ``source_id IN
+    (...)`` test would make PostgreSQL visit the table for every row it counts instead of
+    answering from an index alone (issue 8)."""
+    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+        return True
+    return permissions.can(user, permissions.VIEW) and not _any_source_restricted()
+
+
 def visible_sources(user) -> QuerySet[Source]:
     """Sources ``user`` may see: all for admins; otherwise unrestricted sources plus those
     restricted to one of the user's groups or to the user. ``user=None`` is the system: all."""
-    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
-        return Source.objects.all()
-    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
-        return Source.objects.all()
-    return _visible_among_restricted(user)
+    return Source.objects.all() if sees_every_source(user) else _visible_among_restricted(user)
 
 
 def _visible_among_restricted(user) -> QuerySet[Source]:
@@ -392,9 +398,7 @@ def _visible_among_restricted(user) -> QuerySet[Source]:
 def visible_connections(user) -> QuerySet[Connection]:
     """Connections ``user`` may see by name: all while they see every source, otherwise those
     with at least one source they may see."""
-    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
-        return Connection.objects.all()
-    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
+    if sees_every_source(user):
         return Connection.objects.all()
     return Connection.objects.filter(pk__in=_visible_among_restricted(user).values("connection_id"))
 
@@ -407,14 +411,9 @@ def source_visible(user, source_id: int | None) -> bool:
 
 
 def limit_to_visible(qs: QuerySet, user, *, field: str = "source") -> QuerySet:
-    """``qs`` (rows with a source foreign key called ``field``) limited to what ``user`` may see.
-
-    While no source is restricted, anyone who may view sees every source, so no condition is
-    added: a ``source_id IN (...)`` test would make PostgreSQL visit the table for every row it
-    counts instead of answering from an index alone (issue 8)."""
-    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
-        return qs
-    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
+    """``qs`` (rows with a source foreign key called ``field``) limited to what ``user`` may see
+    (no condition at all while they see every source, see ``sees_every_source``)."""
+    if sees_every_source(user):
         return qs
     return qs.filter(**{f"{field}__in": _visible_among_restricted(user).values("pk")})
 
@@ -453,12 +452,10 @@ def redrive_jobs_for(user) -> QuerySet[RedriveJob]:
     touch no source hidden from them, so a job's counts and failures never tell another team's
     story. ``user=None`` is the system: every job."""
     jobs = RedriveJob.objects.all()
-    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+    if sees_every_source(user):
         return jobs
     if not permissions.can(user, permissions.VIEW):
         return jobs.none()
-    if not _any_source_restricted():
-        return jobs
     hidden = Source.objects.exclude(pk__in=_visible_among_restricted(user).values("pk"))
     touches_hidden = RedriveAttempt.objects.filter(job=OuterRef("pk"), dead_letter__source__in=hidden)
     return jobs.exclude(Exists(touches_hidden))
@@ -475,8 +472,6 @@ def dead_letters_for(user, filters: DeadLetterFilter | None = None) -> QuerySet[
 def error_groups_for(user) -> QuerySet[ErrorGroup]:
     """Error groups of the sources ``user`` may see (and groups tied to no source)."""
     qs = ErrorGroup.objects.all()
-    if user is None or permissions.can(user, permissions.MANAGE_CONNECTIONS):
+    if sees_every_source(user):
         return qs
-    if permissions.can(user, permissions.VIEW) and not _any_source_restricted():
-        return qs  # every source is visible (see limit_to_visible)
     return qs.filter(Q(source__in=_visible_among_restricted(user).values("pk")) | Q(source__isnull=True))

@@ -54,28 +54,25 @@ def claim_selection(job: RedriveJob, selection, *, limit: int | None = None) -> 
     """Claim ``selection`` for ``job`` in id order, :data:`CLAIM_CHUNK` per statement, at most
     ``limit`` ids (None: all). Returns (claimed, skipped, cursor): ``cursor`` is the last id
     considered when the limit stopped the claim before the end, else None."""
-    claimed = skipped = 0
-    size = CLAIM_CHUNK if limit is None else max(1, min(CLAIM_CHUNK, limit))
-    ids = selection.order_by("id").values_list("id", flat=True)
-    if limit is not None:
-        ids = ids[: limit + 1]  # one more: is there anything after the limit?
-    chunk: list[int] = []
-    seen, last = 0, None
-    for pk in ids.iterator(chunk_size=size):
-        if limit is not None and seen == limit:
-            if chunk:
-                c, s = claim_chunk(job, chunk)
-                claimed, skipped = claimed + c, skipped + s
-            return claimed, skipped, last
-        chunk.append(pk)
-        seen, last = seen + 1, pk
-        if len(chunk) == size:
-            c, s = claim_chunk(job, chunk)
-            claimed, skipped, chunk = claimed + c, skipped + s, []
-    if chunk:
-        c, s = claim_chunk(job, chunk)
-        claimed, skipped = claimed + c, skipped + s
-    return claimed, skipped, None
+    claimed = skipped = considered = 0
+    cursor: int | None = 0
+    while True:
+        count = CLAIM_CHUNK if limit is None else min(CLAIM_CHUNK, limit - considered)
+        c, s, cursor = _claim_after(job, selection, cursor, count)
+        claimed, skipped, considered = claimed + c, skipped + s, considered + count
+        if cursor is None:
+            return claimed, skipped, None
+        if limit is not None and considered >= limit:
+            more = selection.filter(pk__gt=cursor).exists()
+            return claimed, skipped, cursor if more else None
+
+
+def _claim_after(job: RedriveJob, selection, cursor: int, count: int) -> tuple[int, int, int | None]:
+    """Claim the first ``count`` messages of ``selection`` with an id above ``cursor``. Returns
+    (claimed, skipped, the last id taken), the id None when fewer than ``count`` were left."""
+    ids = list(selection.filter(pk__gt=cursor).order_by("id").values_list("id", flat=True)[:count])
+    claimed, skipped = claim_chunk(job, ids) if ids else (0, 0)
+    return claimed, skipped, ids[-1] if len(ids) == count else None
 
 
 def claim_chunk(job: RedriveJob, ids: list[int]) -> tuple[int, int]:
@@ -133,17 +130,13 @@ def claim_next(job: RedriveJob) -> bool:
                 _claimed_all(job)
                 return False
         selection = selection_for(actor=actor, ids=None, filters=DeadLetterFilter.parse(pinned))
-        ids = list(selection.filter(pk__gt=cursor).order_by("id").values_list("id", flat=True)[:CLAIM_CHUNK])
-        claimed, skipped = claim_chunk(job, ids) if ids else (0, 0)
-        more = len(ids) == CLAIM_CHUNK
+        _, skipped, cursor = _claim_after(job, selection, cursor, CLAIM_CHUNK)
         RedriveJob.objects.filter(pk=job.pk).update(
-            claim_cursor=ids[-1] if more else None, skipped=F("skipped") + skipped, updated_at=timezone.now()
+            claim_cursor=cursor, skipped=F("skipped") + skipped, updated_at=timezone.now()
         )
-        if not more:
+        if cursor is None:
             _claimed_all(job)
-    if claimed or skipped:
-        log.debug("redrive job %s: claimed %d, skipped %d", job.pk, claimed, skipped)
-    return more
+    return cursor is not None
 
 
 def stop_claiming(job: RedriveJob) -> None:

@@ -16,59 +16,56 @@ appends a negative delta instead of needing its source or group to still exist.
 from django.db import models
 
 
-class StatusTally(models.Model):
-    """Dead letters per (source, status)."""
+class Tally(models.Model):
+    """One row of a running total: a delta (``n`` may be negative) or its key's base row."""
 
-    source_id = models.BigIntegerField()
-    status = models.CharField(max_length=16)
     n = models.BigIntegerField()
     delta = models.BooleanField(default=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["source_id", "status"], condition=models.Q(delta=False), name="statustally_base"
-            )
-        ]
+        abstract = True
+
+
+def base_row(*key: str, name: str) -> models.UniqueConstraint:
+    """At most one base row per key (the row ``dlqadmin_tally_compact()`` folds deltas into)."""
+    return models.UniqueConstraint(fields=list(key), condition=models.Q(delta=False), name=name)
+
+
+class StatusTally(Tally):
+    """Dead letters per (source, status)."""
+
+    source_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [base_row("source_id", "status", name="statustally_base")]
 
     def __str__(self) -> str:
         return f"source {self.source_id} {self.status}: {self.n:+d}"
 
 
-class FailureTally(models.Model):
+class FailureTally(Tally):
     """Dead letters per (source, hour of ``failed_at`` in UTC): the failures chart, last 24 h."""
 
     source_id = models.BigIntegerField()
     hour = models.DateTimeField()
-    n = models.BigIntegerField()
-    delta = models.BooleanField(default=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["source_id", "hour"], condition=models.Q(delta=False), name="failuretally_base"
-            )
-        ]
+        constraints = [base_row("source_id", "hour", name="failuretally_base")]
         indexes = [models.Index(fields=["hour"], name="failuretally_hour")]
 
     def __str__(self) -> str:
         return f"source {self.source_id} {self.hour:%Y-%m-%d %H}h: {self.n:+d}"
 
 
-class GroupDayTally(models.Model):
+class GroupDayTally(Tally):
     """Dead letters per (error group, UTC day of ``failed_at``): the groups' sparklines."""
 
     error_group_id = models.BigIntegerField()
     day = models.DateTimeField()
-    n = models.BigIntegerField()
-    delta = models.BooleanField(default=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["error_group_id", "day"], condition=models.Q(delta=False), name="groupdaytally_base"
-            )
-        ]
+        constraints = [base_row("error_group_id", "day", name="groupdaytally_base")]
 
     def __str__(self) -> str:
         return f"group {self.error_group_id} {self.day:%Y-%m-%d}: {self.n:+d}"

@@ -148,6 +148,10 @@ class HarvestedMessage:
     retry_count: int = 0
     #: False when the broker no longer holds the payload (e.g. NATS retention removed it).
     payload_available: bool = True
+    #: what the adapter could not read, one "could not read <field>: <why>" each. A dead letter
+    #: is often exactly the message its producer got wrong: an unreadable field never stops the
+    #: message (nor its batch), it falls back to a neutral value and says so here.
+    read_notes: list[str] = field(default_factory=list)
 
 
 #: Called by ``harvest`` with each batch; must durably store it before returning. The adapter

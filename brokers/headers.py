@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from . import reading
 from .base import HeaderPolicy
 
 # --------------------------------------------------------------------------------------------
@@ -236,17 +237,33 @@ def filter_for_redrive(headers: list, policy: HeaderPolicy | None) -> list:
     return [[name, node] for name, node in headers if not _starts(name, drop)]
 
 
-def retry_count_of(headers: list) -> int:
-    """The ``x-retry-count`` a message carries (0 when absent or unparsable)."""
+#: the ``retry_count`` column's range (a PostgreSQL positive 32-bit integer).
+MAX_RETRY_COUNT = 2**31 - 1
+
+
+def retry_count_of(headers: list, notes: list[str] | None = None) -> int:
+    """The ``x-retry-count`` a message carries, within 0..MAX_RETRY_COUNT (0 when absent).
+
+    A value that is not an integer, is negative or is beyond the column's range (an AMQP int64
+    may hold 3000000000) is replaced by 0 / MAX_RETRY_COUNT, and said so in ``notes``."""
     value = get(headers, "x-retry-count")
     if value is None:
         return 0
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("utf-8", "replace")
+    text = bytes(value).decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+    why = ""
     try:
-        return max(0, int(str(value).strip()))
+        count = int(text.strip()) if not isinstance(value, bool | float) else None
     except ValueError:
-        return 0
+        count = None
+    if count is None:
+        count, why = 0, "is not an integer; 0 is stored"
+    elif count < 0:
+        count, why = 0, "is negative; 0 is stored"
+    elif count > MAX_RETRY_COUNT:
+        count, why = MAX_RETRY_COUNT, f"exceeds {MAX_RETRY_COUNT}; {MAX_RETRY_COUNT} is stored"
+    if why and notes is not None:
+        notes.append(reading.note("retry_count", f"x-retry-count {reading.shown(value)} {why}"))
+    return count
 
 
 def retry_headers(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
 from confluent_kafka import (
     TIMESTAMP_CREATE_TIME,
@@ -32,7 +31,16 @@ from confluent_kafka import (
 )
 
 from brokers import headers as h
-from brokers.base import BrokerError, ConnectionConfig, HarvestedMessage, HarvestResult, Sink, SourceSpec
+from brokers import reading
+from brokers.base import (
+    BrokerError,
+    ConnectionConfig,
+    HarvestedMessage,
+    HarvestResult,
+    Origin,
+    Sink,
+    SourceSpec,
+)
 from brokers.pipeline import store_ahead
 
 from . import conventions
@@ -104,17 +112,44 @@ def _commit_error(err: KafkaError | None, group: str, exc: Exception | None) -> 
 
 
 def to_harvested(msg: Message, cluster_id: str) -> HarvestedMessage:
-    value = msg.value()
-    encoded = h.encode_pairs(msg.headers())
+    """One record as a dead letter. Total: a record whose fields cannot all be read is still
+    returned, with its raw value, key and headers and a note per unreadable field; if even that
+    fails, the raw record with a note (:func:`salvaged`)."""
+    try:
+        return _converted(msg, cluster_id)
+    except Exception as exc:  # noqa: BLE001 - a poison record is stored, never raised
+        return salvaged(msg, cluster_id, exc)
+
+
+def _position(msg: Message, cluster_id: str, timestamp: int | None) -> str:
+    # The record's timestamp tells apart two records at the same offset of one topic name
+    # (the topic was deleted and re-created, or an in-memory broker restarted), so a new
+    # dead letter is never taken for a stored one; re-reading one record gives the same value.
+    return f"{cluster_id}/{msg.topic()}/{msg.partition()}/{msg.offset()}@{timestamp}"
+
+
+def _timestamp(msg: Message) -> tuple[int, int | None]:
     ts_type, ts = msg.timestamp()
-    properties = {
+    return ts_type, (ts if ts_type != TIMESTAMP_NOT_AVAILABLE else None)
+
+
+def _properties(msg: Message, cluster_id: str, ts_type: int, ts: int | None) -> dict:
+    return {
         "topic": msg.topic(),
         "partition": msg.partition(),
         "offset": msg.offset(),
         "cluster_id": cluster_id,
-        "timestamp": ts if ts_type != TIMESTAMP_NOT_AVAILABLE else None,
+        "timestamp": ts,
         "timestamp_type": TIMESTAMP_TYPES.get(ts_type, str(ts_type)),
     }
+
+
+def _converted(msg: Message, cluster_id: str) -> HarvestedMessage:
+    value = msg.value()
+    notes: list[str] = []
+    encoded = h.encode_pairs(msg.headers())
+    ts_type, ts = _timestamp(msg)
+    properties = _properties(msg, cluster_id, ts_type, ts)
     epoch = msg.leader_epoch()
     if epoch is not None:
         properties["leader_epoch"] = epoch
@@ -123,10 +158,7 @@ def to_harvested(msg: Message, cluster_id: str) -> HarvestedMessage:
         properties["value_is_null"] = True
     context = conventions.parse(encoded)
     return HarvestedMessage(
-        # The record's timestamp tells apart two records at the same offset of one topic name
-        # (the topic was deleted and re-created, or an in-memory broker restarted), so a new
-        # dead letter is never taken for a stored one; re-reading one record gives the same value.
-        position=f"{cluster_id}/{msg.topic()}/{msg.partition()}/{msg.offset()}@{properties['timestamp']}",
+        position=_position(msg, cluster_id, ts),
         payload=value if value is not None else b"",
         headers=encoded,
         properties=properties,
@@ -136,8 +168,34 @@ def to_harvested(msg: Message, cluster_id: str) -> HarvestedMessage:
         error_class=context.error_class,
         error_message=context.error_message,
         stacktrace=context.stacktrace,
-        failed_at=datetime.fromtimestamp(ts / 1000, UTC) if ts_type != TIMESTAMP_NOT_AVAILABLE else None,
-        retry_count=h.retry_count_of(encoded),
+        failed_at=reading.epoch_ms(ts, notes, field=f"failed_at ({properties['timestamp_type']})"),
+        retry_count=h.retry_count_of(encoded, notes),
+        read_notes=notes,
+    )
+
+
+def salvaged(msg: Message, cluster_id: str, exc: Exception) -> HarvestedMessage:
+    """The raw record (value, key, headers when they can be read) with a note saying why."""
+    notes = [reading.salvage_note(exc)]
+    ts_type, ts = _timestamp(msg)
+    try:
+        encoded = h.encode_pairs(msg.headers())
+    except Exception as err:  # noqa: BLE001
+        encoded = []
+        notes.append(reading.note("headers", f"{type(err).__name__}: {err}"))
+    value = msg.value()
+    properties = _properties(msg, cluster_id, ts_type, ts)
+    if value is None:
+        properties["value_is_null"] = True
+    return HarvestedMessage(
+        position=_position(msg, cluster_id, ts),
+        payload=value if value is not None else b"",
+        headers=encoded,
+        properties=properties,
+        key=msg.key(),
+        origin=Origin(extra={"format": "unreadable"}),  # unknown: a redrive needs a destination
+        reason="unreadable",
+        read_notes=notes,
     )
 
 

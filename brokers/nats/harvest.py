@@ -12,7 +12,9 @@
     is never deleted from the work stream (it is user data: ``remove_after_harvest`` only
     advances the harvester). When retention already removed the original the row is still
     stored: empty payload, ``payload_available=False``, ``properties["payload_unavailable"]``
-    (redrive refuses such rows).
+    (redrive refuses such rows). An advisory that cannot be read (not JSON, no stream or
+    sequence, an original that cannot be fetched) is stored as it was captured, with a note,
+    at position ``advisory:<capture stream>:<capture seq>`` (:mod:`brokers.nats.advisory`).
 ``dlq_stream``
     An application-level DLQ stream (the worker republished the failed message with
     ``x-original-subject`` & co, nestjs-jetstream style). position = ``<stream>:<seq>``. With
@@ -31,10 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,22 +43,16 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from brokers import headers as hdrs
+from brokers import reading
 from brokers.base import BrokerError, HarvestedMessage, HarvestResult, Origin, Sink, SourceSpec
 from brokers.pipeline import store_ahead
 
-from . import admin, wire
-from .connection import JetStream, MessageGone, StoredMessage, header_pairs, translate
+from . import admin, advisory, wire
+from .connection import JetStream, MessageGone, header_pairs, translate
 
 log = logging.getLogger("brokers.nats")
 
-ADVISORY_REASONS = {
-    "io.nats.jetstream.advisory.v1.max_deliver": "max_deliveries",
-    "io.nats.jetstream.advisory.v1.terminated": "terminated",
-}
-PAYLOAD_GONE = "payload no longer available on the broker (removed by retention)"
 ACK, NAK = b"+ACK", b"-NAK"
-#: parallel original-message fetches per batch
-FETCH_CONCURRENCY = 16
 
 # App-level DLQ headers, first match wins (case-insensitive; the last value of a name counts).
 H_SUBJECT = ("x-original-subject",)
@@ -70,33 +65,6 @@ H_ERROR_CLASS = ("x-exception-fqcn", "x-exception-class", "x-exception-type")
 H_STACK = ("x-exception-stacktrace",)
 H_FAILED_AT = ("x-failed-at", "x-dlq-failed-at")
 H_DELIVERIES = ("x-delivery-count",)
-
-
-def _header(pairs: Sequence[tuple[str, Any]] | dict[str, Any], names: Sequence[str]) -> str:
-    """The last value of the first of ``names`` present (case-insensitive) as text. ``pairs``
-    may be an index from :func:`_last_values` when a message is looked up many times."""
-    last = pairs if isinstance(pairs, dict) else _last_values(pairs)
-    for name in names:
-        if name in last:
-            value = last[name]
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-    return ""
-
-
-def _last_values(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
-    """Lower-cased name -> the value of its LAST occurrence."""
-    return {key.lower(): value for key, value in pairs}
-
-
-def _int(text: object) -> int | None:
-    try:
-        return int(str(text).strip())
-    except (TypeError, ValueError):
-        return None
-
-
-def _msg_id(pairs: Sequence[tuple[str, Any]] | dict[str, Any]) -> str:
-    return _header(pairs, ("nats-msg-id",))
 
 
 class _Pulled:
@@ -182,30 +150,6 @@ async def _drain(
 # advisory mode
 
 
-class _Originals:
-    """Fetches originals named by advisories; stream facts are looked up once per harvest."""
-
-    def __init__(self, jsm: JetStreamContext, js: JetStream):
-        self.jsm, self.js = jsm, js
-        self.facts: dict[str, asyncio.Task] = {}
-        self.limit = asyncio.Semaphore(FETCH_CONCURRENCY)
-
-    async def get(self, stream: str, seq: int, failed_at: datetime | None) -> StoredMessage | str:
-        """The stored original, or why it is gone."""
-        if stream not in self.facts:
-            self.facts[stream] = asyncio.ensure_future(admin.stream_facts(self.jsm, stream))
-        facts = await self.facts[stream]
-        if not facts.exists:
-            return f"payload no longer available on the broker (stream {stream} was deleted)"
-        if failed_at and facts.created and failed_at < facts.created:
-            return f"payload no longer available on the broker (stream {stream} was re-created)"
-        async with self.limit:
-            try:
-                return await self.js.get_message(stream, seq, direct=facts.allow_direct)
-            except MessageGone:
-                return PAYLOAD_GONE
-
-
 async def harvest_advisory(
     jsm: JetStreamContext, js: JetStream, source: SourceSpec, sink: Sink, *, limit, batch_size, max_bytes
 ) -> HarvestResult:
@@ -220,22 +164,11 @@ async def harvest_advisory(
         missing=f"capture stream {capture} does not exist: prepare the source first "
         "(advisories sent before it existed are lost)",
     )
-    originals = _Originals(jsm, js)
+    originals = advisory.Originals(jsm, js)
 
     async def build(msgs: list[Msg]) -> list[HarvestedMessage]:
-        events = []
-        for msg in msgs:
-            try:
-                event = json.loads(msg.data)
-            except ValueError:
-                log.warning("nats: skipping unparsable advisory on %s", msg.subject)
-                continue
-            if not isinstance(event, dict):
-                continue
-            if ADVISORY_REASONS.get(event.get("type")) and event.get("stream") and event.get("stream_seq"):
-                events.append(event)
-        built = await asyncio.gather(*(_from_advisory(originals, event) for event in events))
-        return list(built)
+        # every captured advisory is one dead letter: unreadable ones are stored raw, with a note
+        return list(await asyncio.gather(*(advisory.from_capture(originals, msg) for msg in msgs)))
 
     result = await _drain(
         js,
@@ -250,50 +183,6 @@ async def harvest_advisory(
     )
     result.backlog = await admin.pending(jsm, capture, durable)
     return result
-
-
-async def _from_advisory(originals: _Originals, event: dict) -> HarvestedMessage:
-    stream, seq, consumer = event["stream"], int(event["stream_seq"]), event.get("consumer", "")
-    failed_at = wire.parse_time(event.get("timestamp"))
-    original = await originals.get(stream, seq, failed_at)
-    term_reason = str(event.get("reason") or "")  # MSG_TERMINATED, servers 2.10.4+
-    origin = Origin(
-        stream=stream,
-        seq=seq,
-        extra={
-            "consumer": consumer,
-            "deliveries": event.get("deliveries"),
-            "advisory_id": event.get("id", ""),
-            "advisory_type": event.get("type", ""),
-            "domain": event.get("domain") or "",
-            "consumer_seq": event.get("consumer_seq"),
-        },
-    )
-    message = HarvestedMessage(
-        position=f"{stream}:{seq}:{consumer}",
-        payload=b"",
-        origin=origin,
-        reason=ADVISORY_REASONS[event["type"]],
-        error_message=term_reason,
-        failed_at=failed_at,
-    )
-    if isinstance(original, str):
-        message.payload_available = False
-        message.error_message = term_reason or original
-        message.properties = {"payload_unavailable": original}
-        return message
-    pairs = wire.parse_header_block(original.raw_headers)
-    origin.subject = original.subject
-    message.payload = original.data
-    message.headers = hdrs.encode_pairs(pairs)
-    message.retry_count = hdrs.retry_count_of(message.headers)
-    message.properties = {
-        "raw_headers_b64": wire.b64(original.raw_headers),
-        "timestamp": original.time,
-        "nats_msg_id": _msg_id(pairs),
-        "fetched_via": original.via,
-    }
-    return message
 
 
 # --------------------------------------------------------------------------------------------
@@ -312,12 +201,17 @@ def from_app_dlq(
     extra: dict[str, Any],
 ) -> HarvestedMessage:
     prefix = str(source.options.get("strip_subject_prefix") or "")
-    found = _last_values(pairs)  # one pass over the headers for the dozen lookups below
-    original_subject = _header(found, H_SUBJECT)
+    found = wire.last_values(pairs)  # one pass over the headers for the dozen lookups below
+    original_subject = wire.header_text(found, H_SUBJECT)
     if not original_subject and prefix and subject.startswith(prefix):
         original_subject = subject[len(prefix) :]  # e.g. "dlq.orders.created" -> "orders.created"
-    deliveries = _header(found, H_DELIVERIES)
+    deliveries = wire.header_text(found, H_DELIVERIES)
     encoded = hdrs.encode_pairs(pairs)
+    notes: list[str] = []
+    failed_text = wire.header_text(found, H_FAILED_AT)
+    failed_at = wire.parse_time(failed_text)
+    if failed_text and failed_at is None:
+        notes.append(reading.note("failed_at", f"{reading.shown(failed_text)} is not a time"))
     return HarvestedMessage(
         position=position,
         payload=data,
@@ -325,25 +219,26 @@ def from_app_dlq(
         properties={
             "raw_headers_b64": wire.b64(raw),
             "timestamp": stored_at.isoformat() if stored_at else "",
-            "nats_msg_id": _msg_id(found),
+            "nats_msg_id": wire.msg_id(found),
             "subject": subject,
         },
         origin=Origin(
-            stream=_header(found, H_STREAM),
+            stream=wire.header_text(found, H_STREAM),
             subject=original_subject,
-            seq=_int(_header(found, H_SEQ)),
+            seq=wire.int_or_none(wire.header_text(found, H_SEQ)),
             extra={
                 **extra,
-                "consumer": _header(found, H_CONSUMER),
-                "deliveries": _int(deliveries) if deliveries else None,
+                "consumer": wire.header_text(found, H_CONSUMER),
+                "deliveries": wire.int_or_none(deliveries) if deliveries else None,
             },
         ),
-        reason=_header(found, H_REASON) or "dead_letter",
-        error_class=_header(found, H_ERROR_CLASS),
-        error_message=_header(found, H_ERROR),
-        stacktrace=_header(found, H_STACK),
-        failed_at=wire.parse_time(_header(found, H_FAILED_AT)) or stored_at,
-        retry_count=hdrs.retry_count_of(encoded),
+        reason=wire.header_text(found, H_REASON) or "dead_letter",
+        error_class=wire.header_text(found, H_ERROR_CLASS),
+        error_message=wire.header_text(found, H_ERROR),
+        stacktrace=wire.header_text(found, H_STACK),
+        failed_at=failed_at or stored_at,
+        retry_count=hdrs.retry_count_of(encoded, notes),
+        read_notes=notes,
     )
 
 

@@ -9,7 +9,9 @@ Harvesting must be lossless, so the adapter keeps the raw header block and parse
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 HDR_LINE = b"NATS/1.0"
 CRLF = b"\r\n"
@@ -105,6 +107,36 @@ def parse_time(value: object) -> datetime | None:
             digits = len(tail) - len(tail.lstrip("0123456789"))
             text = f"{head}.{tail[:digits][:6]}{tail[digits:]}"
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Header lookups over parsed pairs (case-insensitive; the last value of a name counts)
+
+
+def header_text(pairs: Sequence[tuple[str, Any]] | dict[str, Any], names: Sequence[str]) -> str:
+    """The last value of the first of ``names`` present (case-insensitive) as text. ``pairs``
+    may be an index from :func:`last_values` when a message is looked up many times."""
+    last = pairs if isinstance(pairs, dict) else last_values(pairs)
+    for name in names:
+        if name in last:
+            value = last[name]
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    return ""
+
+
+def last_values(pairs: Sequence[tuple[str, Any]]) -> dict[str, Any]:
+    """Lower-cased name -> the value of its LAST occurrence."""
+    return {key.lower(): value for key, value in pairs}
+
+
+def int_or_none(text: object) -> int | None:
+    try:
+        return int(str(text).strip())
+    except (TypeError, ValueError):
+        return None
+
+
+def msg_id(pairs: Sequence[tuple[str, Any]] | dict[str, Any]) -> str:
+    return header_text(pairs, ("nats-msg-id",))

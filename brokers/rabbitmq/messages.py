@@ -18,6 +18,7 @@ from pamqp import commands
 from pamqp import encode as pamqp_encode
 
 from brokers import headers as hdrs
+from brokers import reading
 from brokers.base import HarvestedMessage, HeaderPolicy, Origin, RedriveMessage
 
 #: the AMQP 0-9-1 basic properties, as stored in ``HarvestedMessage.properties``.
@@ -154,21 +155,37 @@ def properties_of(message: DeliveredMessage) -> dict[str, Any]:
     return props
 
 
-def _death(entry: Any) -> dict[str, Any]:
-    """One ``x-death`` table as JSON-safe values."""
-    entry = entry if isinstance(entry, dict) else {}
+def _death(entry: Any, notes: list[str]) -> dict[str, Any]:
+    """One ``x-death`` table as JSON-safe values (what is malformed is noted, not raised)."""
+    if not isinstance(entry, dict):
+        notes.append(reading.note("x-death", f"an entry is {type(entry).__name__}, not a table"))
+        entry = {}
     keys = entry.get("routing-keys") or []
+    count = entry.get("count")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+        notes.append(reading.note("x-death count", f"{reading.shown(count)} is not an integer"))
+        count = None
+    time = entry.get("time")
+    if time is not None and not isinstance(time, datetime):
+        notes.append(reading.note("x-death time", f"{reading.shown(time)} is not a timestamp"))
     out = {
         "queue": _text(entry.get("queue")),
         "reason": _text(entry.get("reason")),
-        "count": entry.get("count") if isinstance(entry.get("count"), int) else None,
-        "time": _iso(entry.get("time")),
+        "count": count,
+        "time": _iso(time),
         "exchange": _text(entry.get("exchange")),
         "routing_keys": [_text(k) for k in keys] if isinstance(keys, list) else [_text(keys)],
     }
     if "original-expiration" in entry:
         out["original_expiration"] = _text(entry["original-expiration"])
     return out
+
+
+def _json_value(value: Any) -> Any:
+    """A header value as JSON (display text for the AMQP types JSON has no room for)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return hdrs.node_text(hdrs.encode_value(value))
 
 
 def fingerprint(queue: str, body: bytes, properties: dict[str, Any], encoded_headers: list) -> str:
@@ -201,14 +218,27 @@ def fingerprint(queue: str, body: bytes, properties: dict[str, Any], encoded_hea
 
 
 def harvested(queue: str, message: DeliveredMessage) -> HarvestedMessage:
-    """One delivered dead letter as a :class:`HarvestedMessage` (the broker copy is not touched)."""
+    """One delivered dead letter as a :class:`HarvestedMessage` (the broker copy is not touched).
+
+    Total: what cannot be read is noted in ``read_notes``; if the conversion fails as a whole,
+    the raw body and headers are kept with a note (:func:`salvaged`)."""
+    try:
+        return _converted(queue, message)
+    except Exception as exc:  # noqa: BLE001 - a poison message is stored, never raised
+        return salvaged(queue, message, exc)
+
+
+def _converted(queue: str, message: DeliveredMessage) -> HarvestedMessage:
+    notes: list[str] = []
     raw_headers = message.header.properties.headers or {}
     encoded = hdrs.encode_mapping(raw_headers)
     properties = properties_of(message)
     body = bytes(message.body or b"")
 
     deaths_raw = raw_headers.get("x-death")
-    deaths = [_death(d) for d in deaths_raw] if isinstance(deaths_raw, list) else []
+    if deaths_raw is not None and not isinstance(deaths_raw, list):
+        notes.append(reading.note("x-death", f"{reading.shown(deaths_raw)} is not an array of tables"))
+    deaths = [_death(d, notes) for d in deaths_raw] if isinstance(deaths_raw, list) else []
     last = deaths[0] if deaths else {}  # most recent first
     first = {
         part: _text(raw_headers.get(f"x-first-death-{part}"))
@@ -231,11 +261,11 @@ def harvested(queue: str, message: DeliveredMessage) -> HarvestedMessage:
     if first:
         origin.extra["first_death"] = first
     if "x-delivery-count" in raw_headers:
-        origin.extra["delivery_count"] = raw_headers["x-delivery-count"]
+        origin.extra["delivery_count"] = _json_value(raw_headers["x-delivery-count"])
 
     failed_at = last.get("time")
     return HarvestedMessage(
-        position=f"{queue}:{fingerprint(queue, body, properties, encoded)}",
+        position=position_of(queue, body, properties, encoded),
         payload=body,
         headers=encoded,
         properties=properties,
@@ -248,7 +278,42 @@ def harvested(queue: str, message: DeliveredMessage) -> HarvestedMessage:
         ),
         stacktrace=hdrs.get_text(encoded, "x-exception-stacktrace"),
         failed_at=datetime.fromisoformat(failed_at) if failed_at else datetime.now(UTC),
-        retry_count=hdrs.retry_count_of(encoded),
+        retry_count=hdrs.retry_count_of(encoded, notes),
+        read_notes=notes,
+    )
+
+
+def position_of(queue: str, body: bytes, properties: dict[str, Any], encoded_headers: list) -> str:
+    return f"{queue}:{fingerprint(queue, body, properties, encoded_headers)}"
+
+
+def salvaged(queue: str, message: DeliveredMessage, exc: Exception) -> HarvestedMessage:
+    """The raw body (and headers / properties when they can be encoded) with a note saying why."""
+    notes = [reading.salvage_note(exc)]
+    body = bytes(message.body or b"")
+    try:
+        encoded = hdrs.encode_mapping(message.header.properties.headers or {})
+    except Exception as err:  # noqa: BLE001
+        encoded = []
+        notes.append(reading.note("headers", f"{type(err).__name__}: {err}"))
+    try:
+        properties = properties_of(message)
+    except Exception as err:  # noqa: BLE001
+        properties = {}
+        notes.append(reading.note("properties", f"{type(err).__name__}: {err}"))
+    # the same body and headers always hash the same: a redelivery is still a duplicate
+    try:
+        position = position_of(queue, body, properties, encoded)
+    except Exception:  # noqa: BLE001
+        position = f"{queue}:{hashlib.sha256(body).hexdigest()}"
+    return HarvestedMessage(
+        position=position,
+        payload=body,
+        headers=encoded,
+        properties=properties,
+        reason="unreadable",
+        failed_at=datetime.now(UTC),
+        read_notes=notes,
     )
 
 

@@ -13,8 +13,8 @@ from nats.js.errors import NotFoundError  # noqa: TID251
 from brokers import get_adapter, headers
 from brokers.base import BrokerError, Destination, SourceSpec
 from brokers.nats.admin import capture_stream_name
+from brokers.nats.advisory import PAYLOAD_GONE
 from brokers.nats.connection import RAW_HEADERS_SUPPORTED
-from brokers.nats.harvest import PAYLOAD_GONE
 from tests.brokers.contract import ListSink, redrive_messages, run
 from tests.support.nats import (
     NATS_URL,

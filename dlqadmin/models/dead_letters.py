@@ -68,6 +68,11 @@ class DeadLetter(models.Model):
 
     payload = models.BinaryField(default=b"")
     payload_available = models.BooleanField(default=True)
+    read_notes = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='What the harvester could not read of this message ("could not read <field>: <why>").',
+    )
     payload_size = models.PositiveBigIntegerField(default=0)
     key = models.BinaryField(null=True, blank=True)
     headers = models.JSONField(default=list, blank=True, help_text="Ordered [name, typed value] pairs.")

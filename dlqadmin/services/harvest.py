@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    transaction,
+)
 from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
@@ -27,6 +35,7 @@ from dlqadmin.services import alerts
 
 from .connections import connection_config, source_spec
 from .grouping import Failure, error_groups_record
+from .harvest_boundary import fitted, minimal
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +65,10 @@ def _json_safe(value):
         return [_json_safe(v) for v in value]
     if isinstance(value, float) and value != value:  # NaN: not valid JSON for Postgres
         return None
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        return str(value)  # beyond Python's int -> str digit limit for JSON
+    if value is not None and not isinstance(value, bool | int | float):
+        return _text(str(value))  # a type JSON has no room for (Decimal, datetime, bytes ...)
     return value
 
 
@@ -70,7 +83,7 @@ def _json(value) -> str:
     value holding either goes through :func:`_json_safe` first; the rest is dumped as it is."""
     try:
         text = json.dumps(value, allow_nan=False)
-    except ValueError:  # NaN or an infinity
+    except (ValueError, TypeError):  # NaN, an infinity, a huge int or a type JSON cannot hold
         return json.dumps(_json_safe(value))
     return json.dumps(_json_safe(value)) if "\\u0000" in text else text
 
@@ -105,6 +118,7 @@ _FILLED = (
     "failed_at",
     "retry_count",
     "status",
+    "read_notes",
 )
 #: the same per batch: the source, the harvest time, the error group (per failure, passed in)
 _PER_BATCH = ("source_id", "harvested_at", "error_group_id")
@@ -119,11 +133,11 @@ def _values(source: Source, messages: list[HarvestedMessage], failures: list[Fai
     new, parked = DeadLetterStatus.NEW.value, DeadLetterStatus.PARKED.value
     rows = []
     for m, f in zip(messages, failures, strict=True):
-        o = m.origin
+        o = fitted(m).origin
         payload = m.payload if type(m.payload) is bytes else bytes(m.payload)
         rows.append(
             (
-                m.position[:600],
+                _position(m),
                 payload,
                 m.payload_available,
                 len(payload),
@@ -147,6 +161,7 @@ def _values(source: Source, messages: list[HarvestedMessage], failures: list[Fai
                 f.failed_at,
                 m.retry_count,
                 parked if m.retry_count >= max_redrives > 0 else new,
+                m.read_notes,
             )
         )
     return rows
@@ -154,7 +169,7 @@ def _values(source: Source, messages: list[HarvestedMessage], failures: list[Fai
 
 #: jsonb columns among :data:`_FILLED` whose values may hold NUL or NaN (the header codec's
 #: nodes never do)
-_JSON_CLEANED = ("properties", "origin_extra")
+_JSON_CLEANED = ("properties", "origin_extra", "read_notes")
 
 
 def _columns(rows: list[tuple]) -> list[list]:
@@ -236,6 +251,11 @@ class _AlreadyStored(Exception):  # noqa: N818 - control flow, never escapes thi
         self.new = new
 
 
+def _position(message: HarvestedMessage) -> str:
+    """The stored form of a position (PostgreSQL text holds no NUL; the column 600 characters)."""
+    return _text(message.position, 600)
+
+
 def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> StoreResult:
     """Store one harvested batch; returns how many rows were new. Idempotent: a message
     already stored (same source and position) is counted as a duplicate and left untouched.
@@ -244,20 +264,49 @@ def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> Stor
     The batch is stored as if every message were new; the insert skips stored positions. If it
     skipped any (a redelivery), that transaction is rolled back and the batch stored again with
     only the positions the insert found new, so duplicates are never counted into error groups.
+
+    A message the database refuses (``DataError`` / ``IntegrityError``: content, not an outage)
+    never blocks its batch: the batch is split until the refused message is alone, and that one
+    is stored as :func:`harvest_boundary.minimal` (raw bytes and a note). Raises only what is
+    not about content (``OperationalError`` / ``InterfaceError``: the database is unreachable),
+    or a refusal that even the minimal row meets (nothing is then stored or acknowledged).
     """
     if not batch:
         return StoreResult()
     by_position: dict[str, HarvestedMessage] = {}
     for message in batch:
-        by_position.setdefault(message.position[:600], message)
-    new = list(by_position.values())
+        by_position.setdefault(_position(message), message)
+    ids = _store_isolating(source, list(by_position.values()))
+    return StoreResult(inserted=len(ids), duplicates=len(batch) - len(ids), inserted_ids=ids)
+
+
+def _store_isolating(source: Source, messages: list[HarvestedMessage]) -> list[int]:
+    """Store ``messages``; on a content error, halve until the refused message is found (a
+    batch of n with one bad row costs about 2 log2(n) extra transactions)."""
+    try:
+        return _store_unique(source, messages)
+    except (DataError, IntegrityError) as exc:
+        if len(messages) > 1:
+            half = len(messages) // 2
+            return _store_isolating(source, messages[:half]) + _store_isolating(source, messages[half:])
+        (message,) = messages
+        log.warning(
+            "source %s: the database refused dead letter %r (%s); storing it raw",
+            source.name,
+            message.position,
+            exc,
+        )
+        return _store_unique(source, [minimal(message, exc)])
+
+
+def _store_unique(source: Source, messages: list[HarvestedMessage]) -> list[int]:
+    """Store ``messages`` (unique positions), skipping those stored before."""
+    new = messages
     while True:  # ends: each retry stores strictly fewer messages
         try:
-            ids = _store_new(source, new)
+            return _store_new(source, new)
         except _AlreadyStored as stored:
-            new = [m for p, m in by_position.items() if p in stored.new]
-            continue
-        return StoreResult(inserted=len(ids), duplicates=len(batch) - len(ids), inserted_ids=ids)
+            new = [m for m in new if _position(m) in stored.new]
 
 
 @transaction.atomic
@@ -293,9 +342,21 @@ class HarvestReport:
     error: str = ""
 
 
-def _record_failure(source: Source, exc: BrokerError) -> None:
-    Source.objects.filter(pk=source.pk).update(last_error=_text(str(exc)), last_error_at=timezone.now())
-    log.warning("harvest of %s failed: %s", source.name, exc)
+#: the database is unreachable: not the source's fault, and nothing can be recorded anyway
+DB_OUTAGES = (OperationalError, InterfaceError)
+
+
+def failure_text(exc: BaseException) -> str:
+    """A harvest failure as shown on the source: a BrokerError's own message; anything else
+    (a bug or an unforeseen input) with its type, so it is not mistaken for a broker error."""
+    return str(exc) if isinstance(exc, BrokerError) else f"{type(exc).__name__}: {exc}"
+
+
+def source_record_failure(source: Source, exc: BaseException) -> None:
+    """Show ``exc`` as the source's last error (connections page, API)."""
+    text = _text(failure_text(exc))
+    Source.objects.filter(pk=source.pk).update(last_error=text, last_error_at=timezone.now())
+    log.warning("harvest of %s failed: %s", source.name, text)
 
 
 def _record_success(source: Source, cursor: dict, backlog: int | None) -> None:
@@ -323,9 +384,11 @@ async def source_harvest_with(
             spec, sync_to_async(store, thread_sensitive=True), limit=limit, batch_size=size
         )
         backlog = result.backlog if result.backlog is not None else await adapter.backlog(spec)
-    except BrokerError as exc:
-        report.error = str(exc)
-        await sync_to_async(_record_failure, thread_sensitive=True)(source, exc)
+    except DB_OUTAGES:
+        raise
+    except Exception as exc:
+        report.error = failure_text(exc)
+        await sync_to_async(source_record_failure, thread_sensitive=True)(source, exc)
         raise
     report.received = result.received
     report.backlog = backlog
@@ -340,7 +403,8 @@ def source_harvest(
     """One harvest pass over ``source``: drain what the broker holds now (up to ``limit``).
 
     Every batch is committed to the database before the broker acks it. Records the outcome on
-    the source (counters, backlog, last error). Raises BrokerError after recording it.
+    the source (counters, backlog, last error). Raises BrokerError (or any unforeseen error) after
+    recording it as the source's last error; a database outage is raised unrecorded.
     """
     config = connection_config(source.connection)
 

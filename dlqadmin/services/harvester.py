@@ -3,7 +3,9 @@
 One asyncio loop watches every enabled source: it harvests each in bounded passes (so a stop
 request is honoured within one pass), keeps one open adapter per connection, and backs off
 exponentially from a broker that is down while recording the failure on the connection and
-the source. ``stop()`` (wired to SIGTERM/SIGINT) lets the pass in progress finish its batch:
+the source. Any other failure of one source (a permanent broker error, a bug, an input nothing
+foresaw) is recorded on that source, which then backs off on its own: one bad source never
+stops the others. ``stop()`` (wired to SIGTERM/SIGINT) lets the pass in progress finish its batch:
 a batch is always committed to the database before the broker acks it, so nothing is lost.
 
 Several harvesters may run at once: the brokers share work (RabbitMQ competing consumers, a
@@ -25,7 +27,13 @@ import brokers
 from brokers.base import BrokerAdapter, BrokerError, Health
 from dlqadmin.models import Source
 from dlqadmin.services.connections import connection_config, connection_record_health
-from dlqadmin.services.harvest import HarvestReport, source_harvest_with
+from dlqadmin.services.harvest import (
+    DB_OUTAGES,
+    HarvestReport,
+    failure_text,
+    source_harvest_with,
+    source_record_failure,
+)
 from dlqadmin.services.heartbeat import heartbeat_beat
 
 log = logging.getLogger(__name__)
@@ -48,6 +56,12 @@ class _ConnectionState:
 
 
 @dataclass
+class _SourceState:
+    failures: int = 0
+    retry_at: float = 0.0
+
+
+@dataclass
 class Harvester:
     """Harvest every enabled source (or ``source_names``) until ``stop()``."""
 
@@ -58,7 +72,7 @@ class Harvester:
     reports: list[HarvestReport] = field(default_factory=list)
     _stop: asyncio.Event | None = None
     _connections: dict[int, _ConnectionState] = field(default_factory=dict)
-    _source_retry_at: dict[int, float] = field(default_factory=dict)
+    _sources: dict[int, _SourceState] = field(default_factory=dict)
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -83,7 +97,7 @@ class Harvester:
                 try:
                     received = await self.run_once()
                     db_failures = 0
-                except DatabaseError as exc:
+                except (DatabaseError, *DB_OUTAGES) as exc:
                     # The database is down: nothing was acked (the sink failed before the ack).
                     # Drop the broken connection and retry after a backoff instead of exiting.
                     db_failures += 1
@@ -128,25 +142,32 @@ class Harvester:
         return state.adapter
 
     async def harvest_source(self, source: Source) -> HarvestReport | None:
-        if time.monotonic() < self._source_retry_at.get(source.pk, 0.0):
-            return None  # a permanent error on this source: retry later, not in a tight loop
-        adapter = await self._adapter_for(source)
+        """One pass over ``source``. Whatever fails in it stays with it: the source backs off on
+        its own (0.5 s doubling up to ``max_backoff``, reset on success) while the others keep
+        their pace. Only a database outage propagates (the caller backs off as a whole)."""
+        own = self._sources.setdefault(source.pk, _SourceState())
+        if time.monotonic() < own.retry_at:
+            return None  # this source failed recently: retry later, not in a tight loop
+        try:
+            adapter = await self._adapter_for(source)
+        except Exception as exc:  # noqa: BLE001 - e.g. settings no adapter accepts
+            await sync_to_async(source_record_failure, thread_sensitive=True)(source, exc)
+            self._source_failed(source, own, exc)
+            return None
         if adapter is None:
             return None  # backing off from this connection
         state = self._connections[source.connection.pk]
         try:
             report = await source_harvest_with(adapter, source=source, limit=self.pass_limit)
+        except DB_OUTAGES:
+            raise
         except BrokerError as exc:
-            if exc.permanent:
-                log.warning(
-                    "harvest of %s failed permanently; retrying in %.0fs: %s",
-                    source.name,
-                    self.max_backoff,
-                    exc,
-                )
-                self._source_retry_at[source.pk] = time.monotonic() + self.max_backoff
-            else:
+            self._source_failed(source, own, exc)
+            if not exc.permanent:
                 await self._on_failure(source, state, exc)
+            return None
+        except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others
+            self._source_failed(source, own, exc)  # recorded on the source by source_harvest_with
             return None
         if state.failures:
             log.info("connection %s recovered", source.connection.name)
@@ -154,11 +175,39 @@ class Harvester:
                 connection=source.connection, health=Health(ok=True)
             )
         state.failures = 0
+        if own.failures:
+            log.info("source %s recovered after %d failed pass(es)", source.name, own.failures)
+        own.failures, own.retry_at = 0, 0.0
         self.reports.append(report)
         del self.reports[:-100]
         if report.inserted:
             log.info("%s: stored %d new dead letter(s)", source.name, report.inserted)
         return report
+
+    def _source_failed(self, source: Source, own: _SourceState, exc: Exception) -> None:
+        own.failures += 1
+        permanent = isinstance(exc, BrokerError) and exc.permanent
+        # a permanent error cannot pass by itself: wait the longest at once
+        delay = self.max_backoff if permanent else min(self.max_backoff, 0.5 * 2 ** (own.failures - 1))
+        own.retry_at = time.monotonic() + delay
+        if isinstance(exc, BrokerError):
+            log.warning(
+                "source %s: harvest failed %s(attempt %d); retrying in %.1fs: %s",
+                source.name,
+                "permanently " if permanent else "",
+                own.failures,
+                delay,
+                exc,
+            )
+        else:  # not a broker error: a bug or an input nothing foresaw; the traceback says where
+            log.error(
+                "source %s: harvest failed (attempt %d); retrying in %.1fs: %s",
+                source.name,
+                own.failures,
+                delay,
+                failure_text(exc),
+                exc_info=exc,
+            )
 
     async def _on_failure(self, source: Source, state: _ConnectionState, exc: BrokerError) -> None:
         state.failures += 1

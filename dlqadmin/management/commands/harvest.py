@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from brokers.base import BrokerError
 from dlqadmin.models import Source
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.harvest import DB_OUTAGES, failure_text, source_harvest
 from dlqadmin.services.harvester import Harvester
 
 
@@ -58,6 +58,12 @@ class Command(BaseCommand):
                 self.stderr.write(
                     f"{src.name}: FAILED ({'permanent' if exc.permanent else 'transient'}): {exc}"
                 )
+                continue
+            except DB_OUTAGES:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded on the source; the others go on
+                failures += 1
+                self.stderr.write(f"{src.name}: FAILED: {failure_text(exc)}")
                 continue
             backlog = "unknown" if report.backlog is None else report.backlog
             self.stdout.write(

@@ -82,8 +82,8 @@ def _payload_html(data: bytes) -> str:
 
 
 def _dead_letter_display(request) -> list:
-    """[short error, error text, stack trace, error group, payload, headers, key, properties] as
-    this user may see them."""
+    """[short error, error text, stack trace, error group, read notes, payload, headers, key,
+    properties] as this user may see them."""
     masker = _masker(request)
     seen_by_pk: dict = {}
 
@@ -132,6 +132,11 @@ def _dead_letter_display(request) -> list:
         key = seen(obj).key
         return "–" if key is None else _payload_html(key)
 
+    @admin.display(description="Could not read")
+    def read_notes(obj):
+        notes = [masker.text(obj.source_id, note) for note in obj.read_notes or []]
+        return format_html(PRE, "\n".join(notes)) if notes else "–"
+
     @admin.display(description="Broker properties")
     def broker_properties(obj):
         shown = seen(obj).properties or {}
@@ -142,6 +147,7 @@ def _dead_letter_display(request) -> list:
         error_text,
         stack_trace,
         error_group,
+        read_notes,
         payload_preview,
         headers_table,
         record_key,
@@ -169,7 +175,16 @@ class DeadLetterAdmin(RolePermissions, ReadOnlyAdmin):
     list_select_related = ["source", "error_group"]
     show_full_result_count = False
     # shown through the per-request (masked) callables instead
-    exclude = ["payload", "key", "headers", "properties", "error_message", "stacktrace", "error_group"]
+    exclude = [
+        "payload",
+        "key",
+        "headers",
+        "properties",
+        "error_message",
+        "stacktrace",
+        "error_group",
+        "read_notes",
+    ]
     actions = ["redrive_selected", "discard_selected", "resolve_selected", "export_jsonl", "export_csv"]
 
     def get_queryset(self, request):

@@ -52,6 +52,7 @@ def message_detail(request, pk: int):
             "headers": presenters.headers_view(seen),
             "error_message": seen.error_message,
             "stacktrace": seen.stacktrace,
+            "read_notes": [masker.text(letter.source_id, note) for note in letter.read_notes or []],
             "group_pattern": masker.text(group.source_id, group.message_pattern) if group else "",
             "origin": presenters.origin_rows(letter),
             "revisions": revisions,

@@ -204,6 +204,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
     properties = serializers.SerializerMethodField()
     origin = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
+    read_notes = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
 
     class Meta:
@@ -228,6 +229,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
             "properties",
             "origin",
             "error",
+            "read_notes",
             "retry_count",
             "redrive_count",
             "last_redriven_at",
@@ -288,6 +290,11 @@ class MessageDetailSerializer(serializers.ModelSerializer):
             "stacktrace": view.stacktrace,
             "reason": obj.reason,
         }
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_read_notes(self, obj) -> list[str]:
+        """What the harvester could not read ("could not read <field>: <why>"); empty when all."""
+        return [masked_text(self.context, obj.source_id, note) for note in obj.read_notes or []]
 
     @extend_schema_field(HistorySerializer)
     def get_history(self, obj):

@@ -17,13 +17,15 @@ def _tail(proc: processes.Proc, lines: int = 40) -> str:
 
 @pytest.fixture
 def harvesters(tmp_path):
-    """``start(source, db_url=None)`` runs ``manage.py harvest --follow`` for one source; every
-    harvester still running at the end is killed, and the log tails are printed."""
+    """``start(source_or_names, db_url=None, **kw)`` runs ``manage.py harvest --follow`` for one
+    source (or a list of source names); every harvester still running at the end is killed, and
+    the log tails are printed."""
     started: list[processes.Proc] = []
 
-    def start(source, db_url: str | None = None) -> processes.Proc:
+    def start(source, db_url: str | None = None, **kw) -> processes.Proc:
+        names = source if isinstance(source, list) else source.name
         proc = processes.start_harvester(
-            source.name, tmp_path / f"harvester-{len(started)}.log", db_url=db_url
+            names, tmp_path / f"harvester-{len(started)}.log", db_url=db_url, **kw
         )
         started.append(proc)
         return proc

@@ -36,11 +36,20 @@ def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:
 
 
 def start_harvester(
-    source_name: str, log_path: Path, *, db_url: str | None = None, poll_interval: float = 0.1
+    source_name: str | list[str],
+    log_path: Path,
+    *,
+    db_url: str | None = None,
+    poll_interval: float = 0.1,
+    max_backoff: float | None = None,
 ) -> Proc:
-    """``manage.py harvest --follow --source NAME`` against the test database."""
+    """``manage.py harvest --follow --source NAME [--source NAME ...]`` against the test database."""
     env = {**os.environ, "DATABASE_URL": db_url or database_url()}
-    return Proc(harvester_argv(source_name, poll_interval=poll_interval), log_path, env)
+    names = [source_name] if isinstance(source_name, str) else source_name
+    argv = harvester_argv(*names, poll_interval=poll_interval)
+    if max_backoff is not None:
+        argv += ["--max-backoff", str(max_backoff)]
+    return Proc(argv, log_path, env)
 
 
 def start_celery_worker(queue: str, log_path: Path, **env_extra: str) -> Proc:

@@ -163,7 +163,9 @@ class Harvester:
             raise
         except BrokerError as exc:
             self._source_failed(source, own, exc)
-            if not exc.permanent:
+            # a transient error may be this source's alone (an exclusive queue, a busy group):
+            # the connection backs off too only when the broker itself is unhealthy
+            if not exc.permanent and not await self._healthy(adapter):
                 await self._on_failure(source, state, exc)
             return None
         except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others
@@ -183,6 +185,13 @@ class Harvester:
         if report.inserted:
             log.info("%s: stored %d new dead letter(s)", source.name, report.inserted)
         return report
+
+    async def _healthy(self, adapter: BrokerAdapter) -> bool:
+        try:
+            return (await adapter.health()).ok
+        except Exception:  # noqa: BLE001 - health() never raises by contract; be safe anyway
+            log.debug("health check failed", exc_info=True)
+            return False
 
     def _source_failed(self, source: Source, own: _SourceState, exc: Exception) -> None:
         own.failures += 1

@@ -1,13 +1,17 @@
 """One failing source never stops the others: in one ``manage.py harvest --follow`` process, a
-source whose broker refuses every connection and a source whose stored credential can no longer
-be decrypted (the encryption key was rotated) each back off on their own, exponentially, and
-show their last error, while a healthy source keeps storing new dead letters within seconds."""
+source whose broker refuses every connection, a source whose stored credential can no longer be
+decrypted (the encryption key was rotated) and a source whose queue is exclusive to another
+connection (a transient error of that source alone, on the healthy source's own connection) each
+back off on their own, exponentially, and show their last error, while a healthy source keeps
+storing new dead letters within seconds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
+import threading
 import time
 
 import aio_pika
@@ -33,11 +37,42 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def api_source(as_admin, url: str, queue: str) -> Source:
-    conn = {"name": unique("conn"), "kind": "rabbitmq", "url": url, "username": "guest", "password": "guest"}
-    response = as_admin.post("/api/v1/connections/", conn, format="json")
-    assert response.status_code == 201, response.content
-    body = {"name": queue, "connection": response.json()["id"], "mode": "queue", "address": queue}
+@contextlib.contextmanager
+def exclusive_queue(name: str):
+    """``name`` declared exclusive by a connection of its own for the block: any other
+    connection is refused with RESOURCE_LOCKED (a transient error)."""
+    ready, done = threading.Event(), threading.Event()
+
+    async def hold() -> None:
+        conn = await aio_pika.connect(AMQP_URL, login="guest", password="guest")
+        async with conn:
+            await (await conn.channel()).declare_queue(name, exclusive=True)
+            ready.set()
+            await asyncio.to_thread(done.wait)
+
+    holder = threading.Thread(target=lambda: asyncio.run(hold()), daemon=True)
+    holder.start()
+    assert ready.wait(10)
+    try:
+        yield
+    finally:
+        done.set()
+        holder.join(10)
+
+
+def api_source(as_admin, url: str, queue: str, connection: int | None = None) -> Source:
+    if connection is None:
+        conn = {
+            "name": unique("conn"),
+            "kind": "rabbitmq",
+            "url": url,
+            "username": "guest",
+            "password": "guest",
+        }
+        response = as_admin.post("/api/v1/connections/", conn, format="json")
+        assert response.status_code == 201, response.content
+        connection = response.json()["id"]
+    body = {"name": queue, "connection": connection, "mode": "queue", "address": queue}
     response = as_admin.post("/api/v1/sources/", body, format="json")
     assert response.status_code == 201, response.content
     return Source.objects.get(pk=response.json()["id"])
@@ -65,15 +100,19 @@ def retry_delays(log: str, source: Source) -> list[float]:
 def test_failing_sources_back_off_on_their_own_while_a_healthy_source_keeps_its_pace(harvesters, admin_user):
     as_admin = token_client(admin_user)
     top = rabbit.dead_letter(1)  # the healthy DLQ, with one dead letter waiting
-    try:
+    locked_queue = unique("locked-dlq")
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(rabbit.delete, top)
+        cleanup.enter_context(exclusive_queue(locked_queue))
         healthy = api_source(as_admin, AMQP_URL, top.dlq)
+        locked = api_source(as_admin, AMQP_URL, locked_queue, connection=healthy.connection_id)
         refused = api_source(as_admin, f"amqp://127.0.0.1:{closed_port()}/", unique("nobody-dlq"))
         rotated = api_source(as_admin, AMQP_URL, unique("rotated-dlq"))
         # the credential was encrypted under a key this process no longer has
         old_key = Fernet(Fernet.generate_key()).encrypt(b"guest").decode()
         Connection.objects.filter(pk=rotated.connection_id).update(password_encrypted=old_key)
 
-        proc = harvesters([healthy.name, refused.name, rotated.name], max_backoff=MAX_BACKOFF)
+        proc = harvesters([healthy.name, locked.name, refused.name, rotated.name], max_backoff=MAX_BACKOFF)
         assert wait_until(lambda: stored(healthy) == 1, 30), proc.log()[-3000:]
 
         # new dead letters keep arriving in the healthy DLQ; each is stored within seconds
@@ -89,7 +128,7 @@ def test_failing_sources_back_off_on_their_own_while_a_healthy_source_keeps_its_
         assert max(latencies) < 3, latencies
 
         log = proc.output()
-        for failing in (refused, rotated):
+        for failing in (locked, refused, rotated):
             delays = retry_delays(log, failing)
             # 0.5 s doubling up to MAX_BACKOFF: a handful of attempts in the window, not hundreds
             schedule = [min(MAX_BACKOFF, 0.5 * 2**i) for i in range(len(delays))]
@@ -98,8 +137,11 @@ def test_failing_sources_back_off_on_their_own_while_a_healthy_source_keeps_its_
         # the last error is the source's, visible through the API
         shown = {s["name"]: s for s in as_admin.get("/api/v1/sources/").json()["results"]}
         assert "cannot be decrypted with DLQADMIN_ENCRYPTION_KEY" in shown[rotated.name]["last_error"]
+        assert "RESOURCE_LOCKED" in shown[locked.name]["last_error"]
         assert shown[refused.name]["last_error"] and not shown[healthy.name]["last_error"]
-        assert stored(refused) == stored(rotated) == 0
+        assert stored(refused) == stored(rotated) == stored(locked) == 0
+        # the locked queue's failures are its own: its connection (the healthy one's) was never
+        # backed off nor marked unhealthy
+        assert f"connection {healthy.connection.name}:" not in log
+        assert as_admin.get(f"/api/v1/connections/{healthy.connection_id}/").json()["last_error"] == ""
         assert proc.stop() == 0
-    finally:
-        rabbit.delete(top)

@@ -128,3 +128,17 @@ def test_the_edit_form_is_only_for_roles_that_see_unmasked_content(world, as_use
     assert as_user(viewer).post(url, {"step": "save", "payload": "{}"}).status_code == 403
     body = as_user(operator).get(url).content.decode()
     assert EMAIL in body  # the operator edits the original, not a masked copy
+
+
+def test_read_notes_are_masked_like_error_text(world, as_user, viewer, operator):
+    """A note may quote a header value ("could not read ...: x-retry-count '<value>' ..."): a
+    viewer sees it through the same rules as the error text, on the page and in the API."""
+    note = f"could not read retry_count: x-retry-count '{EMAIL}' is not an integer; 0 is stored"
+    DeadLetter.objects.filter(pk=world.letter.pk).update(read_notes=[note])
+    url = reverse("dlq-message", args=[world.letter.pk])
+    body = as_user(viewer).get(url).content.decode()
+    assert "Could not read everything" in body and "x-retry-count &#x27;&lt;email&gt;&#x27;" in body
+    assert_no_secrets(body)
+    api = as_user(viewer).get(f"/api/v1/messages/{world.letter.pk}/").json()
+    assert api["read_notes"] == [note.replace(EMAIL, "<email>")]
+    assert EMAIL in as_user(operator).get(url).content.decode()

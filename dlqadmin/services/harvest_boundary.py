@@ -36,15 +36,15 @@ def fitted(message: HarvestedMessage) -> HarvestedMessage:
             count, notes, field="retry_count", low=0, high=MAX_RETRY_COUNT, fallback=fallback
         )
     o = message.origin
-    if o.partition is not None:
+    if o.partition is not None and not INT32[0] <= o.partition <= INT32[1]:
         o.partition = reading.bounded_int(
             o.partition, notes, field="origin partition", low=INT32[0], high=INT32[1], fallback=None
         )
-    if o.offset is not None:
+    if o.offset is not None and not INT64[0] <= o.offset <= INT64[1]:
         o.offset = reading.bounded_int(
             o.offset, notes, field="origin offset", low=INT64[0], high=INT64[1], fallback=None
         )
-    if o.seq is not None:
+    if o.seq is not None and not INT64[0] <= o.seq <= INT64[1]:
         o.seq = reading.bounded_int(
             o.seq, notes, field="origin sequence", low=INT64[0], high=INT64[1], fallback=None
         )
@@ -65,7 +65,13 @@ def _node_holds_nul(node) -> bool:
 
 def _headers_hold_nul(headers: list) -> bool:
     # header values never hold NUL (the codec keeps such strings as base64); names and table keys may
-    return any(NUL in name or _node_holds_nul(node) for name, node in headers)
+    for name, node in headers:
+        if NUL in name:
+            return True
+        kind = node.get("t")
+        if (kind == "table" or kind == "array") and _node_holds_nul(node):
+            return True
+    return False
 
 
 def _node_without_nul(node):

@@ -5,7 +5,8 @@ counters out of any sane range, headers of unexpected types. Each adapter conver
 field by field with these helpers; a field that cannot be read falls back to a neutral value and
 ``"could not read <field>: <why>"`` is appended to :attr:`HarvestedMessage.read_notes`. If the
 conversion of a message still fails, :func:`salvage_note` describes it and the adapter stores the
-raw message with that note instead (see each adapter's ``to_harvested``).
+raw message with that note instead (``salvaged`` in the Kafka and RabbitMQ adapters; NATS
+stores the advisory as captured).
 
 Pure functions; no client library here.
 """

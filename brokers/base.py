@@ -39,6 +39,15 @@ class BrokerError(Exception):
         return self.message
 
 
+class NotPrepared(BrokerError):
+    """What :meth:`BrokerAdapter.prepare` sets up for a source is missing on the broker (never
+    prepared, or someone deleted it, e.g. the NATS advisory capture stream). Permanent until
+    ``prepare`` runs again: a caller may prepare and retry once."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True)
+
+
 # --------------------------------------------------------------------------------------------
 # Capabilities
 
@@ -56,6 +65,9 @@ class Capability(enum.Flag):
     REWIND = enum.auto()
     #: the source keeps nothing: only what arrives while the harvester runs is seen (core NATS).
     LIVE_ONLY = enum.auto()
+    #: failures are captured only once ``prepare()`` has set the broker up (NATS advisories);
+    #: what happened before that is lost.
+    PREPARE = enum.auto()
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,6 +248,21 @@ class RedriveOutcome:
     permanent: bool = False
 
 
+@dataclass
+class Preparation:
+    """What :meth:`BrokerAdapter.prepare` set up or found.
+
+    ``options``: source options the harvest of this source needs from now on (e.g. the NATS
+    capture stream to read when one of the user's streams already captures the advisories). The
+    caller keeps them and passes them back in ``SourceSpec.options``, under the user's own
+    options; they belong to the prepared location and are dropped when the source moves.
+    ``note``: one sentence for people: where failures are captured and who owns it.
+    """
+
+    options: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
 # --------------------------------------------------------------------------------------------
 # Health and discovery
 
@@ -310,9 +337,12 @@ class BrokerAdapter(abc.ABC):
         raised only when nothing could be attempted (e.g. broker unreachable).
         """
 
-    async def prepare(self, source: SourceSpec) -> None:
+    async def prepare(self, source: SourceSpec) -> Preparation:
         """Create what the broker needs so failures of ``source`` are captured (e.g. the NATS
-        advisory capture stream). Idempotent. Default: nothing to do."""
+        advisory capture stream), or find what already captures them. Idempotent; only the modes
+        with ``Capability.PREPARE`` need it (default: nothing to do). ``source.options`` are the
+        user's options only (not a previous ``Preparation``'s). Raises BrokerError."""
+        return Preparation()
 
     async def backlog(self, source: SourceSpec) -> int | None:
         """Messages waiting to be harvested, when the broker can tell (None = unknown)."""

@@ -21,6 +21,7 @@ from brokers.base import (
     HarvestResult,
     HeaderPolicy,
     Health,
+    Preparation,
     RedriveMessage,
     RedriveOutcome,
     Sink,
@@ -59,7 +60,7 @@ class NatsAdapter(BrokerAdapter):
     capabilities = _STORED | Capability.DISCOVER
     #: what each source mode supports; core-NATS subjects keep nothing (LIVE_ONLY).
     MODE_CAPABILITIES: ClassVar[dict[str, Capability]] = {
-        "advisory": _STORED,
+        "advisory": _STORED | Capability.PREPARE,
         "dlq_stream": _STORED,
         "subject": Capability.HARVEST | Capability.REDRIVE | Capability.LIVE_ONLY,
     }
@@ -133,12 +134,15 @@ class NatsAdapter(BrokerAdapter):
         jsm, _ = await self._jetstream()
         return await admin.discover(jsm)
 
-    async def prepare(self, source: SourceSpec) -> None:
-        """Advisory sources: create the capture stream (idempotent). Other modes: nothing."""
+    async def prepare(self, source: SourceSpec) -> Preparation:
+        """Advisory sources: create the capture stream, or find the user's stream that already
+        captures the advisories (idempotent; see :func:`admin.prepare_capture`). Other modes:
+        nothing (a DLQ stream keeps its messages; a core subject keeps nothing)."""
         self.mode_capabilities(source.mode)
-        if source.mode == "advisory":
-            jsm, _ = await self._jetstream()
-            await admin.prepare_capture(jsm, source)
+        if source.mode != "advisory":
+            return Preparation()
+        jsm, _ = await self._jetstream()
+        return await admin.prepare_capture(jsm, source)
 
     async def harvest(
         self, source: SourceSpec, sink: Sink, *, limit: int | None = None, batch_size: int = 100

@@ -20,7 +20,7 @@ from nats.js.api import (
     StreamInfo,
 )
 
-from brokers.base import BrokerError, DiscoveredSource, SourceSpec
+from brokers.base import BrokerError, DiscoveredSource, Preparation, SourceSpec
 
 from .connection import translate
 
@@ -28,6 +28,8 @@ ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER."
 #: the advisories that mean "this message is dead" (MSG_NAKED is noise and not captured).
 CAPTURED_KINDS = ("MAX_DELIVERIES", "MSG_TERMINATED")
 CAPTURE_PREFIX = "DLQADMIN_ADV_"
+#: how the description of a capture stream dlqadmin created starts
+OURS = "dlqadmin:"
 DEFAULT_DURABLE = "dlqadmin-harvester"
 DEFAULT_CAPTURE_MAX_AGE = 30 * 86400.0
 DEFAULT_ACK_WAIT = 30.0
@@ -105,13 +107,13 @@ async def ensure_consumer(
     *,
     filter_subject: str = "",
     ack_wait: float,
-    missing: str,
+    missing: BrokerError,
 ) -> int:
     """Create the harvester's durable pull consumer unless it exists (idempotent).
 
     Explicit acks, ``max_deliver`` unlimited (the harvester itself must never dead-letter),
-    deliver everything from the start of the stream. ``missing`` is the message for a missing
-    stream. Returns the consumer's ``max_ack_pending`` (0 = unlimited): the harvest never holds
+    deliver everything from the start of the stream. ``missing`` is raised when the stream does
+    not exist. Returns the consumer's ``max_ack_pending`` (0 = unlimited): the harvest never holds
     more unacknowledged messages than that.
     """
     action = f"consumer {durable} on {stream}"
@@ -120,7 +122,7 @@ async def ensure_consumer(
             info = await js.consumer_info(stream, durable)
         except nats.js.errors.NotFoundError as exc:
             if exc.err_code == ERR_STREAM_NOT_FOUND:
-                raise BrokerError(missing, permanent=True) from exc
+                raise missing from exc
             info = None
         if info is not None:
             if info.config.deliver_subject:
@@ -148,7 +150,7 @@ async def ensure_consumer(
                 ),
             )
         except nats.js.errors.NotFoundError as exc:
-            raise BrokerError(missing, permanent=True) from exc
+            raise missing from exc
     return max(0, info.config.max_ack_pending or 0)
 
 
@@ -175,12 +177,39 @@ async def count_subjects(js: JetStreamContext, stream: str, subject_filter: str)
 # prepare
 
 
-async def prepare_capture(js: JetStreamContext, source: SourceSpec) -> str:
-    """Create (or extend) the stream that keeps ``source.address``'s dead-letter advisories.
+def covers(pattern: str, subject: str) -> bool:
+    """Every subject ``subject`` (wildcards allowed) matches also matches ``pattern``."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, word in enumerate(p):
+        if word == ">":
+            return len(s) > i
+        if i >= len(s) or s[i] == ">" or word not in ("*", s[i]):
+            return False
+    return len(p) == len(s)
+
+
+def collide(a: str, b: str) -> bool:
+    """Some subject matches both ``a`` and ``b`` (JetStream's "subjects overlap")."""
+    ta, tb = a.split("."), b.split(".")
+    for i in range(max(len(ta), len(tb))):
+        x, y = (ta[i] if i < len(ta) else None), (tb[i] if i < len(tb) else None)
+        if x == ">" or y == ">":
+            return x is not None and y is not None
+        if x is None or y is None or (x != y and "*" not in (x, y)):
+            return False
+    return True
+
+
+async def prepare_capture(js: JetStreamContext, source: SourceSpec) -> Preparation:
+    """Create (or extend) the stream that keeps ``source.address``'s dead-letter advisories, or
+    find the stream of the user's that already keeps them (JetStream refuses a second stream
+    on the same subjects) and read from that one.
 
     Advisories are core-NATS events, sent only when someone listens: failures that happen
-    before this stream exists are lost for good. Limits retention, ``max_age`` from
-    ``source.options["max_age"]`` (seconds, default 30 days). Idempotent. Returns its name.
+    before a capture exists are lost for good. A stream dlqadmin creates has Limits retention
+    and ``max_age`` from ``source.options["max_age"]`` (seconds, default 30 days). Idempotent.
+    Raises BrokerError (permanent: the watched stream does not exist, a named capture stream
+    cannot be used).
     """
     address = source.address
     validate_stream_name(address)
@@ -199,7 +228,7 @@ async def prepare_capture(js: JetStreamContext, source: SourceSpec) -> str:
                 await js.add_stream(
                     StreamConfig(
                         name=name,
-                        description=f"dlqadmin: dead-letter advisories of stream {address}",
+                        description=f"{OURS} dead-letter advisories of stream {address}",
                         subjects=subjects,
                         retention=RetentionPolicy.LIMITS,
                         storage=StorageType.FILE,
@@ -208,26 +237,65 @@ async def prepare_capture(js: JetStreamContext, source: SourceSpec) -> str:
                         num_replicas=int(source.options.get("replicas", 1)),
                     )
                 )
-                return name
+                return _prepared(name, address, ours=True)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == ERR_SUBJECTS_OVERLAP:
-                    owner = await _owner_of(js, subjects[0])
-                    raise BrokerError(
-                        f"the advisories of {address} are already captured by stream {owner}; "
-                        f"set options.capture_stream to {owner!r}",
-                        permanent=True,
-                    ) from exc
+                    if source.options.get("capture_stream"):
+                        owner = await _owner_of(js, subjects[0])
+                        raise BrokerError(
+                            f"the advisories of {address} are already captured by stream {owner}; "
+                            f"set options.capture_stream to {owner!r} or remove it",
+                            permanent=True,
+                        ) from exc
+                    return await _captured_elsewhere(js, source, subjects)
                 if exc.err_code != ERR_STREAM_NAME_IN_USE:  # else: a concurrent prepare won
                     raise
                 info = await js.stream_info(name)
         current = list(info.config.subjects or [])
-        if not any(s.startswith(ADVISORY_PREFIX) for s in current):
+        if not any(_captured(s) for s in current):
             raise BrokerError(f"stream {name} exists and does not capture advisories", permanent=True)
-        missing = [s for s in subjects if s not in current]
+        missing = [s for s in subjects if not any(covers(c, s) for c in current)]
         if missing:
             info.config.subjects = current + missing
             await js.update_stream(info.config)
-    return name
+    return _prepared(name, address, ours=(info.config.description or "").startswith(OURS))
+
+
+def _prepared(name: str, address: str, *, ours: bool) -> Preparation:
+    whose = "created by dlqadmin" if ours else "named in options.capture_stream"
+    return Preparation(
+        options={"capture_stream": name},
+        note=f"stream {name} ({whose}) captures the dead-letter advisories of {address}",
+    )
+
+
+async def _captured_elsewhere(js: JetStreamContext, source: SourceSpec, subjects: list[str]) -> Preparation:
+    """The stream whose subjects keep most of ``subjects`` (a user's capture, possibly shared by
+    several watched streams: one durable per watched stream)."""
+    address = source.address
+    best, best_rank = None, (0, 0)
+    for info in await list_streams(js):
+        own = list(info.config.subjects or [])
+        rank = (
+            sum(any(covers(p, s) for p in own) for s in subjects),
+            sum(any(collide(p, s) for p in own) for s in subjects),
+        )
+        if rank > best_rank:
+            best, best_rank = info, rank
+    if best is None:  # the overlapping stream was deleted meanwhile: the next prepare creates ours
+        raise BrokerError(f"the advisories of {address} overlap another stream's subjects", permanent=False)
+    owner = best.config.name
+    durable = str(source.options.get("durable") or f"{DEFAULT_DURABLE}-{sanitize(address)}")
+    note = (
+        f"stream {owner} (not dlqadmin's) already captures the dead-letter advisories of {address} "
+        f"and JetStream refuses a second stream on them: dlqadmin reads them from {owner} "
+        f"(durable consumer {durable})"
+    )
+    own = list(best.config.subjects or [])
+    partly = [k for k, s in zip(CAPTURED_KINDS, subjects, strict=True) if not any(covers(p, s) for p in own)]
+    if partly:
+        note += f"; it keeps only some {' / '.join(partly)} advisories, so other such failures are missed"
+    return Preparation(options={"capture_stream": owner, "durable": durable}, note=note)
 
 
 async def _owner_of(js: JetStreamContext, subject: str) -> str:

@@ -44,7 +44,7 @@ from nats.js import JetStreamContext
 
 from brokers import headers as hdrs
 from brokers import reading
-from brokers.base import BrokerError, HarvestedMessage, HarvestResult, Origin, Sink, SourceSpec
+from brokers.base import BrokerError, HarvestedMessage, HarvestResult, NotPrepared, Origin, Sink, SourceSpec
 from brokers.pipeline import store_ahead
 
 from . import admin, advisory, wire
@@ -161,8 +161,7 @@ async def harvest_advisory(
         durable,
         filter_subject=admin.advisory_filter(source.address),
         ack_wait=float(source.options.get("ack_wait", admin.DEFAULT_ACK_WAIT)),
-        missing=f"capture stream {capture} does not exist: prepare the source first "
-        "(advisories sent before it existed are lost)",
+        missing=NotPrepared(f"capture stream {capture} does not exist: the source needs preparing"),
     )
     originals = advisory.Originals(jsm, js)
 
@@ -259,7 +258,7 @@ async def harvest_dlq_stream(
         durable,
         filter_subject=str(source.options.get("filter_subject") or ""),
         ack_wait=float(source.options.get("ack_wait", admin.DEFAULT_ACK_WAIT)),
-        missing=f"stream {stream} does not exist",
+        missing=BrokerError(f"stream {stream} does not exist", permanent=True),
     )
 
     async def build(msgs: list[Msg]) -> list[HarvestedMessage]:

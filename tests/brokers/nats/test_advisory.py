@@ -11,7 +11,7 @@ from nats.js.api import RetentionPolicy  # noqa: TID251
 from nats.js.errors import NotFoundError  # noqa: TID251
 
 from brokers import get_adapter, headers
-from brokers.base import BrokerError, Destination, SourceSpec
+from brokers.base import BrokerError, Destination, NotPrepared, SourceSpec
 from brokers.nats.admin import capture_stream_name
 from brokers.nats.advisory import PAYLOAD_GONE
 from brokers.nats.connection import RAW_HEADERS_SUPPORTED
@@ -163,7 +163,7 @@ def test_prepare_is_idempotent_and_needs_the_watched_stream(streams):
     assert err.permanent and "does not exist" in str(err)
 
 
-def test_harvest_without_capture_stream_is_a_permanent_error(streams):
+def test_harvest_without_capture_stream_says_the_source_is_not_prepared(streams):
     async def go():
         async with get_adapter(config()) as adapter:
             source = SourceSpec(name="x", mode="advisory", address=f"T_NOCAP_{uid()}")
@@ -172,4 +172,4 @@ def test_harvest_without_capture_stream_is_a_permanent_error(streams):
             return err.value
 
     err = run(go())
-    assert err.permanent and "prepare" in str(err)
+    assert isinstance(err, NotPrepared) and err.permanent and "needs preparing" in str(err)

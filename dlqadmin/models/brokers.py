@@ -117,6 +117,25 @@ class Source(models.Model):
     last_error = models.TextField(blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
 
+    # What the adapter's prepare() set up on the broker (modes with Capability.PREPARE, e.g. the
+    # NATS advisory capture stream); written only by services/source_prepare.py.
+    prepared_at = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="When the broker was last set up for this source."
+    )
+    prepare_error = models.TextField(
+        blank=True, editable=False, help_text="Why the broker could not be set up for this source."
+    )
+    prepare_note = models.TextField(
+        blank=True, editable=False, help_text="Where the broker captures this source's failures."
+    )
+    prepared_options = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Harvest options prepare() found (e.g. the capture stream to read); "
+        "the source's own options override them.",
+    )
+
     allowed_groups = models.ManyToManyField(
         "auth.Group",
         blank=True,

@@ -55,12 +55,15 @@ def connection_config(connection: Connection, *, timeout: float = 10.0) -> Conne
     )
 
 
-def source_spec(source: Source) -> SourceSpec:
+def source_spec(source: Source, *, prepared: bool = True) -> SourceSpec:
+    """The adapter's view of a source. Its options are the user's over what ``prepare()`` found
+    (``Source.prepared_options``); ``prepared=False`` gives the user's alone (for ``prepare``)."""
+    found = dict(source.prepared_options or {}) if prepared else {}
     return SourceSpec(
         name=source.name,
         mode=source.mode,
         address=source.address,
-        options=dict(source.options or {}),
+        options={**found, **(source.options or {})},
         remove_after_harvest=source.remove_after_harvest,
         cursor=dict(source.cursor or {}),
     )

@@ -36,6 +36,7 @@ from dlqadmin.services import alerts
 from .connections import connection_config, source_spec
 from .grouping import Failure, error_groups_record
 from .harvest_boundary import fitted, minimal
+from .source_prepare import harvest_preparing
 
 log = logging.getLogger(__name__)
 
@@ -380,8 +381,14 @@ async def source_harvest_with(
         live.dead_letters_arrived(source_id=source.pk, count=result.inserted)
 
     try:
-        result = await adapter.harvest(
-            spec, sync_to_async(store, thread_sensitive=True), limit=limit, batch_size=size
+        # prepares the source first when the broker says it is not (e.g. its capture was deleted)
+        result, spec = await harvest_preparing(
+            adapter,
+            source=source,
+            spec=spec,
+            sink=sync_to_async(store, thread_sensitive=True),
+            limit=limit,
+            batch_size=size,
         )
         backlog = result.backlog if result.backlog is not None else await adapter.backlog(spec)
     except DB_OUTAGES:

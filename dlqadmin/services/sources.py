@@ -4,6 +4,11 @@ Writes are for admins (``manage_connections``; ``actor=None`` is the system) and
 dashboard forms, the API and the Django admin all call these: none saves a source itself. A
 source's mode must be one its connection's broker adapter harvests (``brokers.adapter_class(kind)
 .modes``), and a connection has at most one source per (mode, address).
+
+An enabled source whose mode needs the broker set up first (``Capability.PREPARE``: the NATS
+advisory capture stream) is prepared once the write commits: when it is created, enabled, moved
+(connection, mode, address) or its options change, and on any save while it is not prepared.
+A broker that is down does not fail the write: see :mod:`dlqadmin.services.source_prepare`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from brokers.base import BrokerError
 from dlqadmin import permissions
 from dlqadmin.models import Connection, Source
 from dlqadmin.services.audit import audit_record
+from dlqadmin.services.source_prepare import needs_prepare, source_prepare
 
 #: what ``source_create`` / ``source_update`` may set besides connection, name, mode and address
 SOURCE_SETTINGS = (
@@ -30,6 +36,8 @@ SOURCE_SETTINGS = (
 SOURCE_FIELDS = ("connection", "name", "mode", "address", *SOURCE_SETTINGS)
 #: changing one of these points the source somewhere else: its harvest cursor starts over
 MOVING_FIELDS = {"connection", "mode", "address"}
+#: changing one of these prepares the source again (when it is enabled)
+PREPARING_FIELDS = MOVING_FIELDS | {"enabled", "options"}
 
 
 def source_modes(kind: str) -> tuple[str, ...]:
@@ -59,6 +67,14 @@ def source_validate(source: Source) -> None:
     if errors:
         raise ValidationError(errors)
     source.full_clean()
+
+
+def _prepare_after_commit(source: Source) -> None:
+    """Prepare ``source`` once the surrounding transaction commits (the Django admin wraps the
+    whole save in one): the broker call never runs while the row is locked, and the instance
+    the caller got back shows the outcome."""
+    if source.enabled and needs_prepare(source):
+        transaction.on_commit(lambda: source_prepare(source=source))
 
 
 def _settings(values: dict, allowed: tuple[str, ...]) -> dict:
@@ -96,6 +112,7 @@ def source_create(
         detail={"name": name, "mode": mode, "address": address},
         remote_addr=remote_addr,
     )
+    _prepare_after_commit(source)
     return source
 
 
@@ -109,8 +126,11 @@ def source_update(*, actor=None, source: Source, remote_addr: str | None = None,
     changed = sorted(k for k, v in changes.items() if getattr(source, k) != v)
     for name in changed:
         setattr(source, name, changes[name])
-    if MOVING_FIELDS & set(changed):  # the cursor (offsets, sequences) belongs to the old location
+    if MOVING_FIELDS & set(changed):
+        # the cursor (offsets, sequences) and what prepare() found belong to the old location
         source.cursor = {}
+        source.prepared_options, source.prepare_note, source.prepare_error = {}, "", ""
+        source.prepared_at = None
     source_validate(source)
     source.save()
     audit_record(
@@ -120,6 +140,8 @@ def source_update(*, actor=None, source: Source, remote_addr: str | None = None,
         detail={"name": source.name, "changed": changed, "mode": source.mode, "address": source.address},
         remote_addr=remote_addr,
     )
+    if PREPARING_FIELDS & set(changed) or source.prepared_at is None or source.prepare_error:
+        _prepare_after_commit(source)
     return source
 
 

@@ -1,8 +1,8 @@
 """``manage.py seed_demo [--rabbitmq-url URL] [--kafka-bootstrap HOST:PORT] [--nats-url URL]``.
 
 Creates the demo's broker topology (through :mod:`brokers.simulate`) and the matching
-Connections and Sources, then lets each adapter ``prepare()`` its sources (the NATS advisory
-capture stream must exist before the first failure, or the advisory is lost). A broker whose
+Connections and Sources, then prepares each source (``services.source_prepare``: the NATS
+advisory capture stream must exist before the first failure, or the advisory is lost). A broker whose
 flag is absent is skipped. Idempotent: running it again updates URLs and credentials in place.
 
 Traffic is not produced here: ``python -m brokers.simulate`` (started by ``make demo``) does that.
@@ -18,9 +18,9 @@ from django.db import transaction
 
 import brokers
 from brokers import simulate
-from brokers.base import BrokerError
 from dlqadmin.models import BrokerKind, Connection, Source, SourceMode
-from dlqadmin.services.connections import connection_config, connection_create, connection_update, source_spec
+from dlqadmin.services.connections import connection_create, connection_update
+from dlqadmin.services.source_prepare import source_prepare
 from dlqadmin.services.sources import source_create, source_update
 
 
@@ -129,16 +129,9 @@ class Command(BaseCommand):
 
     def _seed(self, kind, name, url, username, password, plans: list[SourcePlan]) -> None:
         connection, sources = _upsert(kind, name, url, username, password, plans)
-        config = connection_config(connection)
-
-        async def prepare() -> None:
-            async with brokers.get_adapter(config) as adapter:
-                for source in sources:
-                    await adapter.prepare(source_spec(source))
-
-        try:
-            brokers.run(prepare)
-        except BrokerError as exc:
-            raise CommandError(f"{name}: preparing the sources failed: {exc}") from exc
+        for source in sources:
+            # again even when nothing changed: the embedded broker may be a fresh one
+            if not source_prepare(source=source, timeout=10.0):
+                raise CommandError(f"{name}: preparing source {source.name} failed: {source.prepare_error}")
         for source in sources:
             self.stdout.write(f"{name}: source {source.name} ({source.mode}) harvests {source.address}")

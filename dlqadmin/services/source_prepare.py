@@ -1,0 +1,155 @@
+"""Preparing sources: setting the broker up so a source's failures are captured at all.
+
+Some source modes capture failures only once the broker is set up for them
+(``Capability.PREPARE``; NATS sends its max-deliveries / terminated advisories to listeners
+only, so a capture stream must exist first, and what happened before it existed is lost).
+``source_prepare`` runs the adapter's ``prepare()`` and records the outcome on the source:
+``prepared_at``, ``prepare_note`` (where failures are captured) and ``prepared_options`` (what
+the harvest must read, e.g. a stream of the user's that already captured the advisories) when it
+worked; ``prepare_error``, also shown as the source's ``last_error``, when it did not.
+
+It never raises for broker trouble: the source stays stored, and the next enable or edit, or
+the harvest (:func:`harvest_preparing`), prepares it again. ``services/sources.py`` calls it
+after its write commits (a broker call can take the whole connect timeout: never inside a
+transaction holding the source's row lock).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+import brokers
+from brokers.base import (
+    BrokerAdapter,
+    BrokerError,
+    Capability,
+    HarvestResult,
+    NotPrepared,
+    Preparation,
+    Sink,
+    SourceSpec,
+)
+from dlqadmin.models import Source
+
+from .connections import connection_config, source_spec
+
+log = logging.getLogger(__name__)
+
+#: seconds to wait for the broker when a save prepares a source (the request waits for it)
+PREPARE_TIMEOUT = 5.0
+#: how a failed prepare starts in the source's ``last_error``
+NOT_PREPARED = "not prepared: "
+
+
+def needs_prepare(source: Source) -> bool:
+    """Whether ``source``'s mode captures failures only after ``prepare()`` (Capability.PREPARE)."""
+    try:
+        return Capability.PREPARE in brokers.capabilities(source.connection.kind, source.mode)
+    except (BrokerError, ImportError):
+        return False
+
+
+@dataclass(frozen=True)
+class PrepareState:
+    """For pages and the API: ``status`` is "" (nothing to prepare), ``pending``, ``ready`` or
+    ``failed``; ``text`` says where failures are captured, or why they are not."""
+
+    status: str
+    text: str
+
+
+def prepare_state(source: Source) -> PrepareState:
+    if not needs_prepare(source):
+        return PrepareState("", "")
+    if source.prepare_error:
+        return PrepareState("failed", NOT_PREPARED + source.prepare_error)
+    if source.prepared_at:
+        return PrepareState("ready", source.prepare_note)
+    if not source.enabled:
+        return PrepareState("pending", "not prepared: failures are captured once the source is enabled")
+    return PrepareState("pending", "not prepared yet: the next harvest prepares it")
+
+
+def source_prepare(*, source: Source, timeout: float = PREPARE_TIMEOUT) -> bool:
+    """Prepare ``source`` on its broker now and record the outcome on the row and on ``source``.
+
+    Returns whether it is prepared (True when its mode needs nothing). Idempotent. Never raises
+    for broker trouble (recorded as the source's error instead). Call it outside transactions.
+    """
+    if not needs_prepare(source):
+        return True
+    spec = source_spec(source, prepared=False)
+    config = connection_config(source.connection, timeout=timeout)
+
+    async def prepare() -> Preparation:
+        async with brokers.get_adapter(config) as adapter:
+            return await adapter.prepare(spec)
+
+    try:
+        preparation = brokers.run(prepare)
+    except BrokerError as exc:
+        _record_failure(source, str(exc))
+        return False
+    except Exception as exc:  # a bug in an adapter must not turn the save that got here into a 500
+        log.exception("preparing %s failed unexpectedly", source.name)
+        _record_failure(source, f"unexpected error: {exc!r}")
+        return False
+    _record_success(source, preparation)
+    return True
+
+
+async def source_prepare_with(adapter: BrokerAdapter, *, source: Source) -> SourceSpec:
+    """Prepare ``source`` through an open ``adapter`` and record the outcome; returns the
+    source's harvest spec with the new prepared options. Raises BrokerError (recorded)."""
+    try:
+        preparation = await adapter.prepare(source_spec(source, prepared=False))
+    except BrokerError as exc:
+        await sync_to_async(_record_failure, thread_sensitive=True)(source, str(exc))
+        raise BrokerError(NOT_PREPARED + str(exc), permanent=exc.permanent) from exc
+    await sync_to_async(_record_success, thread_sensitive=True)(source, preparation)
+    return source_spec(source)
+
+
+async def harvest_preparing(
+    adapter: BrokerAdapter, *, source: Source, spec: SourceSpec, sink: Sink, **kwargs
+) -> tuple[HarvestResult, SourceSpec]:
+    """``adapter.harvest(spec, sink, **kwargs)``; when the broker says the source is not prepared
+    (it never was, or someone deleted its capture), prepare it and harvest once more. Returns
+    the result and the spec the harvest used. Raises BrokerError."""
+    try:
+        return await adapter.harvest(spec, sink, **kwargs), spec
+    except NotPrepared as exc:
+        log.warning("%s is not prepared (%s): preparing it", source.name, exc)
+    spec = await source_prepare_with(adapter, source=source)
+    return await adapter.harvest(spec, sink, **kwargs), spec
+
+
+def _record_success(source: Source, preparation: Preparation) -> None:
+    source.prepared_at = timezone.now()
+    source.prepare_error = ""
+    source.prepare_note = preparation.note
+    source.prepared_options = dict(preparation.options)
+    Source.objects.filter(pk=source.pk).update(
+        prepared_at=source.prepared_at,
+        prepare_error="",
+        prepare_note=source.prepare_note,
+        prepared_options=source.prepared_options,
+    )
+    # the source's error was that it could not be prepared: no longer true
+    if Source.objects.filter(pk=source.pk, last_error__startswith=NOT_PREPARED).update(last_error=""):
+        source.last_error = ""
+    log.info("prepared %s: %s", source.name, preparation.note or "nothing to set up")
+
+
+def _record_failure(source: Source, error: str) -> None:
+    source.prepare_error = error
+    source.last_error = NOT_PREPARED + error
+    source.last_error_at = timezone.now()
+    Source.objects.filter(pk=source.pk).update(
+        prepare_error=error, last_error=source.last_error, last_error_at=source.last_error_at
+    )
+    log.warning("cannot prepare %s: %s", source.name, error)

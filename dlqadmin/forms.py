@@ -341,6 +341,8 @@ class SourceForm(ServiceErrorsMixin, forms.ModelForm):
         self.connection = connection
         modes = source_modes(connection.kind) or tuple(SourceMode.values)
         self.fields["mode"].choices = [(m, SourceMode(m).label) for m in modes]
+        if SourceMode.ADVISORY not in modes:  # the model's help is about NATS advisories
+            self.fields["mode"].help_text = ""
         if self.instance.pk and not self.is_bound:
             self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 
 from dlqadmin.models import Connection, Source
 from dlqadmin.selectors import visible_sources
@@ -15,6 +16,7 @@ from dlqadmin.services.connections import (
     connection_update,
     connection_validate,
 )
+from dlqadmin.services.source_prepare import prepare_state
 from dlqadmin.services.sources import (
     SOURCE_FIELDS,
     source_create,
@@ -127,6 +129,7 @@ class SourceAdmin(admin.ModelAdmin):
         "backlog",
         "last_harvest_at",
         "last_error",
+        "broker_setup",
     ]
     list_filter = ["enabled", "mode", "connection"]
     search_fields = ["name", "address"]
@@ -137,7 +140,16 @@ class SourceAdmin(admin.ModelAdmin):
         "last_error",
         "last_error_at",
         "cursor",
+        "broker_setup",
+        "prepared_at",
+        "prepare_error",
+        "prepared_options",
     ]
+
+    @admin.display(description="Broker setup")
+    def broker_setup(self, obj):
+        """Where the broker captures the source's failures (advisory sources), or why not."""
+        return prepare_state(obj).text or "-"
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(pk__in=visible_sources(request.user).values("pk"))
@@ -149,6 +161,15 @@ class SourceAdmin(admin.ModelAdmin):
         else:
             saved = source_create(actor=request.user, remote_addr=client_ip(request), **data)
         obj.pk = saved.pk
+        # runs after the service's prepare (also on commit): say whether the broker captures it
+        transaction.on_commit(lambda: self._report_prepare(request, saved))
+
+    def _report_prepare(self, request, source):
+        state = prepare_state(source)
+        if state.status == "failed":
+            self.message_user(request, f"{source.name} is {state.text}", messages.WARNING)
+        elif state.status == "ready":
+            self.message_user(request, f"{source.name}: {state.text}", messages.INFO)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

@@ -7,6 +7,24 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="source",
+            name="mode",
+            field=models.CharField(
+                choices=[
+                    ("queue", "RabbitMQ dead-letter queue"),
+                    ("topic", "Kafka dead-letter topic"),
+                    ("advisory", "NATS JetStream max-deliveries / terminated advisories"),
+                    ("dlq_stream", "NATS JetStream application DLQ stream"),
+                    ("subject", "Core NATS DLQ subject (live only)"),
+                ],
+                help_text="NATS advisories: saving the source (enabled) creates a capture stream "
+                "DLQADMIN_ADV_<stream> for the stream's max-deliveries and terminated advisories, or "
+                "reads from a stream of yours that already captures them. NATS sends advisories only "
+                "to listeners: failures from before the capture existed are lost and cannot be harvested.",
+                max_length=16,
+            ),
+        ),
         migrations.AddField(
             model_name="source",
             name="prepared_at",

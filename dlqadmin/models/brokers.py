@@ -88,7 +88,14 @@ class Source(models.Model):
 
     connection = models.ForeignKey(Connection, on_delete=models.PROTECT, related_name="sources")
     name = models.CharField(max_length=100, unique=True)
-    mode = models.CharField(max_length=16, choices=SourceMode.choices)
+    mode = models.CharField(
+        max_length=16,
+        choices=SourceMode.choices,
+        help_text="NATS advisories: saving the source (enabled) creates a capture stream "
+        "DLQADMIN_ADV_<stream> for the stream's max-deliveries and terminated advisories, or reads "
+        "from a stream of yours that already captures them. NATS sends advisories only to "
+        "listeners: failures from before the capture existed are lost and cannot be harvested.",
+    )
     address = models.CharField(
         max_length=500, help_text="Queue name, topic name, stream name (advisory / DLQ stream) or subject."
     )

@@ -15,6 +15,7 @@ from dlqadmin.selectors import visible_sources
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.connections import connection_check_health, connection_discover
 from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.source_prepare import prepare_state
 
 from .common import client_addr, is_htmx, page, requires
 
@@ -31,6 +32,7 @@ def connection_list(request):
             caps = selectors_dashboard.source_capabilities(source_row.source)
             source_row.live_only = Capability.LIVE_ONLY in caps
             source_row.keeps_copy = Capability.REMOVE_FROM_DLQ not in caps
+            source_row.prepare = prepare_state(source_row.source)
     return page(request, "dlqadmin/connections.html", {"connections": rows, "nav": "connections"})
 
 
@@ -134,9 +136,7 @@ def source_add(request, pk: int):
         except ValidationError as exc:
             form.add_service_errors(exc)
         else:
-            flash.success(
-                request, f"Source {source.name} added. The harvester picks it up; or harvest it now."
-            )
+            _flash_saved(request, source, f"Source {source.name} added.")
             return redirect("dlq-connections")
     return page(
         request,
@@ -157,14 +157,32 @@ def source_edit(request, pk: int):
         except ValidationError as exc:
             form.add_service_errors(exc)
         else:
-            flash.success(request, f"Saved source {source.name}.")
+            _flash_saved(request, source, f"Saved source {source.name}.")
             return redirect("dlq-connections")
     return page(
         request,
         "dlqadmin/source_form.html",
-        {"form": form, "connection": source.connection, "source": source, "nav": "connections"},
+        {
+            "form": form,
+            "connection": source.connection,
+            "source": source,
+            "prepare": prepare_state(source),
+            "nav": "connections",
+        },
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+def _flash_saved(request, source: Source, saved: str) -> None:
+    """Saved, and whether the broker now captures its failures (advisory sources are prepared
+    on save): the source is stored either way."""
+    state = prepare_state(source)
+    if state.status == "failed":
+        flash.warning(request, f"{saved} It is {state.text}. Saving it again or the harvester retries.")
+    elif state.status == "ready":
+        flash.success(request, f"{saved} {state.text[:1].upper()}{state.text[1:]}.")
+    else:
+        flash.success(request, f"{saved} The harvester picks it up; or harvest it now.")
 
 
 @require_POST

@@ -161,3 +161,76 @@ async def harvest(url: str, source: SourceSpec, **kw):
 async def redrive(messages, destination=None, url: str = NATS_URL):
     async with get_adapter(config(url)) as adapter:
         return await adapter.redrive(messages, destination=destination)
+
+
+async def work_stream(url: str, created: list) -> tuple[str, str]:
+    """A fresh work stream (no capture yet); returns (stream, subject prefix)."""
+    u = uid()
+    stream, subject = f"T_NWORK_{u}", f"t.nwork.{u}"
+    async with connected(url) as (_, js):
+        await js.add_stream(StreamConfig(name=stream, subjects=[f"{subject}.>"]))
+    created.append((url, stream))
+    return stream, subject
+
+
+async def fail_both_ways(url: str, stream: str, subject: str, *, term: bytes = b"+TERM") -> dict[str, int]:
+    """Consumer ``retrier`` exceeds max_deliver (1) on ``<subject>.retry`` and consumer
+    ``validator`` +TERMs ``<subject>.invalid``: one MAX_DELIVERIES and one MSG_TERMINATED
+    advisory (``+TERM <reason>`` needs a 2.10.4+ server: the shared 2.9.10 ignores it). Returns
+    {consumer: stream sequence of the message it failed}."""
+    async with connected(url) as (nc, js):
+        retry = await js.publish(f"{subject}.retry", b'{"order": 1}', headers={"tenant": "acme"})
+        invalid = await js.publish(f"{subject}.invalid", b'{"order": 2}', headers={"tenant": "acme"})
+        for name, tail in (("retrier", "retry"), ("validator", "invalid")):
+            await js.add_consumer(
+                stream,
+                ConsumerConfig(
+                    durable_name=name,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    max_deliver=1,
+                    ack_wait=30,
+                    filter_subject=f"{subject}.{tail}",
+                ),
+            )
+        await fail(nc, js, stream, "retrier", 1)
+        await fail(nc, js, stream, "validator", 1, verb=term)
+    return {"retrier": retry.seq, "validator": invalid.seq}
+
+
+async def wait_for_advisories(
+    url: str, capture: str, stream: str, kinds: tuple[str, ...], timeout=10.0
+) -> None:
+    """Until ``capture`` holds an advisory of each of ``kinds`` (MAX_DELIVERIES, MSG_TERMINATED)
+    about ``stream``: advisories are sent asynchronously."""
+    deadline = time.monotonic() + timeout
+    async with connected(url) as (_, js):
+        while True:
+            info = await js.stream_info(capture, subjects_filter=f"$JS.EVENT.ADVISORY.CONSUMER.*.{stream}.*")
+            seen = {subject.split(".")[4] for subject in info.state.subjects or {}}
+            if set(kinds) <= seen:
+                return
+            assert time.monotonic() < deadline, f"{capture} holds advisories {seen}, expected {kinds}"
+            await asyncio.sleep(0.05)
+
+
+def advisory_subjects(stream: str) -> list[str]:
+    """The subjects a stream must capture to keep ``stream``'s dead-letter advisories."""
+    return [f"$JS.EVENT.ADVISORY.CONSUMER.{kind}.{stream}.*" for kind in ("MAX_DELIVERIES", "MSG_TERMINATED")]
+
+
+async def users_capture(url: str, created: list, subjects: list[str]) -> str:
+    """A stream of the user's (not dlqadmin's) on ``subjects``; returns its name."""
+    name = f"T_MINE_{uid()}"
+    async with connected(url) as (_, js):
+        await js.add_stream(StreamConfig(name=name, subjects=subjects))
+    created.append((url, name))
+    return name
+
+
+async def stream_exists(url: str, name: str) -> bool:
+    async with connected(url) as (_, js):
+        try:
+            await js.stream_info(name)
+        except NotFoundError:
+            return False
+    return True

@@ -16,6 +16,7 @@ import brokers
 from brokers.base import BrokerError, Capability
 from dlqadmin.models import Connection, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
+from dlqadmin.services.source_prepare import prepare_state
 from dlqadmin.services.sources import source_create, source_update
 
 from .base import StrictMixin
@@ -196,6 +197,35 @@ class DiscoveredSourceSerializer(serializers.Serializer):
         }
 
 
+class SourcePrepareSerializer(serializers.Serializer):
+    """Whether the broker is set up to capture the source's failures (NATS advisories)."""
+
+    status = serializers.ChoiceField(
+        choices=["", "pending", "ready", "failed"],
+        help_text='"" when the mode needs nothing; pending (not prepared yet), ready or failed.',
+    )
+    detail = serializers.CharField(
+        help_text="Where failures are captured (which stream, whether dlqadmin created it), or why not."
+    )
+    error = serializers.CharField(allow_blank=True, help_text="Why the last prepare failed.")
+    prepared_at = serializers.DateTimeField(allow_null=True)
+    options = serializers.DictField(
+        help_text="What the harvest reads, found by prepare (e.g. capture_stream, durable); "
+        "the source's own options override them."
+    )
+
+    def to_representation(self, instance):
+        state = prepare_state(instance)
+        at = instance.prepared_at
+        return {
+            "status": state.status,
+            "detail": state.text,
+            "error": instance.prepare_error,
+            "prepared_at": serializers.DateTimeField().to_representation(at) if at else None,
+            "options": dict(instance.prepared_options or {}),
+        }
+
+
 class SourceSerializer(StrictMixin, serializers.ModelSerializer):
     connection = serializers.PrimaryKeyRelatedField(
         queryset=Connection.objects.all(), help_text="Id of the connection this source reads from."
@@ -210,11 +240,18 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
     address = serializers.CharField(
         max_length=500,
         help_text="queue: the dead-letter queue name. topic: the dead-letter topic. advisory: the "
-        "stream whose max-deliveries / terminated advisories are captured. dlq_stream: the "
-        "application DLQ stream. subject: the core NATS DLQ subject.",
+        "stream whose max-deliveries / terminated advisories are captured (from when the source "
+        "is prepared, on save while enabled: advisories sent before that are lost). dlq_stream: "
+        "the application DLQ stream. subject: the core NATS DLQ subject.",
     )
     options = SourceOptionsField(required=False, help_text="Mode-specific harvest options.")
     capabilities = serializers.SerializerMethodField()
+    prepare = SourcePrepareSerializer(
+        source="*",
+        read_only=True,
+        help_text="Whether the broker is set up to capture failures (advisory sources): a failed "
+        "prepare is also the source's last_error.",
+    )
 
     class Meta:
         model = Source
@@ -234,6 +271,7 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
             "auto_retry_max_attempts",
             "auto_retry_backoff_seconds",
             "capabilities",
+            "prepare",
             "cursor",
             "harvested_total",
             "backlog",
@@ -299,5 +337,6 @@ __all__ = [
     "HarvestReportSerializer",
     "HarvestRequestSerializer",
     "HealthSerializer",
+    "SourcePrepareSerializer",
     "SourceSerializer",
 ]

@@ -21,7 +21,7 @@ from brokers.base import BrokerError
 from dlqadmin import permissions
 from dlqadmin.models import Connection, Source
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.source_prepare import needs_prepare, source_prepare
+from dlqadmin.services.source_prepare import NOT_PREPARED, needs_prepare, source_prepare
 
 #: what ``source_create`` / ``source_update`` may set besides connection, name, mode and address
 SOURCE_SETTINGS = (
@@ -131,6 +131,8 @@ def source_update(*, actor=None, source: Source, remote_addr: str | None = None,
         source.cursor = {}
         source.prepared_options, source.prepare_note, source.prepare_error = {}, "", ""
         source.prepared_at = None
+        if source.last_error.startswith(NOT_PREPARED):
+            source.last_error = ""
     source_validate(source)
     source.save()
     audit_record(

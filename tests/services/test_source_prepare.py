@@ -224,3 +224,12 @@ def test_only_nats_advisory_sources_need_preparing(create):
     down = connection_create(name="rabbit-down", kind="rabbitmq", url="amqp://127.0.0.1:1/")
     source = Source.objects.get(pk=create(down, "orders.dlq", mode="queue").pk)
     assert (source.prepare_error, source.last_error, prepare_state(source).status) == ("", "", "")
+
+
+def test_moving_a_source_forgets_why_its_old_address_was_not_prepared(create, update):
+    connection = connection_create(name="nats-gone", kind="nats", url=DOWN)
+    source = create(connection, "ORDERS")
+    assert Source.objects.get(pk=source.pk).last_error.startswith("not prepared: ")
+    update(Source.objects.get(pk=source.pk), address="PAYMENTS", enabled=False)
+    stored = Source.objects.get(pk=source.pk)
+    assert (stored.last_error, stored.prepare_error, prepare_state(stored).status) == ("", "", "pending")

@@ -167,9 +167,9 @@ class SourceAdmin(admin.ModelAdmin):
     def _report_prepare(self, request, source):
         state = prepare_state(source)
         if state.status == "failed":
-            self.message_user(request, f"{source.name} is {state.text}", messages.WARNING)
+            self.message_user(request, f"Source {source.name} is {state.text}", messages.WARNING)
         elif state.status == "ready":
-            self.message_user(request, f"{source.name}: {state.text}", messages.INFO)
+            self.message_user(request, f"Source {source.name}: {state.text}", messages.INFO)
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

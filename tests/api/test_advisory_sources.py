@@ -107,7 +107,8 @@ def through_admin(as_admin, admin_user, connection_id: int, stream: str) -> int:
         follow=True,
     )
     assert response.status_code == 200, response.content.decode()[:2000]
-    assert f"DLQADMIN_ADV_{stream} (created by dlqadmin) captures" in response.content.decode()
+    message = f'<li class="info">Source {stream}: stream DLQADMIN_ADV_{stream} (created by dlqadmin) captures'
+    assert message in response.content.decode()
     return Source.objects.get(name=stream).pk
 
 

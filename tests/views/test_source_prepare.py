@@ -76,3 +76,31 @@ def test_only_nats_source_forms_warn_that_earlier_advisories_are_lost(as_user, a
     adv_page = client.get(reverse("dlq-source-edit", args=[adv.pk])).content.decode()
     assert LOST in adv_page and "failures are captured once the source is enabled" in adv_page
     assert LOST not in client.get(reverse("dlq-source-edit", args=[queue.pk])).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_django_admin_stores_a_source_while_the_broker_is_down(client, django_user_model):
+    client.force_login(
+        django_user_model.objects.create_superuser("root", "root@example.com", "root-pass-123")
+    )
+    connection = connection_create(name="nats-down", kind="nats", url="nats://127.0.0.1:1")
+    response = client.post(
+        reverse("admin:dlqadmin_source_add"),
+        {
+            "connection": connection.pk,
+            "name": "orders-adv",
+            "mode": "advisory",
+            "address": "ORDERS",
+            "options": "{}",
+            "enabled": "on",
+            "max_redrives": "5",
+            "auto_retry_max_attempts": "3",
+            "auto_retry_backoff_seconds": "60",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    source = Source.objects.get(name="orders-adv")
+    assert source.last_error == "not prepared: " + source.prepare_error and source.prepare_error
+    message = f'<li class="warning">Source orders-adv is {escape(source.last_error)}</li>'
+    assert message in response.content.decode()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from django.db import transaction
 
 import brokers
 from brokers.base import Capability
@@ -233,3 +234,23 @@ def test_moving_a_source_forgets_why_its_old_address_was_not_prepared(create, up
     update(Source.objects.get(pk=source.pk), address="PAYMENTS", enabled=False)
     stored = Source.objects.get(pk=source.pk)
     assert (stored.last_error, stored.prepare_error, prepare_state(stored).status) == ("", "", "pending")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broker_is_asked_only_after_the_write_commits(streams):
+    """The Django admin wraps its whole save in a transaction: prepare waits for its commit
+    (never holding the new row's locks during a broker call) and never runs on a rollback."""
+
+    connection = connection_create(name="nats-tx", kind="nats", url=NATS_URL)
+    stream, _ = asyncio.run(work_stream(NATS_URL, streams))
+    streams.append((NATS_URL, capture_of(stream)))
+    with pytest.raises(RuntimeError), transaction.atomic():
+        source_create(connection=connection, name="rolled-back", mode="advisory", address=stream)
+        raise RuntimeError("the admin's save failed later")
+    assert not asyncio.run(stream_exists(NATS_URL, capture_of(stream)))
+    with transaction.atomic():
+        source = source_create(connection=connection, name=stream, mode="advisory", address=stream)
+        assert not asyncio.run(stream_exists(NATS_URL, capture_of(stream)))
+        assert source.prepared_at is None
+    assert asyncio.run(stream_exists(NATS_URL, capture_of(stream)))
+    assert source.prepared_at is not None  # the instance the caller holds shows the outcome

@@ -18,10 +18,14 @@ import brokers
 from brokers.base import ConnectionConfig, DiscoveredSource, Health, SourceSpec, TLSOptions
 from dlqadmin import permissions
 from dlqadmin.models import Connection, HealthStatus, Source
+from dlqadmin.services import source_prepare
 from dlqadmin.services.audit import audit_record
 
 log = logging.getLogger(__name__)
 
+#: changing one of these (or a credential) may point the connection at another broker: its
+#: sources that need the broker set up are prepared again
+REACHING_FIELDS = {"kind", "url", "options", "tls_enabled", "tls_verify", "tls_ca_cert", "tls_client_cert"}
 #: what ``connection_update`` may change besides the write-only credentials
 CONNECTION_FIELDS = (
     "name",
@@ -162,6 +166,8 @@ def connection_update(
         },
         remote_addr=remote_addr,
     )
+    if REACHING_FIELDS & set(changed) or credentials:
+        transaction.on_commit(lambda: source_prepare.connection_sources_prepare(connection=connection))
     return connection
 
 

@@ -35,7 +35,7 @@ from brokers.base import (
 )
 from dlqadmin.models import Source
 
-from .connections import connection_config, source_spec
+from . import connections as _connections  # a module: services/connections.py imports this one
 
 log = logging.getLogger(__name__)
 
@@ -80,38 +80,64 @@ def source_prepare(*, source: Source, timeout: float = PREPARE_TIMEOUT) -> bool:
     Returns whether it is prepared (True when its mode needs nothing). Idempotent. Never raises
     for broker trouble (recorded as the source's error instead). Call it outside transactions.
     """
-    if not needs_prepare(source):
-        return True
-    spec = source_spec(source, prepared=False)
-    config = connection_config(source.connection, timeout=timeout)
+    sources_prepare(sources=[source], timeout=timeout)
+    return not (needs_prepare(source) and source.prepare_error)
 
-    async def prepare() -> Preparation:
+
+def connection_sources_prepare(*, connection, timeout: float = PREPARE_TIMEOUT) -> None:
+    """Prepare the enabled sources of ``connection`` that need it (it now points at another
+    broker, or reaches it differently). Same guarantees as :func:`source_prepare`."""
+    sources = connection.sources.filter(enabled=True).select_related("connection").order_by("pk")
+    sources_prepare(sources=list(sources), timeout=timeout)
+
+
+def sources_prepare(*, sources: list[Source], timeout: float = PREPARE_TIMEOUT) -> None:
+    """Prepare ``sources`` (all of one connection) through one broker connection and record each
+    outcome. A broker that cannot be reached fails the rest with the same error at once, so a
+    save waits at most about one ``timeout``. Never raises for broker trouble."""
+    sources = [source for source in sources if needs_prepare(source)]
+    if not sources:
+        return
+    specs = [_connections.source_spec(source, prepared=False) for source in sources]
+    config = _connections.connection_config(sources[0].connection, timeout=timeout)
+
+    async def prepare() -> list[Preparation | str]:
+        outcomes: list[Preparation | str] = []
         async with brokers.get_adapter(config) as adapter:
-            return await adapter.prepare(spec)
+            for spec in specs:
+                try:
+                    outcomes.append(await adapter.prepare(spec))
+                except BrokerError as exc:
+                    outcomes.append(str(exc))
+                    if not exc.permanent:  # unreachable: the others would wait as long
+                        break
+        return outcomes
 
     try:
-        preparation = brokers.run(prepare)
+        outcomes = brokers.run(prepare)
     except BrokerError as exc:
-        _record_failure(source, str(exc))
-        return False
+        outcomes = [str(exc)]
     except Exception as exc:  # a bug in an adapter must not turn the save that got here into a 500
-        log.exception("preparing %s failed unexpectedly", source.name)
-        _record_failure(source, f"unexpected error: {exc!r}")
-        return False
-    _record_success(source, preparation)
-    return True
+        log.exception("preparing %s failed unexpectedly", ", ".join(s.name for s in sources))
+        outcomes = [f"unexpected error: {exc!r}"]
+    outcomes += [outcomes[-1]] * (len(sources) - len(outcomes))
+    for source, outcome in zip(sources, outcomes, strict=True):
+        if isinstance(outcome, str):
+            _record_failure(source, outcome)
+        else:
+            _record_success(source, outcome)
 
 
 async def source_prepare_with(adapter: BrokerAdapter, *, source: Source) -> SourceSpec:
     """Prepare ``source`` through an open ``adapter`` and record the outcome; returns the
     source's harvest spec with the new prepared options. Raises BrokerError (recorded)."""
     try:
-        preparation = await adapter.prepare(source_spec(source, prepared=False))
+        preparation = await adapter.prepare(_connections.source_spec(source, prepared=False))
     except BrokerError as exc:
         await sync_to_async(_record_failure, thread_sensitive=True)(source, str(exc))
         raise BrokerError(NOT_PREPARED + str(exc), permanent=exc.permanent) from exc
     await sync_to_async(_record_success, thread_sensitive=True)(source, preparation)
-    return source_spec(source)
+    return _connections.source_spec(source)
 
 
 async def harvest_preparing(

@@ -254,3 +254,22 @@ def test_the_broker_is_asked_only_after_the_write_commits(streams):
         assert source.prepared_at is None
     assert asyncio.run(stream_exists(NATS_URL, capture_of(stream)))
     assert source.prepared_at is not None  # the instance the caller holds shows the outcome
+
+
+def test_pointing_a_connection_at_the_broker_prepares_its_sources(
+    create, streams, django_capture_on_commit_callbacks
+):
+    first, _ = asyncio.run(work_stream(NATS_URL, streams))
+    second, _ = asyncio.run(work_stream(NATS_URL, streams))
+    streams += [(NATS_URL, capture_of(first)), (NATS_URL, capture_of(second))]
+    connection = connection_create(name="nats-moved", kind="nats", url=DOWN)
+    sources = [create(connection, first), create(connection, second)]
+    off = create(connection, f"T_OFF_{first}", enabled=False)
+    assert all(Source.objects.get(pk=s.pk).prepare_error for s in sources)  # one failure each
+    with django_capture_on_commit_callbacks(execute=True):
+        connection_update(connection=connection, url=NATS_URL)
+    for source in sources:
+        stored = Source.objects.get(pk=source.pk)
+        assert (stored.prepare_error, stored.last_error) == ("", "") and stored.prepared_at
+        assert asyncio.run(stream_exists(NATS_URL, capture_of(source.address)))
+    assert Source.objects.get(pk=off.pk).prepared_at is None  # disabled: left alone

@@ -9,9 +9,9 @@ the harvest must read, e.g. a stream of the user's that already captured the adv
 worked; ``prepare_error``, also shown as the source's ``last_error``, when it did not.
 
 It never raises for broker trouble: the source stays stored, and the next enable or edit, or
-the harvest (:func:`harvest_preparing`), prepares it again. ``services/sources.py`` calls it
-after its write commits (a broker call can take the whole connect timeout: never inside a
-transaction holding the source's row lock).
+the harvest (:func:`harvest_preparing`), prepares it again. ``services/sources.py`` and
+``services/connections.py`` call it after their write commits (a broker call can take the whole
+connect timeout: never inside a transaction holding the row's lock).
 """
 
 from __future__ import annotations

@@ -68,6 +68,14 @@ def _reason_of(event_type: object, subject: str) -> str:
     return _KIND_REASONS.get(tail.split(".", 1)[0], "unreadable")
 
 
+def is_failure_advisory(subject: str) -> bool:
+    """Whether a captured advisory's subject is a MAX_DELIVERIES / MSG_TERMINATED one. A user's
+    wider capture stream (e.g. ``$JS.EVENT.ADVISORY.>``) also holds other consumer advisories
+    (created, NAKed, ...) that the durable's filter lets through: those are not dead letters."""
+    tail = subject[len(admin.ADVISORY_PREFIX) :] if subject.startswith(admin.ADVISORY_PREFIX) else ""
+    return tail.split(".", 1)[0] in _KIND_REASONS
+
+
 async def from_capture(originals: Originals, msg: Msg) -> HarvestedMessage:
     """One captured advisory as a dead letter. Total: an advisory that is not JSON, lacks the
     stream or sequence, or names an original that cannot be fetched is stored with its raw bytes

@@ -166,8 +166,10 @@ async def harvest_advisory(
     originals = advisory.Originals(jsm, js)
 
     async def build(msgs: list[Msg]) -> list[HarvestedMessage]:
-        # every captured advisory is one dead letter: unreadable ones are stored raw, with a note
-        return list(await asyncio.gather(*(advisory.from_capture(originals, msg) for msg in msgs)))
+        # every failure advisory is one dead letter (unreadable ones stored raw, with a note);
+        # the other consumer advisories a wider user capture also holds are acked and left
+        failures = [msg for msg in msgs if advisory.is_failure_advisory(msg.subject)]
+        return list(await asyncio.gather(*(advisory.from_capture(originals, msg) for msg in failures)))
 
     result = await _drain(
         js,

@@ -192,7 +192,10 @@ class Destination:
 
     RabbitMQ: ``exchange`` + ``routing_key`` (exchange "" = default exchange, routing key =
     queue name); ``use_original_route=True`` publishes to the original exchange and routing key
-    instead of the failed queue. Kafka: ``topic`` and optional ``partition``. NATS: ``subject``.
+    instead of the failed queue (the default for a message whose queue is unknown but whose
+    original exchange and routing key are). Kafka: ``topic`` and optional ``partition``. NATS:
+    ``subject``. A message with no original destination and no override is not sent: its
+    outcome is a permanent failure that says it needs a destination.
     """
 
     exchange: str | None = None

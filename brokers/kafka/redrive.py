@@ -171,7 +171,10 @@ class RedriveProducer:
             topic = destination.topic or msg.origin.topic
             if not topic:
                 outcomes[i] = _failed(
-                    msg, "", "no original topic recorded; choose a destination topic", permanent=True
+                    msg,
+                    "",
+                    "needs a destination: no original topic is recorded; give a destination topic",
+                    permanent=True,
                 )
                 continue
             if topic not in counts:

@@ -217,7 +217,7 @@ def _prepare(
         outcome.error = f"nothing to redrive: {message.properties['payload_unavailable']}"
         return outcome, message, None, []
     if not subject:
-        outcome.error = "no destination subject: the message has no original subject; choose one"
+        outcome.error = "needs a destination: no original subject is recorded; give a destination subject"
         return outcome, message, None, []
     try:
         hdr, notes = build_headers(message, policy)

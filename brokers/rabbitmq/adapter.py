@@ -272,8 +272,11 @@ class RabbitMQAdapter(BrokerAdapter):
         ``options["publish_window"]``.
 
         Target: by default the default exchange with routing key = the queue the message died in
-        (only that queue gets it). ``use_original_route``: the original exchange and routing key
-        (fans out again to every bound queue). ``destination.exchange`` / ``routing_key`` win.
+        (only that queue gets it); when no queue is recorded but the original exchange and
+        routing key are (Spring AMQP's ``RepublishMessageRecoverer``), those. ``use_original_route``:
+        the original exchange and routing key (fans out again to every bound queue).
+        ``destination.exchange`` / ``routing_key`` win. No target at all: a permanent outcome
+        saying the message needs a destination.
 
         Headers: the originals per ``header_policy`` (x-death, x-first/last-death-* and
         x-delivery-count always stripped; a non-UTF-8 long string goes back as the same long

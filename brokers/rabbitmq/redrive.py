@@ -44,11 +44,24 @@ def failed(message: RedriveMessage, destination: str, error: str, permanent: boo
     )
 
 
+#: the outcome of a message with no recorded queue, exchange or routing key and no override.
+NO_DESTINATION = "needs a destination: no origin queue, exchange or routing key is recorded; give one"
+
+
 def target(message: RedriveMessage, destination: Destination) -> tuple[str, str]:
     """(exchange, routing key): by default the default exchange and the queue the message died
-    in; ``use_original_route``: the original exchange and routing key; explicit fields win."""
+    in; when no queue is recorded (Spring AMQP's ``RepublishMessageRecoverer`` writes only
+    ``x-original-exchange`` / ``x-original-routingKey``) and neither exchange nor routing key is
+    given, the original exchange and routing key. ``use_original_route``: always the original
+    exchange and routing key; explicit fields win. ("", "") means there is no destination.
+
+    ``dlqadmin.services.redrive_destination`` mirrors this in SQL for the plan: keep them in step.
+    """
     origin = message.origin
-    if destination.use_original_route:
+    original = destination.use_original_route or (
+        not origin.queue and destination.exchange is None and destination.routing_key is None
+    )
+    if original:
         exchange, routing_key = origin.exchange, origin.routing_key
     else:
         exchange, routing_key = "", origin.queue
@@ -71,7 +84,7 @@ def plan(
         exchange, routing_key = target(message, destination)
         where = describe(exchange, routing_key)
         if not exchange and not routing_key:
-            outcomes[i] = failed(message, where, "no destination: the origin queue is unknown", True)
+            outcomes[i] = failed(message, where, NO_DESTINATION, True)
             continue
         try:
             properties = redrive_properties(message, redrive_headers(message, policy))

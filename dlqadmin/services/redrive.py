@@ -3,11 +3,14 @@
 Life of a job:
 
 1. ``redrive_plan`` resolves ids or a filter to counts the operator confirms (how many, how many
-   parked by the loop guard, how many busy in another job, where they go). The plan pins the
-   filter to ``max_id`` so messages arriving after the plan are never part of the job.
+   parked by the loop guard, how many busy in another job, where they go and how many need a
+   destination because no origin is recorded: :mod:`dlqadmin.services.redrive_destination`).
+   The plan pins the filter to ``max_id`` so messages arriving after the plan are never part of
+   the job.
 2. ``redrive_job_create`` claims the planned messages (conditional UPDATE: a message in an
    active job is not claimed twice) and writes one RedriveAttempt per message, in chunks, so
-   memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`). A large filter
+   memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`); messages that
+   need a destination get a SKIPPED attempt saying so, like loop-guarded ones. A large filter
    is claimed only in part by the request; the worker claims the rest ahead of sending. The
    Celery task is enqueued on commit.
 3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
@@ -35,6 +38,7 @@ from dlqadmin.models import (
 )
 from dlqadmin.selectors import DeadLetterFilter
 from dlqadmin.services import redrive_claim
+from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.redrive_worker import enqueue, finish
 
@@ -64,13 +68,31 @@ class RedriveError(ValueError):
 
 @dataclass
 class RedrivePlan:
+    """What a job would do. ``redrivable`` messages are sent; ``needs_destination`` ones have no
+    recorded origin and no override (a job skips them); ``routes`` counts the messages a job
+    considers (neither busy nor parked) by route (:mod:`dlqadmin.services.redrive_destination`);
+    ``destinations`` are the ten largest (kind, source, route, where) groups of those."""
+
     total: int
     redrivable: int
     parked: int
     busy: int
+    needs_destination: int = 0
+    routes: dict[str, int] = field(default_factory=dict)
     destinations: list[dict] = field(default_factory=list)
     filter: dict = field(default_factory=dict)
     ids: list[int] | None = None
+
+    #: broker kinds of the messages that need a destination
+    needs_kinds: list[str] = field(default_factory=list)
+
+    def needs_destination_message(self) -> str:
+        """The 400 answer / form error when messages need a destination (which kinds, why)."""
+        why = "; ".join(
+            routes.needs_reason(kind).removeprefix("needs a destination: ") for kind in self.needs_kinds
+        )
+        count = self.needs_destination
+        return f"{count} selected message(s) need a destination ({why}): give a destination override"
 
 
 def _selection(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
@@ -92,42 +114,59 @@ def redrive_plan(
     ids: list[int] | None = None,
     filters: DeadLetterFilter | None = None,
     override_loop_guard: bool = False,
+    destination: dict | None = None,
 ) -> RedrivePlan:
-    """Exactly what a job created by ``actor`` from the same input would touch. Read-only."""
+    """Exactly what a job created by ``actor`` from the same input (and the same ``destination``
+    override) would touch, and where each message would go. Read-only."""
     if ids is not None:
         ids = _validate_ids(ids)
     elif filters is not None and filters.max_id is None:
         top = DeadLetter.objects.aggregate(top=Max("id"))["top"] or 0
         filters = DeadLetterFilter(**{**filters.__dict__, "max_id": top})
+    _validate_options(destination=destination)
     qs = _selection(actor=actor, ids=ids, filters=filters).order_by()
-    total = qs.count()
-    busy = qs.filter(status=DeadLetterStatus.QUEUED).count()
-    parked = (
-        0 if override_loop_guard else qs.exclude(status=DeadLetterStatus.QUEUED).filter(_parked_q()).count()
+    busy = Q(status=DeadLetterStatus.QUEUED)
+    held = busy if override_loop_guard else busy | _parked_q()
+    counts = qs.aggregate(
+        total=Count("id"),
+        busy=Count("id", filter=busy),
+        parked=Count("id", filter=~busy & _parked_q()),
+        needs=Count("id", filter=~held & routes.needs_destination_q(destination)),
     )
-    destinations = list(
-        qs.values(
-            "source__connection__kind", "source__name", "origin_queue", "origin_topic", "origin_subject"
-        )
+    parked = 0 if override_loop_guard else counts["parked"]
+    needs_kinds = []
+    if counts["needs"]:
+        needing = qs.exclude(held).filter(routes.needs_destination_q(destination))
+        needs_kinds = sorted(set(needing.values_list(routes.KIND, flat=True).distinct()))
+    considered = routes.annotate_routes(qs.exclude(held), destination)
+    by_route = dict(considered.values_list("route").annotate(n=Count("id")).values_list("route", "n"))
+    groups = (
+        considered.values("source__connection__kind", "source__name", "route", "route_to")
         .annotate(count=Count("id"))
-        .order_by("-count")[:10]
+        .order_by("-count", "source__name", "route_to")[:10]
     )
     return RedrivePlan(
-        total=total,
-        redrivable=total - busy - parked,
+        total=counts["total"],
+        redrivable=counts["total"] - counts["busy"] - parked - counts["needs"],
         parked=parked,
-        busy=busy,
+        busy=counts["busy"],
+        needs_destination=counts["needs"],
+        routes={route: by_route.get(route, 0) for route in routes.ROUTES},
+        needs_kinds=needs_kinds,
         destinations=[
             {
-                "kind": d["source__connection__kind"],
-                "source": d["source__name"],
-                "destination": d["origin_queue"]
-                or d["origin_topic"]
-                or d["origin_subject"]
-                or "(none recorded)",
-                "count": d["count"],
+                "kind": g["source__connection__kind"],
+                "source": g["source__name"],
+                "route": g["route"],
+                "destination": g["route_to"] or routes.ROUTE_LABELS[g["route"]],
+                "reason": (
+                    routes.needs_reason(g["source__connection__kind"])
+                    if g["route"] == routes.NEEDS_DESTINATION
+                    else ""
+                ),
+                "count": g["count"],
             }
-            for d in destinations
+            for g in groups
         ],
         filter=filters.to_dict() if filters is not None and ids is None else {},
         ids=ids,
@@ -148,7 +187,9 @@ def _validate_ids(ids) -> list[int]:
     return clean
 
 
-def _validate_options(*, destination, velocity, batch_size, header_policy) -> None:
+def _validate_options(
+    *, destination, velocity=None, batch_size: int = DEFAULT_BATCH, header_policy=None
+) -> None:
     errors = {}
     if destination and (not isinstance(destination, dict) or set(destination) - DESTINATION_KEYS):
         errors["destination"] = f"destination takes only: {', '.join(sorted(DESTINATION_KEYS))}"
@@ -175,13 +216,21 @@ def redrive_job_create(
     remote_addr: str | None = None,
 ) -> RedriveJob:
     """Create a job over exactly the planned set and enqueue it. Raises RedriveError (bad input;
-    nothing selected, which includes ids only of sources ``actor`` may not see; ``conflict=True``
-    when every selected message is already in an active job), PermissionDenied."""
+    nothing selected, which includes ids only of sources ``actor`` may not see; nothing left to
+    send but messages that need a destination; ``conflict=True`` when every selected message is
+    already in an active job), PermissionDenied. Messages that need a destination among others
+    are skipped with that reason."""
     permissions.require(actor, permissions.REDRIVE)
     _validate_options(
         destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
     )
-    plan = redrive_plan(actor=actor, ids=ids, filters=filters, override_loop_guard=override_loop_guard)
+    plan = redrive_plan(
+        actor=actor,
+        ids=ids,
+        filters=filters,
+        override_loop_guard=override_loop_guard,
+        destination=destination,
+    )
     if plan.total == 0:
         hint = " (no message with those ids that you may see)" if ids is not None else ""
         raise RedriveError({"selection": f"nothing matches: no message to redrive{hint}"})
@@ -189,6 +238,8 @@ def redrive_job_create(
         raise RedriveError(
             {"selection": "every selected message is already in an active redrive job"}, conflict=True
         )
+    if plan.needs_destination and plan.redrivable == 0:
+        raise RedriveError({"destination": plan.needs_destination_message()})
     pinned = DeadLetterFilter.parse(plan.filter) if plan.filter else None
     with transaction.atomic():
         job = RedriveJob.objects.create(

@@ -1,5 +1,6 @@
 """Claiming a redrive job's messages: each selected dead letter becomes QUEUED and gets one
-RedriveAttempt of the job (or a SKIPPED one when the loop guard parks it).
+RedriveAttempt of the job (or a SKIPPED one when the loop guard parks it or it needs a destination
+the job does not give).
 
 A job over ids (at most a few thousand) is claimed whole by the request that creates it. A job
 over a filter may match a million messages, which would hold the request, and one transaction
@@ -32,6 +33,7 @@ from dlqadmin.models import (
     RedriveJobStatus,
 )
 from dlqadmin.selectors import DeadLetterFilter, dead_letters_for
+from dlqadmin.services import redrive_destination as routes
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +79,27 @@ def _claim_after(job: RedriveJob, selection, cursor: int, count: int) -> tuple[i
 
 def claim_chunk(job: RedriveJob, ids: list[int]) -> tuple[int, int]:
     """Lock the chunk's messages (those not in another active job), mark them QUEUED and write
-    their attempts; loop-guarded ones get a SKIPPED attempt instead. Reads only the columns it
+    their attempts; loop-guarded ones, and those that need a destination the job does not give,
+    get a SKIPPED attempt instead. Reads only the columns it
     needs (not the payloads). Returns (claimed, skipped)."""
     rows = (
         DeadLetter.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(pk__in=ids)
         .exclude(status=DeadLetterStatus.QUEUED)
-        .values_list("pk", "status", "retry_count", "source__max_redrives")
+        .annotate(needs=routes.needs_destination(job.destination))
+        .values_list("pk", "status", "retry_count", "source__max_redrives", "needs", routes.KIND)
     )
     attempts, claim_ids, now = [], [], timezone.now()
-    for pk, status, retry_count, max_redrives in rows:
+    for pk, status, retry_count, max_redrives, needs, kind in rows:
         parked = status == DeadLetterStatus.PARKED or (max_redrives and retry_count >= max_redrives)
         if parked and not job.override_loop_guard:
             error = (
                 f"loop guard: redriven {retry_count} time(s), limit {max_redrives}; override to redrive again"
             )
             attempts.append((pk, RedriveAttemptStatus.SKIPPED, status, error, now))
+            continue
+        if needs:  # no origin recorded, no override: never sent to fail at the broker
+            attempts.append((pk, RedriveAttemptStatus.SKIPPED, status, routes.needs_reason(kind), now))
             continue
         claim_ids.append(pk)
         attempts.append((pk, RedriveAttemptStatus.PENDING, status, "", None))

@@ -17,8 +17,17 @@ def test_dry_run_returns_the_plan_and_creates_nothing(as_operator, store):
     plan = response.json()
     assert plan["dry_run"] is True
     assert (plan["total"], plan["redrivable"], plan["parked"], plan["busy"]) == (3, 2, 1, 0)
-    assert plan["destinations"] == [
-        {"kind": "kafka", "source": "payments", "destination": "payments", "count": 3}
+    assert plan["needs_destination"] == 0
+    assert plan["routes"] == {"origin": 2, "original_route": 0, "override": 0, "needs_destination": 0}
+    assert plan["destinations"] == [  # the parked one goes nowhere unless the loop guard is overridden
+        {
+            "kind": "kafka",
+            "source": "payments",
+            "route": "origin",
+            "destination": "payments",
+            "reason": "",
+            "count": 2,
+        }
     ]
     assert plan["filter"] == {"connection": ["kafka"], "max_id": DeadLetter.objects.order_by("-id")[0].pk}
     assert not RedriveJob.objects.exists() and not RedriveAttempt.objects.exists()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from dlqadmin.models import RedriveAttemptStatus, RedriveJob
+from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 
 from .base import StrictSerializer
@@ -22,7 +24,9 @@ class DestinationSerializer(StrictSerializer):
         required=False, allow_blank=True, max_length=255, help_text="RabbitMQ."
     )
     use_original_route = serializers.BooleanField(
-        required=False, help_text="RabbitMQ: publish to the original exchange + routing key, not the queue."
+        required=False,
+        help_text="RabbitMQ: publish to the original exchange + routing key, not the queue (the default "
+        "anyway for a message with no recorded queue but a recorded exchange + routing key).",
     )
     topic = serializers.CharField(required=False, max_length=249, help_text="Kafka.")
     partition = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, help_text="Kafka.")
@@ -80,20 +84,45 @@ class RedriveCreateSerializer(SelectionSerializer):
     )
 
 
+ROUTE_HELP = (
+    "origin: back where it failed (RabbitMQ queue, Kafka topic, NATS subject); original_route: "
+    "RabbitMQ original exchange + routing key (use_original_route, or the default when no queue is "
+    "recorded); override: the destination given; needs_destination: no origin recorded and no "
+    "override, so it is not sent"
+)
+
+
 class PlanDestinationSerializer(serializers.Serializer):
     kind = serializers.CharField()
     source = serializers.CharField()
-    destination = serializers.CharField()
+    route = serializers.ChoiceField(choices=routes.ROUTES, help_text=ROUTE_HELP)
+    destination = serializers.CharField(help_text="Where they go, e.g. a queue, exchange + routing key, topic.")
+    reason = serializers.CharField(help_text="needs_destination: why; otherwise empty.")
     count = serializers.IntegerField()
+
+
+class PlanRoutesSerializer(serializers.Serializer):
+    origin = serializers.IntegerField()
+    original_route = serializers.IntegerField()
+    override = serializers.IntegerField()
+    needs_destination = serializers.IntegerField()
 
 
 class RedrivePlanSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=True)
     total = serializers.IntegerField(help_text="Messages selected.")
-    redrivable = serializers.IntegerField(help_text="Messages a job would send.")
+    redrivable = serializers.IntegerField(
+        help_text="Messages a job would send (not busy, not parked, with a destination)."
+    )
     parked = serializers.IntegerField(help_text="Held back by the loop guard (see override_loop_guard).")
     busy = serializers.IntegerField(help_text="Already in an active job.")
-    destinations = PlanDestinationSerializer(many=True, help_text="Top 10 destinations with counts.")
+    needs_destination = serializers.IntegerField(
+        help_text="No origin recorded and no destination override: a job skips them; give a destination."
+    )
+    routes = PlanRoutesSerializer(help_text="Messages a job would consider (not busy or parked), by route.")
+    destinations = PlanDestinationSerializer(
+        many=True, help_text="Top 10 (source, route, destination) groups of those, with counts."
+    )
     filter = serializers.DictField(help_text="The filter pinned with max_id: later arrivals are excluded.")
     ids_count = serializers.IntegerField(allow_null=True)
 
@@ -104,6 +133,8 @@ class RedrivePlanSerializer(serializers.Serializer):
             "redrivable": plan.redrivable,
             "parked": plan.parked,
             "busy": plan.busy,
+            "needs_destination": plan.needs_destination,
+            "routes": plan.routes,
             "destinations": plan.destinations,
             "filter": plan.filter,
             "ids_count": len(plan.ids) if plan.ids is not None else None,
@@ -183,12 +214,29 @@ class FailureSerializer(serializers.Serializer):
     finished_at = serializers.DateTimeField(allow_null=True)
 
 
+class SkippedReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(help_text="e.g. loop guard, needs a destination, cancelled")
+    count = serializers.IntegerField()
+
+
 class RedriveJobDetailSerializer(RedriveJobSerializer):
     failures = serializers.SerializerMethodField()
+    skipped_reasons = serializers.SerializerMethodField()
 
     class Meta(RedriveJobSerializer.Meta):
-        fields = [*RedriveJobSerializer.Meta.fields, "failures"]
+        fields = [*RedriveJobSerializer.Meta.fields, "failures", "skipped_reasons"]
         read_only_fields = fields
+
+    @extend_schema_field(SkippedReasonSerializer(many=True))
+    def get_skipped_reasons(self, obj):
+        """Why messages were skipped, most frequent first (at most 10 distinct reasons)."""
+        rows = (
+            obj.attempts.filter(status=RedriveAttemptStatus.SKIPPED)
+            .values("error")
+            .annotate(count=Count("id"))
+            .order_by("-count", "error")[:10]
+        )
+        return [{"reason": row["error"], "count": row["count"]} for row in rows]
 
     @extend_schema_field(FailureSerializer(many=True))
     def get_failures(self, obj):

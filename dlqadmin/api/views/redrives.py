@@ -61,7 +61,9 @@ class RedriveViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         summary="Redrive messages by ids or filter (operator)",
         description='Body: {"ids": [...]} or {"filter": {...}} plus options. With dry_run=true the '
         "answer is the plan (200) and nothing is created; otherwise the job (201), processed "
-        "in the background. 409 when every selected message is already in an active job.",
+        "in the background. Messages with no recorded origin need a destination override: the plan "
+        "counts them (needs_destination), a job skips them with that reason, and 400 when nothing "
+        "else is left. 409 when every selected message is already in an active job.",
         request=RedriveCreateSerializer,
         responses={
             200: OpenApiResponse(RedrivePlanSerializer, description="dry_run: the plan"),
@@ -76,7 +78,10 @@ class RedriveViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ApiViewSe
         data = body.validated_data
         if data["dry_run"]:
             plan = redrive_plan(
-                actor=request.user, override_loop_guard=data["override_loop_guard"], **body.selection
+                actor=request.user,
+                override_loop_guard=data["override_loop_guard"],
+                destination=dict(data.get("destination") or {}) or None,
+                **body.selection,
             )
             return Response(RedrivePlanSerializer(plan).data)
         job = redrive_job_create(

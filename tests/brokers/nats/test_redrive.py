@@ -76,7 +76,7 @@ def test_redrive_without_a_capturing_stream_is_permanent():
     nowhere, unknown = run(go())
     assert (nowhere.ref, nowhere.ok, nowhere.permanent) == ("a", False, True)
     assert nowhere.error == f"no stream captures subject t.nostream.{u}"
-    assert (unknown.ok, unknown.permanent) == (False, True) and "no destination subject" in unknown.error
+    assert (unknown.ok, unknown.permanent) == (False, True) and "needs a destination" in unknown.error
 
 
 def test_a_stream_error_answer_is_a_prompt_permanent_outcome(streams):

@@ -96,7 +96,7 @@ class PlanDestinationSerializer(serializers.Serializer):
     kind = serializers.CharField()
     source = serializers.CharField()
     route = serializers.ChoiceField(choices=routes.ROUTES, help_text=ROUTE_HELP)
-    destination = serializers.CharField(help_text="Where they go, e.g. a queue, exchange + routing key, topic.")
+    destination = serializers.CharField(help_text="Where they go: a queue, exchange + routing key, topic...")
     reason = serializers.CharField(help_text="needs_destination: why; otherwise empty.")
     count = serializers.IntegerField()
 

@@ -78,7 +78,11 @@ class RedriveForm(forms.Form):
         initial=ROUTE_ORIGINAL,
         widget=forms.RadioSelect,
         choices=[
-            (ROUTE_ORIGINAL, "Back to the queue the message failed in"),
+            (
+                ROUTE_ORIGINAL,
+                "Back to the queue the message failed in (no queue recorded: its original exchange "
+                "and routing key)",
+            ),
             (ROUTE_EXCHANGE, "Through the original exchange and routing key"),
             (ROUTE_CUSTOM, "To another exchange / routing key"),
         ],

@@ -29,6 +29,7 @@ from dlqadmin.models import (
     ErrorGroupStatus,
     FailureTally,
     GroupDayTally,
+    RedriveAttemptStatus,
     RedriveJob,
     Source,
     StatusTally,
@@ -356,3 +357,15 @@ def job_rate(job: RedriveJob, *, now: datetime | None = None) -> JobRate:
     rate = job.done / elapsed
     left = max(job.total - job.done, 0)
     return JobRate(rate, left / rate if rate and not job.finished_at else None)
+
+
+def job_skipped_reasons(job: RedriveJob, *, limit: int = 10) -> list[tuple[str, int]]:
+    """Why a job's messages were skipped (loop guard, needs a destination, cancelled): (reason,
+    count), most frequent first, at most ``limit`` distinct reasons."""
+    rows = (
+        job.attempts.filter(status=RedriveAttemptStatus.SKIPPED)
+        .values_list("error")
+        .annotate(n=Count("id"))
+        .order_by("-n", "error")[:limit]
+    )
+    return list(rows)

@@ -144,6 +144,7 @@ class SourceAdmin(admin.ModelAdmin):
         "prepared_at",
         "prepare_error",
         "prepared_options",
+        "auto_retry_held",
     ]
 
     @admin.display(description="Broker setup")

@@ -19,6 +19,7 @@ from django.utils.html import format_html
 from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, ErrorGroup, ErrorGroupStatus
 from dlqadmin.selectors import dead_letters_for, error_groups_for, limit_to_visible
+from dlqadmin.selectors_dashboard import job_skipped_reasons
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve, error_group_set_status
 from dlqadmin.services.export import iter_csv, iter_jsonl
@@ -48,7 +49,10 @@ def _start_redrive(modeladmin, request, ids: list[int]) -> None:
     try:
         job = redrive_job_create(actor=request.user, ids=ids, remote_addr=client_ip(request))
     except RedriveError as exc:
-        modeladmin.message_user(request, f"Redrive not started: {exc}", messages.ERROR)
+        hint = ""
+        if "destination" in exc.errors:
+            hint = " Redrive them from the dashboard or the API with a destination override."
+        modeladmin.message_user(request, f"Redrive not started: {exc}.{hint}", messages.ERROR)
         return
     except PermissionDenied as exc:
         modeladmin.message_user(request, str(exc), messages.ERROR)
@@ -65,6 +69,8 @@ def _start_redrive(modeladmin, request, ids: list[int]) -> None:
         ),
         messages.SUCCESS,
     )
+    for reason, n in job_skipped_reasons(job):  # e.g. the ones that need a destination, and why
+        modeladmin.message_user(request, f"Not sent: {n} message(s): {reason}", messages.WARNING)
 
 
 def _masker(request) -> Masker:

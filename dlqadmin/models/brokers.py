@@ -117,6 +117,11 @@ class Source(models.Model):
     auto_retry_backoff_seconds = models.PositiveIntegerField(
         default=60, help_text="Wait before the first automatic retry; doubles for each later attempt."
     )
+    auto_retry_held = models.PositiveIntegerField(
+        default=0,
+        help_text="Due messages the automatic retry does not send because no origin is recorded: "
+        "they need a destination (redrive them with a destination override).",
+    )
 
     harvested_total = models.BigIntegerField(default=0)
     backlog = models.BigIntegerField(null=True, blank=True)

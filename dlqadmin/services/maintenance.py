@@ -10,6 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
 
@@ -25,7 +26,18 @@ def auto_retry_candidates(source: Source, *, now=None):
     A message that failed again after a redrive comes back as a new row carrying
     ``x-retry-count``; the policy retries while that count is below the source's limit, waiting
     ``backoff * 2**retry_count`` after it was harvested. Error groups can opt out (or in).
+    Messages with no recorded origin are never candidates: they need a destination, which only
+    a person can give (:func:`auto_retry_held`).
     """
+    return _due(source, now=now).exclude(routes.needs_destination_q())
+
+
+def auto_retry_held(source: Source, *, now=None):
+    """Due messages of ``source`` the policy holds back because they need a destination."""
+    return _due(source, now=now).filter(routes.needs_destination_q())
+
+
+def _due(source: Source, *, now=None):
     now = now or timezone.now()
     qs = DeadLetter.objects.filter(
         source=source,
@@ -48,8 +60,13 @@ def auto_retry_candidates(source: Source, *, now=None):
 def auto_retry_run(*, now=None) -> list[int]:
     """Create one redrive job per source with due messages; returns the job ids."""
     jobs = []
-    sources = Source.objects.filter(Q(auto_retry=True) | Q(error_groups__auto_retry=True)).distinct()
+    sources = (
+        Source.objects.filter(Q(auto_retry=True) | Q(error_groups__auto_retry=True))
+        .select_related("connection")
+        .distinct()
+    )
     for source in sources:
+        _record_held(source, now=now)
         ids = list(auto_retry_candidates(source, now=now).values_list("id", flat=True)[:AUTO_RETRY_BATCH])
         if not ids:
             continue
@@ -61,6 +78,25 @@ def auto_retry_run(*, now=None) -> list[int]:
         audit_record(action="policy.auto_retry", target=job, count=job.total, detail={"source": source.name})
         jobs.append(job.pk)
     return jobs
+
+
+def _record_held(source: Source, *, now=None) -> None:
+    """Keep ``Source.auto_retry_held`` current; say why once, when more messages are held than
+    before (an audit event and a log line), not on every run."""
+    held = auto_retry_held(source, now=now).count()
+    before = source.auto_retry_held
+    if held == before:
+        return
+    Source.objects.filter(pk=source.pk).update(auto_retry_held=held)
+    if held > before:
+        reason = routes.needs_reason(source.connection.kind)
+        log.warning("auto-retry for %s holds back %d message(s): %s", source.name, held, reason)
+        audit_record(
+            action="policy.auto_retry.held",
+            target=source,
+            count=held,
+            detail={"source": source.name, "reason": reason, "newly_held": held - before},
+        )
 
 
 def retention_purge(*, days: int, now=None, chunk: int = 5000) -> int:

@@ -85,6 +85,10 @@ class RedrivePlan:
 
     #: broker kinds of the messages that need a destination
     needs_kinds: list[str] = field(default_factory=list)
+    #: broker kinds of every selected message (which override fields apply)
+    kinds: list[str] = field(default_factory=list)
+    #: the destination override the plan was made for (empty: the original destinations)
+    destination: dict = field(default_factory=dict)
 
     def needs_destination_message(self) -> str:
         """The 400 answer / form error when messages need a destination (which kinds, why)."""
@@ -153,6 +157,8 @@ def redrive_plan(
         needs_destination=counts["needs"],
         routes={route: by_route.get(route, 0) for route in routes.ROUTES},
         needs_kinds=needs_kinds,
+        kinds=sorted(set(qs.values_list(routes.KIND, flat=True).distinct())),
+        destination=dict(destination or {}),
         destinations=[
             {
                 "kind": g["source__connection__kind"],

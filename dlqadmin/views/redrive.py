@@ -75,17 +75,19 @@ def redrive(request):
     )
     if plan.filter:  # carry the pinned filter (max_id) so the job is exactly the planned set
         selection = Selection(filters=DeadLetterFilter.parse(plan.filter))
-    kinds = {d["kind"] for d in plan.destinations}
-    for destination in plan.destinations:
-        destination["kind_label"] = (
-            BrokerKind(destination["kind"]).label
-            if destination["kind"] in BrokerKind.values
-            else destination["kind"]
-        )
+    kinds = set(plan.kinds)
     form = RedriveForm(request.POST if confirmed else None, kinds=kinds)
     status = 200
     if confirmed and form.is_valid():
         data = form.cleaned_data
+        if data["destination"]:  # show where the chosen override sends them if the job is refused
+            plan = redrive_plan(
+                actor=request.user,
+                ids=selection.ids,
+                filters=selection.filters,
+                override_loop_guard=override,
+                destination=data["destination"],
+            )
         try:
             job = redrive_job_create(
                 actor=request.user,
@@ -107,6 +109,12 @@ def redrive(request):
             return redirect("dlq-job", pk=job.pk)
     elif confirmed:
         status = 400
+    for destination in plan.destinations:
+        destination["kind_label"] = (
+            BrokerKind(destination["kind"]).label
+            if destination["kind"] in BrokerKind.values
+            else destination["kind"]
+        )
     selected = (
         dead_letters_for(request.user).filter(pk__in=selection.ids)
         if selection.ids

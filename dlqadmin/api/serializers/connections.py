@@ -270,6 +270,7 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
             "auto_retry",
             "auto_retry_max_attempts",
             "auto_retry_backoff_seconds",
+            "auto_retry_held",
             "capabilities",
             "prepare",
             "cursor",
@@ -282,6 +283,7 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = [
+            "auto_retry_held",
             "cursor",
             "harvested_total",
             "backlog",

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Count
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from dlqadmin.models import RedriveAttemptStatus, RedriveJob
+from dlqadmin.selectors_dashboard import job_skipped_reasons
 from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 
@@ -230,13 +230,7 @@ class RedriveJobDetailSerializer(RedriveJobSerializer):
     @extend_schema_field(SkippedReasonSerializer(many=True))
     def get_skipped_reasons(self, obj):
         """Why messages were skipped, most frequent first (at most 10 distinct reasons)."""
-        rows = (
-            obj.attempts.filter(status=RedriveAttemptStatus.SKIPPED)
-            .values("error")
-            .annotate(count=Count("id"))
-            .order_by("-count", "error")[:10]
-        )
-        return [{"reason": row["error"], "count": row["count"]} for row in rows]
+        return [{"reason": reason, "count": n} for reason, n in job_skipped_reasons(obj)]
 
     @extend_schema_field(FailureSerializer(many=True))
     def get_failures(self, obj):

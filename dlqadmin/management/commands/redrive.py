@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from dlqadmin.models import RedriveJob
+from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.redrive import DEFAULT_BATCH, RedriveError, redrive_job_create, redrive_plan
 from dlqadmin.services.redrive_worker import redrive_job_step
 
@@ -49,15 +50,28 @@ class Command(BaseCommand):
             if actor is None:
                 raise CommandError(f"unknown user {opts['user']!r}")
         try:
-            plan = redrive_plan(ids=ids, filters=filters, override_loop_guard=opts["override_loop_guard"])
+            plan = redrive_plan(
+                ids=ids,
+                filters=filters,
+                override_loop_guard=opts["override_loop_guard"],
+                destination=destination,
+            )
         except RedriveError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(
             f"Plan: {plan.total} selected, {plan.redrivable} to redrive, "
-            f"{plan.parked} parked by the loop guard, {plan.busy} already in an active job"
+            f"{plan.parked} parked by the loop guard, {plan.busy} already in an active job, "
+            f"{plan.needs_destination} need a destination"
         )
         for d in plan.destinations:
-            self.stdout.write(f"  {d['count']:>7}  {d['kind']}  {d['source']} -> {d['destination']}")
+            where = d["reason"] if d["route"] == routes.NEEDS_DESTINATION else d["destination"]
+            label = routes.ROUTE_LABELS[d["route"]]
+            self.stdout.write(f"  {d['count']:>7}  {d['kind']}  {d['source']} -> {where}  [{label}]")
+        if plan.needs_destination:
+            self.stdout.write(
+                f"{plan.needs_destination} message(s) have no recorded origin: a job skips them unless "
+                "--destination gives one."
+            )
         if opts["dry_run"]:
             self.stdout.write("Dry run: nothing was changed.")
             return
@@ -73,7 +87,9 @@ class Command(BaseCommand):
             )
         except RedriveError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"Created redrive job #{job.pk} with {job.total} message(s).")
+        self.stdout.write(
+            f"Created redrive job #{job.pk} with {job.total} message(s) ({job.skipped} skipped)."
+        )
         if opts["here"]:
             while True:
                 result = redrive_job_step(job_id=job.pk)

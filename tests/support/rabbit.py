@@ -76,6 +76,66 @@ def dead_letter(count: int, payload_prefix: bytes = b"msg-", headers: dict | Non
     return asyncio.run(_dead_letter(count, payload_prefix, headers))
 
 
+SPRING_STACK = (
+    "org.springframework.amqp.rabbit.support.ListenerExecutionFailedException: Listener threw exception\n"
+    "\tat com.acme.orders.OrderListener.onOrder(OrderListener.java:42)\n"
+)
+
+
+async def _spring_republished(top: Topology, count: int, payload_prefix: bytes) -> None:
+    """Like Spring AMQP's ``RepublishMessageRecoverer``: a listener takes each message off the
+    work queue, fails, republishes it to the error exchange (``top.dlx``, routing key
+    ``error.<original key>``) with ``x-exception-*`` and ``x-original-exchange`` /
+    ``x-original-routingKey`` headers (no ``x-death``, no queue name), confirmed, then acks it."""
+    conn = await _connect()
+    async with conn:
+        ch = await conn.channel(publisher_confirms=True)
+        errors = await ch.declare_exchange(top.dlx, ExchangeType.TOPIC)
+        dlq = await ch.declare_queue(top.dlq, durable=True)
+        await dlq.bind(errors, routing_key="error.#")
+        ex = await ch.declare_exchange(top.exchange, ExchangeType.DIRECT)
+        work = await ch.declare_queue(top.work_queue, durable=True)
+        await work.bind(ex, routing_key=top.routing_key)
+        for i in range(count):
+            body = payload_prefix + str(i).encode()
+            await ex.publish(
+                Message(body, message_id=f"s-{i}", headers={"tenant": "acme"}), routing_key=top.routing_key
+            )
+        recovered = 0
+        while recovered < count:
+            msg = await work.get(no_ack=False, fail=False, timeout=5)
+            if msg is None:
+                await asyncio.sleep(0.02)
+                continue
+            headers = {
+                **(msg.headers or {}),
+                "x-exception-message": "Listener threw exception",
+                "x-exception-stacktrace": SPRING_STACK,
+                "x-exception-cause-fqcn": "java.lang.IllegalStateException",
+                "x-original-exchange": msg.exchange,
+                "x-original-routingKey": msg.routing_key,
+            }
+            await errors.publish(
+                Message(
+                    msg.body,
+                    message_id=msg.message_id,
+                    headers=headers,
+                    delivery_mode=DeliveryMode.PERSISTENT,
+                ),
+                routing_key=f"error.{msg.routing_key}",
+            )
+            await msg.ack()
+            recovered += 1
+
+
+def spring_republished(count: int, payload_prefix: bytes = b"spring-") -> Topology:
+    """``count`` messages recovered into a fresh DLQ the way Spring AMQP's
+    ``RepublishMessageRecoverer`` does (see :func:`_spring_republished`)."""
+    top = Topology(exchange=unique("ex"), work_queue=unique("work"), dlx=unique("errors"), dlq=unique("dlq"))
+    asyncio.run(_spring_republished(top, count, payload_prefix))
+    return top
+
+
 async def _drain(queue: str, wait: float) -> list[aio_pika.abc.AbstractIncomingMessage]:
     conn = await _connect()
     out = []

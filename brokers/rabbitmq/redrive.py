@@ -45,7 +45,10 @@ def failed(message: RedriveMessage, destination: str, error: str, permanent: boo
 
 
 #: the outcome of a message with no recorded queue, exchange or routing key and no override.
-NO_DESTINATION = "needs a destination: no origin queue, exchange or routing key is recorded; give one"
+NO_DESTINATION = (
+    "needs a destination: no origin queue, exchange or routing key is recorded; "
+    "give an exchange and routing key"
+)
 
 
 def target(message: RedriveMessage, destination: Destination) -> tuple[str, str]:

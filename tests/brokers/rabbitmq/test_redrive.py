@@ -127,6 +127,26 @@ class TestRabbitMQRedrive(RabbitMQHarness):
         assert [(o.ok, o.permanent) for o in outcomes] == [(True, False), (False, True), (True, False)]
         assert len(run(self.read_queue(topo.work_queue, 2))) == 2
 
+    def test_without_a_recorded_queue_the_original_route_is_the_default(self):
+        """Spring AMQP's RepublishMessageRecoverer records the original exchange and routing key,
+        never the queue: those are used, mandatory and confirmed (unroutable = permanent)."""
+        topo, _, _ = run(self.rich_dead_letter())
+        (m,) = self.harvest(topo.source)[0].messages
+        spring, unroutable, nothing = redrive_messages([m, m, m])
+        spring.origin = Origin(exchange=topo.work_exchange, routing_key="work")
+        unroutable.origin = Origin(exchange=topo.work_exchange, routing_key="nobody-listens")
+        nothing.origin = Origin()
+        for i, msg in enumerate((spring, unroutable, nothing)):
+            msg.properties = {**msg.properties, "message_id": f"m-{i}"}
+        ok, lost, refused = self.redrive([spring, unroutable, nothing])
+        assert ok.ok, ok.error
+        assert ok.destination == f"exchange={topo.work_exchange!r} routing_key='work'"
+        assert (lost.ok, lost.permanent) == (False, True) and lost.error.startswith("unroutable:")
+        assert (refused.ok, refused.permanent) == (False, True)
+        assert refused.error.startswith("needs a destination: no origin queue, exchange or routing key")
+        (copy,) = run(self.read_queue(topo.work_queue, 1))
+        assert copy.message_id == "m-0"
+
     def test_a_channel_error_fails_only_the_message_that_caused_it(self):
         topo, _, _ = run(self.rich_dead_letter())
         (m,) = self.harvest(topo.source)[0].messages

@@ -50,6 +50,35 @@ def test_redrive_dry_run_changes_nothing_and_here_redrives(stored):
     assert len(rabbit.drain(top.work_queue)) == 4
 
 
+def test_redrive_dry_run_says_where_spring_republished_messages_go_and_here_delivers_them():
+    top = rabbit.spring_republished(2)
+    try:
+        conn = connection_create(
+            name=top.dlq, kind="rabbitmq", url=AMQP_URL, username="guest", password="guest"
+        )
+        source = Source.objects.create(connection=conn, name=top.dlq, mode="queue", address=top.dlq)
+        run("harvest", "--source", source.name)
+        out = run("redrive", "--filter", f"source={source.name}", "--dry-run")
+        assert "Plan: 2 selected, 2 to redrive, 0 parked by the loop guard" in out
+        assert "0 need a destination" in out
+        route = f"original exchange '{top.exchange}', routing key '{top.routing_key}'"
+        assert f"rabbitmq  {source.name} -> {route}  [original exchange + routing key]" in out
+
+        DeadLetter.objects.filter(source=source).update(origin_exchange="", origin_routing_key="")
+        out = run("redrive", "--filter", f"source={source.name}", "--dry-run")
+        assert "Plan: 2 selected, 0 to redrive" in out and "2 need a destination" in out
+        assert "no origin queue, exchange or routing key is recorded" in out
+        with pytest.raises(CommandError, match="2 selected message"):
+            run("redrive", "--filter", f"source={source.name}")
+
+        destination = json.dumps({"exchange": top.exchange, "routing_key": top.routing_key})
+        out = run("redrive", "--filter", f"source={source.name}", "--destination", destination, "--here")
+        assert "completed: 2 redriven, 0 failed" in out
+        assert len(rabbit.drain(top.work_queue)) == 2
+    finally:
+        rabbit.delete(top)
+
+
 def test_redrive_rejects_bad_input_clearly(stored):
     with pytest.raises(CommandError, match="bad --filter: status"):
         run("redrive", "--filter", "status=exploded")

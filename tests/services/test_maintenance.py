@@ -106,3 +106,34 @@ def test_archive_keeps_the_row(source):
     store(source, "a")
     assert dead_letters_archive(actor=None, ids=list(DeadLetter.objects.values_list("id", flat=True))) == 1
     assert DeadLetter.objects.get().status == DeadLetterStatus.ARCHIVED
+
+
+def test_messages_that_need_a_destination_are_held_back_and_recorded_once_per_increase(source):
+    def lost(position):
+        dead_letters_store(
+            source=source,
+            batch=[HarvestedMessage(position=position, payload=b"{}", origin=Origin(), failed_at=NOW)],
+        )
+        DeadLetter.objects.filter(position=position).update(harvested_at=NOW - timedelta(hours=1))
+
+    lost("lost-1")
+    store(source, "known", harvested_minutes_ago=60)
+    assert set(auto_retry_candidates(source, now=NOW).values_list("position", flat=True)) == {"known"}
+    assert len(auto_retry_run(now=NOW)) == 1
+    assert set(RedriveAttempt.objects.values_list("dead_letter__position", flat=True)) == {"known"}
+    assert auto_retry_run(now=NOW) == []
+
+    def held():
+        return AuditEvent.objects.filter(action="policy.auto_retry.held", target_id=str(source.pk))
+
+    assert [(e.count, e.detail["newly_held"]) for e in held()] == [(1, 1)]
+    assert "no origin queue, exchange or routing key" in held()[0].detail["reason"]
+
+    lost("lost-2")
+    auto_retry_run(now=NOW)
+    auto_retry_run(now=NOW)
+    assert sorted((e.count, e.detail["newly_held"]) for e in held()) == [(1, 1), (2, 1)]
+    DeadLetter.objects.filter(position="lost-1").update(status=DeadLetterStatus.RESOLVED)
+    auto_retry_run(now=NOW)
+    assert Source.objects.get(pk=source.pk).auto_retry_held == 1 and held().count() == 2
+    assert RedriveAttempt.objects.filter(dead_letter__position__startswith="lost").count() == 0

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from brokers.base import Origin
 from dlqadmin.models import DeadLetter, RedriveAttempt, RedriveJob, Source
 from tests.views.conftest import harvested
 
@@ -228,3 +229,53 @@ def test_the_jobs_list_and_its_empty_state(as_user, viewer, job):
     assert f'href="/jobs/{job.pk}/"' in body and "<progress" in body
     RedriveJob.objects.all().delete()
     assert b"No redrive jobs yet" in client.get(reverse("dlq-jobs")).content
+
+
+@pytest.fixture
+def kafka_dlt(db):
+    from dlqadmin.services.connections import connection_create
+    from tests.conftest import KAFKA_BOOTSTRAP
+
+    conn = connection_create(name="kafka-main", kind="kafka", url=KAFKA_BOOTSTRAP)
+    return Source.objects.create(
+        connection=conn, name="orders-svc-dlq", mode="topic", address="orders-svc-dlq"
+    )
+
+
+def no_origin():
+    message = harvested()
+    message.origin = Origin()
+    return message
+
+
+def test_the_plan_offers_the_destination_override_when_messages_need_one(as_user, operator, store, kafka_dlt):
+    store(no_origin(), no_origin(), into=kafka_dlt)
+    client = as_user(operator)
+    response = client.get(URL, {"source": kafka_dlt.name})
+    body = response.content.decode()
+    assert "<strong data-plan-count>0</strong> of 2 selected messages" in body
+    assert "2 need a destination" in body and "no original topic is recorded" in body
+    assert '<details class="fieldset-details" id="destination-override" open>' in body
+    assert 'name="topic"' in body and "give it here (a Kafka topic)" in body
+    assert "Redrive 0 messages</button>" in body and "disabled>Redrive" not in body
+
+    pinned = body.split('name="filter" value="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+    form = {"confirm": "1", "select_all": "1", "filter": pinned, "batch_size": "100", "copy_original": "on"}
+    refused = client.post(URL, form)
+    assert refused.status_code == 400 and not RedriveJob.objects.exists()
+    assert "2 selected message(s) need a destination" in refused.content.decode()
+
+    response = client.post(URL, {**form, "topic": "orders-replay"})
+    job = RedriveJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("dlq-job", args=[job.pk])
+    assert (job.destination, job.total, job.skipped) == ({"topic": "orders-replay"}, 2, 0)
+
+
+def test_the_plan_names_the_original_route_when_no_queue_is_recorded(as_user, operator, store):
+    spring = harvested()
+    spring.origin = Origin(exchange="orders", routing_key="order.created")
+    store(spring, harvested())
+    body = as_user(operator).get(URL, {"source": "orders-dlq"}).content.decode()
+    assert "original exchange &#x27;orders&#x27;, routing key &#x27;order.created&#x27;" in body
+    assert "1 goes through its original exchange and routing key: no queue is recorded for it" in body
+    assert '<td class="mono">orders.q</td>' in body and "need a destination" not in body

@@ -284,6 +284,29 @@ def test_the_admin_bulk_action_says_how_many_it_could_not_send_and_why(as_operat
     assert not RedriveJob.objects.exists()
 
 
+def test_the_admin_bulk_action_sends_the_others_and_reports_the_ones_it_skipped(as_operator, kafkajs_dlt):
+    source, _ = kafkajs_dlt
+    original = unique("orders")
+    kafka.create_topics(original)
+    kafkajs_dead_letters(source["address"], 2)
+    kafka.produce(source["address"], [kafka.Record(b"known", None, kafka.spring_headers(original, 0, 7))])
+    harvest(as_operator, source, 3)
+    staff = Client()
+    staff.force_login(staff_operator())
+    ids = list(DeadLetter.objects.values_list("pk", flat=True))
+    response = staff.post(
+        reverse("admin:dlqadmin_deadletter_changelist"),
+        {"action": "redrive_selected", "_selected_action": ids},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "started for 1 message(s) (2 skipped)" in page
+    assert f"Not sent: 2 message(s): {KAFKA_NEEDS}" in page
+    job = run_to_end(RedriveJob.objects.get())
+    assert (job.succeeded, job.failed, job.skipped) == (1, 0, 2)
+    assert [a.value for a in kafka.read_topic(original, 1)] == [b"known"]
+
+
 def test_automatic_retry_never_sends_a_message_that_needs_a_destination_and_says_so_once(
     as_admin, as_operator, kafkajs_dlt
 ):

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Case, CharField, Count, F, Max, Q, Value, When
 
 from dlqadmin import live, permissions
 from dlqadmin.models import (
@@ -131,33 +131,42 @@ def redrive_plan(
     qs = _selection(actor=actor, ids=ids, filters=filters).order_by()
     busy = Q(status=DeadLetterStatus.QUEUED)
     held = busy if override_loop_guard else busy | _parked_q()
-    counts = qs.aggregate(
-        total=Count("id"),
-        busy=Count("id", filter=busy),
-        parked=Count("id", filter=~busy & _parked_q()),
-        needs=Count("id", filter=~held & routes.needs_destination_q(destination)),
+    # one pass over the selection: (kind, busy / parked / considered, route) -> count
+    state_of = Case(
+        When(busy, then=Value("busy")),
+        When(held, then=Value("parked")),
+        default=Value("considered"),
+        output_field=CharField(),
     )
-    parked = 0 if override_loop_guard else counts["parked"]
-    needs_kinds = []
-    if counts["needs"]:
-        needing = qs.exclude(held).filter(routes.needs_destination_q(destination))
-        needs_kinds = sorted(set(needing.values_list(routes.KIND, flat=True).distinct()))
-    considered = routes.annotate_routes(qs.exclude(held), destination)
-    by_route = dict(considered.values_list("route").annotate(n=Count("id")).values_list("route", "n"))
+    counts: dict[tuple[str, str, str], int] = {
+        (kind, st, route): n
+        for kind, st, route, n in routes.annotate_routes(qs, destination)
+        .annotate(state=state_of)
+        .values_list(routes.KIND, "state", "route")
+        .annotate(n=Count("id"))
+    }
+
+    def total(*, state: str | None = None, route: str | None = None) -> int:
+        return sum(n for (_, st, r), n in counts.items() if state in (None, st) and route in (None, r))
+
+    needs = total(state="considered", route=routes.NEEDS_DESTINATION)
     groups = (
-        considered.values("source__connection__kind", "source__name", "route", "route_to")
+        routes.annotate_routes(qs.exclude(held), destination)
+        .values("source__connection__kind", "source__name", "route", "route_to")
         .annotate(count=Count("id"))
         .order_by("-count", "source__name", "route_to")[:10]
     )
     return RedrivePlan(
-        total=counts["total"],
-        redrivable=counts["total"] - counts["busy"] - parked - counts["needs"],
-        parked=parked,
-        busy=counts["busy"],
-        needs_destination=counts["needs"],
-        routes={route: by_route.get(route, 0) for route in routes.ROUTES},
-        needs_kinds=needs_kinds,
-        kinds=sorted(set(qs.values_list(routes.KIND, flat=True).distinct())),
+        total=total(),
+        redrivable=total(state="considered") - needs,
+        parked=total(state="parked"),
+        busy=total(state="busy"),
+        needs_destination=needs,
+        routes={route: total(state="considered", route=route) for route in routes.ROUTES},
+        needs_kinds=sorted(
+            {k for k, st, r in counts if st == "considered" and r == routes.NEEDS_DESTINATION}
+        ),
+        kinds=sorted({kind for kind, _, _ in counts}),
         destination=dict(destination or {}),
         destinations=[
             {

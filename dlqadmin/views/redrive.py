@@ -80,14 +80,6 @@ def redrive(request):
     status = 200
     if confirmed and form.is_valid():
         data = form.cleaned_data
-        if data["destination"]:  # show where the chosen override sends them if the job is refused
-            plan = redrive_plan(
-                actor=request.user,
-                ids=selection.ids,
-                filters=selection.filters,
-                override_loop_guard=override,
-                destination=data["destination"],
-            )
         try:
             job = redrive_job_create(
                 actor=request.user,
@@ -104,6 +96,14 @@ def redrive(request):
             for field, message in exc.errors.items():
                 form.add_error(field if field in form.fields else None, message)
             status = 409 if exc.conflict else 400
+            if data["destination"]:  # show where the chosen override sends them
+                plan = redrive_plan(
+                    actor=request.user,
+                    ids=selection.ids,
+                    filters=selection.filters,
+                    override_loop_guard=override,
+                    destination=data["destination"],
+                )
         else:
             flash.success(request, f"Redrive job #{job.pk} started for {job.total - job.skipped} message(s).")
             return redirect("dlq-job", pk=job.pk)

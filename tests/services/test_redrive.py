@@ -18,6 +18,7 @@ from dlqadmin.models import (
     Source,
 )
 from dlqadmin.selectors import DeadLetterFilter
+from dlqadmin.services import redrive_destination
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.harvest import source_harvest
 from dlqadmin.services.redrive import (
@@ -217,3 +218,24 @@ def test_redriven_headers_keep_the_applications_own(harvested):
     assert msg.headers["trace-id"] == "abc" and msg.headers["tenant"] == "acme"
     stored = DeadLetter.objects.get(source=source)
     assert headers.get(stored.headers, "x-death")  # the evidence stays in the database
+
+
+def test_the_worker_skips_what_needs_a_destination_when_it_claims_a_large_filter(
+    harvested, operator, settings
+):
+    settings.DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = 2
+    source, top = harvested(6)
+    lost = list(DeadLetter.objects.filter(source=source).order_by("id").values_list("pk", flat=True))[3:]
+    DeadLetter.objects.filter(pk__in=lost).update(origin_queue="", origin_exchange="", origin_routing_key="")
+    plan = redrive_plan(filters=DeadLetterFilter.parse({"source": [source.name]}))
+    assert (plan.total, plan.redrivable, plan.needs_destination) == (6, 3, 3)
+    job = redrive_job_create(actor=operator, filters=DeadLetterFilter.parse({"source": [source.name]}))
+    assert job.claiming and job.skipped == 0  # the lost ones are beyond the request's claim
+    job = run_to_end(job)
+    assert (job.total, job.succeeded, job.failed, job.skipped) == (6, 3, 0, 3)
+    skipped = RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.SKIPPED)
+    assert sorted(skipped.values_list("dead_letter_id", flat=True)) == lost
+    assert {a.error for a in skipped} == {redrive_destination.needs_reason("rabbitmq")}
+    assert skipped[0].error.startswith("needs a destination: no origin queue, exchange or routing key")
+    assert set(DeadLetter.objects.filter(pk__in=lost).values_list("status", flat=True)) == {"new"}
+    assert len(rabbit.drain(top.work_queue)) == 3

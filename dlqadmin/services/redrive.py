@@ -5,9 +5,11 @@ Life of a job:
 1. ``redrive_plan`` resolves ids or a filter to counts the operator confirms (how many, how many
    parked by the loop guard, how many busy in another job, where they go). The plan pins the
    filter to ``max_id`` so messages arriving after the plan are never part of the job.
-2. ``redrive_job_create`` claims the planned messages (conditional UPDATE: a message in an
-   active job is not claimed twice) and writes one RedriveAttempt per message, in chunks, so
-   memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`). A large filter
+2. ``redrive_job_create`` claims the planned messages and writes one RedriveAttempt per message,
+   in chunks, so memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`). A
+   message belongs to at most one active job (a unique index arbitrates every interleaving of
+   two creations or claims): one held by another job gets a SKIPPED attempt "busy in job #N";
+   when every selected message is busy the creation answers a conflict and creates nothing. A large filter
    is claimed only in part by the request; the worker claims the rest ahead of sending. The
    Celery task is enqueued on commit.
 3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
@@ -23,13 +25,14 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 
 from dlqadmin import live, permissions
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
+    RedriveAttempt,
     RedriveJob,
     RedriveJobStatus,
 )
@@ -101,10 +104,9 @@ def redrive_plan(
         filters = DeadLetterFilter(**{**filters.__dict__, "max_id": top})
     qs = _selection(actor=actor, ids=ids, filters=filters).order_by()
     total = qs.count()
-    busy = qs.filter(status=DeadLetterStatus.QUEUED).count()
-    parked = (
-        0 if override_loop_guard else qs.exclude(status=DeadLetterStatus.QUEUED).filter(_parked_q()).count()
-    )
+    held = Exists(RedriveAttempt.objects.filter(dead_letter=OuterRef("pk"), holds=True))
+    busy = qs.filter(held).count()
+    parked = 0 if override_loop_guard else qs.exclude(held).filter(_parked_q()).count()
     destinations = list(
         qs.values(
             "source__connection__kind", "source__name", "origin_queue", "origin_topic", "origin_subject"
@@ -176,7 +178,8 @@ def redrive_job_create(
 ) -> RedriveJob:
     """Create a job over exactly the planned set and enqueue it. Raises RedriveError (bad input;
     nothing selected, which includes ids only of sources ``actor`` may not see; ``conflict=True``
-    when every selected message is already in an active job), PermissionDenied."""
+    when every selected message is already in an active job, then nothing is created),
+    PermissionDenied. Messages held by another active job are skipped ("busy in job #N")."""
     permissions.require(actor, permissions.REDRIVE)
     _validate_options(
         destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
@@ -186,9 +189,7 @@ def redrive_job_create(
         hint = " (no message with those ids that you may see)" if ids is not None else ""
         raise RedriveError({"selection": f"nothing matches: no message to redrive{hint}"})
     if plan.busy == plan.total:
-        raise RedriveError(
-            {"selection": "every selected message is already in an active redrive job"}, conflict=True
-        )
+        raise _all_busy(_selection(actor=actor, ids=plan.ids, filters=filters))
     pinned = DeadLetterFilter.parse(plan.filter) if plan.filter else None
     with transaction.atomic():
         job = RedriveJob.objects.create(
@@ -203,9 +204,13 @@ def redrive_job_create(
         )
         selection = _selection(actor=actor, ids=plan.ids, filters=pinned)
         limit = None if ids is not None else redrive_claim.claim_in_request_limit()
-        claimed, skipped, cursor = redrive_claim.claim_selection(job, selection, limit=limit)
+        done, cursor = redrive_claim.claim_selection(job, selection, limit=limit)
+        claimed, skipped = done.claimed, done.skipped
+        if cursor is None and claimed == 0 and done.busy and done.busy == skipped:
+            # every message was taken by another job since the plan: roll the job back
+            raise _all_busy(selection, holders=done.holders)
         # while the worker claims the rest, the total is the plan's estimate (exact once claimed)
-        total = claimed + skipped if cursor is None else max(claimed + skipped, plan.total - plan.busy)
+        total = claimed + skipped if cursor is None else max(claimed + skipped, plan.total)
         RedriveJob.objects.filter(pk=job.pk).update(total=total, skipped=skipped, claim_cursor=cursor)
         audit_record(
             actor=actor,
@@ -218,6 +223,7 @@ def redrive_job_create(
                 "destination": destination or {},
                 "velocity": velocity,
                 "skipped": skipped,
+                "busy": done.busy,
                 "claimed_by_worker": cursor is not None,
             },
             remote_addr=remote_addr,
@@ -229,6 +235,20 @@ def redrive_job_create(
     job.refresh_from_db()
     live.job_progress(job)
     return job
+
+
+def _all_busy(selection, holders: set[int] | None = None) -> RedriveError:
+    if holders is None:
+        holders = set(
+            RedriveAttempt.objects.filter(dead_letter__in=selection.order_by().values("pk"), holds=True)
+            .values_list("job_id", flat=True)
+            .distinct()[:10]
+        )
+    which = ", ".join(f"#{pk}" for pk in sorted(holders)[:10])
+    return RedriveError(
+        {"selection": f"every selected message is already in an active redrive job ({which})"},
+        conflict=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------

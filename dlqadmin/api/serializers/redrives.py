@@ -185,10 +185,18 @@ class FailureSerializer(serializers.Serializer):
 
 class RedriveJobDetailSerializer(RedriveJobSerializer):
     failures = serializers.SerializerMethodField()
+    skips = serializers.SerializerMethodField()
 
     class Meta(RedriveJobSerializer.Meta):
-        fields = [*RedriveJobSerializer.Meta.fields, "failures"]
+        fields = [*RedriveJobSerializer.Meta.fields, "failures", "skips"]
         read_only_fields = fields
+
+    @extend_schema_field(FailureSerializer(many=True))
+    def get_skips(self, obj):
+        """The first skipped attempts (at most 100) with why: "busy in job #N" (another active
+        job holds the message), the loop guard, or "cancelled"."""
+        skipped = obj.attempts.filter(status=RedriveAttemptStatus.SKIPPED).order_by("id")[:FAILURES_SHOWN]
+        return FailureSerializer(skipped, many=True).data
 
     @extend_schema_field(FailureSerializer(many=True))
     def get_failures(self, obj):

@@ -3,8 +3,8 @@
 ``cut()`` closes the listening socket and every open connection (both sides), so clients see
 their connection drop and new connections refused, exactly as if the service went away;
 ``restore()`` listens again on the same port. ``pause()`` keeps every connection open but
-forwards nothing (a broker that hangs: requests and confirms wait) until ``resume()``. Threads only (one acceptor, two pumps per
-connection); everything is closed by ``close()``.
+forwards nothing (a broker that hangs: requests and confirms wait) until ``resume()``. Threads
+only (one acceptor, two pumps per connection); everything is closed by ``close()``.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ class Pipeline:
             self.recorder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="redrive-record")
 
     def _tokens(self) -> list:
-        held = (self.ready, self.publishing, self.confirmed, self.recording_chunk)
+        recording = self.recording_chunk if self.recording and not self.recording.done() else None
+        held = (self.ready, self.publishing, self.confirmed, recording)
         return [chunk.token for chunk in held if chunk is not None]
 
     def run(self) -> None:

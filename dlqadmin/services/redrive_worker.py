@@ -27,7 +27,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import F
 from django.utils import timezone
 
 from dlqadmin import live
@@ -84,16 +84,27 @@ class StepResult:
 def finish(job: RedriveJob, status: str, error: str = "", *, only_if_drained: bool = False) -> bool:
     """End an active job with ``status`` and release its messages to other jobs (one
     transaction). With ``only_if_drained`` the job ends only if it claims nothing more and none
-    of its attempts is pending or claimed, checked in the same UPDATE (a worker's claim that is
-    not committed yet still shows its attempts as pending). Returns whether the job ended."""
+    of its attempts is pending or claimed (a worker's claim that is not committed yet still
+    shows its attempts as pending). The job row is locked first and the attempts checked after,
+    in a statement of their own: the worker's claim of the job's next messages holds that lock,
+    so whatever it commits is seen. Returns whether the job ended."""
     now = timezone.now()
     with transaction.atomic():
-        ending = RedriveJob.objects.filter(pk=job.pk, status__in=ACTIVE_JOB_STATUSES)
-        if only_if_drained:
-            active = RedriveAttempt.objects.filter(job=OuterRef("pk"), status__in=ACTIVE_ATTEMPT)
-            ending = ending.filter(claim_cursor__isnull=True).filter(~Exists(active))
-        if not ending.update(status=status, finished_at=now, updated_at=now, error=error):
+        locked = list(
+            RedriveJob.objects.select_for_update()
+            .filter(pk=job.pk, status__in=ACTIVE_JOB_STATUSES)
+            .values_list("claim_cursor", flat=True)
+        )
+        if not locked:
             return False
+        if only_if_drained and (
+            locked[0] is not None
+            or RedriveAttempt.objects.filter(job=job, status__in=ACTIVE_ATTEMPT).exists()
+        ):
+            return False
+        RedriveJob.objects.filter(pk=job.pk).update(
+            status=status, finished_at=now, updated_at=now, error=error
+        )
         redrive_lease.release_holds(job)
     job.refresh_from_db()
     alerts.alerts_on_job_finished(job=job)

@@ -3,8 +3,10 @@
 The publish runs on the process's broker loop (:mod:`brokers.shared`): the adapter, and so the
 broker connection, is reused from chunk to chunk, and the calling thread is free to record the
 previous chunk and claim the next one while the broker confirms this one
-(``redrive_worker.redrive_job_process``). Everything that touches the database runs on the
-calling thread.
+(``redrive_pipeline.Pipeline``). Everything that touches the database runs on the calling thread.
+
+A chunk is claimed under a fencing token and a lease (:mod:`dlqadmin.services.redrive_lease`):
+its outcomes are recorded, and its attempts given back, only while that token still owns them.
 """
 
 from __future__ import annotations

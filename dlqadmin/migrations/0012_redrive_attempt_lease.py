@@ -33,10 +33,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RemoveIndex(
-            model_name='redriveattempt',
-            name='attempt_active_message',
-        ),
         migrations.AddField(
             model_name='redriveattempt',
             name='holds',

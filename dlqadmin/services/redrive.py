@@ -104,7 +104,11 @@ def redrive_plan(
         filters = DeadLetterFilter(**{**filters.__dict__, "max_id": top})
     qs = _selection(actor=actor, ids=ids, filters=filters).order_by()
     total = qs.count()
-    held = Exists(RedriveAttempt.objects.filter(dead_letter=OuterRef("pk"), holds=True))
+    held = Exists(
+        RedriveAttempt.objects.filter(
+            dead_letter=OuterRef("pk"), holds=True, job__status__in=ACTIVE_JOB_STATUSES
+        )
+    )
     busy = qs.filter(held).count()
     parked = 0 if override_loop_guard else qs.exclude(held).filter(_parked_q()).count()
     destinations = list(

@@ -27,6 +27,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from dlqadmin.models import (
+    ACTIVE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
     RedriveAttempt,
@@ -121,13 +122,12 @@ def claim_chunk(job: RedriveJob, ids: list[int]) -> Claimed:
         wanted.append((pk, RedriveAttemptStatus.PENDING, previous, "", None))
     won = _insert_attempts(job, wanted, hold=True)
     lost = [row for row in wanted if row[0] not in won]
-    holders: dict[int, int] = {}
+    holders = _holders([row[0] for row in lost])
+    if lost and _release_finished_holders(holders):  # a hold that outlived its job: take it
+        won |= _insert_attempts(job, lost, hold=True)
+        lost = [row for row in lost if row[0] not in won]
+        holders = _holders([row[0] for row in lost])
     if lost:
-        holders = dict(
-            RedriveAttempt.objects.filter(
-                dead_letter_id__in=[row[0] for row in lost], holds=True
-            ).values_list("dead_letter_id", "job_id")
-        )
         for pk, _, previous, _, _ in lost:
             holder = holders.get(pk)
             reason = f"busy in job #{holder}" if holder else "busy in another redrive job"
@@ -135,6 +135,32 @@ def claim_chunk(job: RedriveJob, ids: list[int]) -> Claimed:
     claimed = DeadLetter.objects.filter(pk__in=won).update(status=DeadLetterStatus.QUEUED) if won else 0
     _insert_attempts(job, skipped)
     return Claimed(claimed, len(skipped), len(lost), set(holders.values()))
+
+
+def _holders(letters: list[int]) -> dict[int, int]:
+    """dead letter id -> id of the job holding it."""
+    if not letters:
+        return {}
+    held = RedriveAttempt.objects.filter(dead_letter_id__in=letters, holds=True)
+    return dict(held.values_list("dead_letter_id", "job_id"))
+
+
+def _release_finished_holders(holders: dict[int, int]) -> bool:
+    """Drop holds whose job has ended (a job always releases them as it ends; this covers a job
+    ended by other means, e.g. by hand in the database). Returns whether any was dropped."""
+    ended = set(
+        RedriveJob.objects.filter(pk__in=set(holders.values()))
+        .exclude(status__in=ACTIVE_JOB_STATUSES)
+        .values_list("pk", flat=True)
+    )
+    if not ended:
+        return False
+    letters = [letter for letter, job_id in holders.items() if job_id in ended]
+    RedriveAttempt.objects.filter(dead_letter_id__in=letters, job_id__in=ended, holds=True).update(
+        holds=False
+    )
+    log.warning("released %d hold(s) of ended redrive job(s) %s", len(letters), sorted(ended))
+    return True
 
 
 def claim_in_request_limit() -> int:

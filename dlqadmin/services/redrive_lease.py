@@ -168,7 +168,7 @@ def release_orphans() -> int:
 
     * attempts still pending or claimed in a finished job (e.g. left by an old version that could
       finish a job under a worker's uncommitted claim): skipped, message back to its status;
-    * holds of finished jobs (released);
+    * their holds (released; a claim also drops a hold whose job ended when it meets one);
     * QUEUED messages without any pending or claimed attempt (their job was deleted): back to the
       status before their last attempt, or NEW.
 
@@ -194,7 +194,7 @@ def release_orphans() -> int:
                 n = sum(1 for r in rows if r[3] == job_id)
                 RedriveJob.objects.filter(pk=job_id).update(skipped=F("skipped") + n)
             log.warning("released %d attempt(s) left pending or claimed in finished jobs", len(rows))
-        RedriveAttempt.objects.filter(job__in=finished, holds=True).update(holds=False)
+            RedriveAttempt.objects.filter(job_id__in={r[3] for r in rows}, holds=True).update(holds=False)
         released += _restore(
             {letter: previous for _, letter, previous, _ in rows},
         )

@@ -252,3 +252,13 @@ def test_the_watchdog_releases_messages_no_job_will_send(harvested):
     job = run_to_end(redrive_job_create(ids=[a, b, c]))
     assert job.succeeded == 3 and run_to_end(alive).succeeded == 1
     assert len(rabbit.drain(top.work_queue)) == 4
+
+
+def test_a_hold_that_outlived_its_job_is_taken_by_the_next_claim(harvested):
+    source, top = harvested(3)
+    ended = run_to_end(redrive_job_create(ids=ids_of(source)))
+    RedriveAttempt.objects.filter(job=ended).update(holds=True)  # ended without releasing them
+    job = redrive_job_create(ids=ids_of(source))
+    assert (job.total, job.skipped) == (3, 0)
+    assert not RedriveAttempt.objects.filter(job=ended, holds=True).exists()
+    assert run_to_end(job).succeeded == 3 and len(rabbit.drain(top.work_queue)) == 6

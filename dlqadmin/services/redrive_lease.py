@@ -103,18 +103,14 @@ def reclaim_expired(job: RedriveJob) -> int:
 
 def next_expiry(job: RedriveJob) -> float | None:
     """Seconds until the first lease of ``job`` held by someone expires (None: nothing claimed)."""
-    first = (
+    first = list(
         RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED)
         .order_by(F("lease_expires_at").asc(nulls_first=True))
-        .values_list("lease_expires_at", flat=True)
-        .first()
+        .values_list("lease_expires_at", flat=True)[:1]
     )
-    if (
-        first is None
-        and not RedriveAttempt.objects.filter(job=job, status=RedriveAttemptStatus.CLAIMED).exists()
-    ):
+    if not first:
         return None
-    return 0.0 if first is None else max(0.0, (first - timezone.now()).total_seconds())
+    return 0.0 if first[0] is None else max(0.0, (first[0] - timezone.now()).total_seconds())
 
 
 def release_holds(job: RedriveJob) -> int:

@@ -256,7 +256,8 @@ DLQADMIN_HARVEST_BATCH_SIZE = env_int("DLQADMIN_HARVEST_BATCH_SIZE", 500)
 DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
 # Resolved / discarded / archived dead letters are deleted this many days after they failed (0 = keep).
 DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
-# A redrive chunk claimed longer ago than this by a worker that died is processed again.
+# The lease of a claimed redrive chunk: its worker renews it while alive; once it expired (the
+# worker died), another worker claims the chunk again under a new fencing token.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
 # a redrive over a filter claims this many messages in the request; the worker claims the rest
 DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST", 2000)

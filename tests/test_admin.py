@@ -262,3 +262,21 @@ def test_the_admin_refuses_a_source_mode_its_broker_does_not_harvest(world, staf
     )
     assert "is already a source of this connection" in response.content.decode()
     assert not Source.objects.filter(name__in=["wrong", "again"]).exists()
+
+
+def test_a_jobs_page_shows_which_messages_it_holds_and_which_were_busy(admin_client):
+    from dlqadmin.models import RedriveJob
+    from dlqadmin.services.redrive import redrive_job_create
+
+    conn = connection_create(name="rmq-hold", kind="rabbitmq", url="amqp://127.0.0.1:5672/")
+    source = Source.objects.create(connection=conn, name="hold-dlq", mode="queue", address="hold.dlq")
+    a, b = (
+        DeadLetter.objects.create(source=source, position=p, payload=b"x", origin_queue="hold.orders")
+        for p in "ab"
+    )
+    first = redrive_job_create(ids=[a.pk])
+    second = redrive_job_create(ids=[a.pk, b.pk])
+    assert RedriveJob.objects.count() == 2
+    page = admin_client.get(reverse("admin:dlqadmin_redrivejob_change", args=[second.pk])).content.decode()
+    assert f"busy in job #{first.pk}" in page
+    assert "Holds" in page and "Lease expires at" in page

@@ -22,7 +22,18 @@ class RedriveAttemptInline(admin.TabularInline):
     model = RedriveAttempt
     extra = 0
     can_delete = False
-    fields = ["dead_letter", "status", "tries", "destination", "broker_position", "error", "finished_at"]
+    fields = [
+        "dead_letter",
+        "status",
+        "tries",
+        "destination",
+        "broker_position",
+        "error",
+        "finished_at",
+        "holds",
+        "lease_token",
+        "lease_expires_at",
+    ]
     readonly_fields = fields
     show_change_link = False
 

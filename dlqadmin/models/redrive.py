@@ -132,14 +132,32 @@ class RedriveAttempt(models.Model):
     broker_position = models.CharField(max_length=200, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    holds = models.BooleanField(
+        default=False,
+        help_text="The job holds the message: no other job may take it until this one ends "
+        "(at most one holding attempt per message, enforced by a unique index).",
+    )
+    lease_token = models.UUIDField(
+        null=True,
+        blank=True,
+        help_text="Fencing token of the chunk claim that owns the attempt while claimed.",
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="Until when the owner holds the claim unless it renews it."
+    )
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["job", "dead_letter"], name="attempt_unique_per_job"),
+            # one job at a time per message: claims INSERT ... ON CONFLICT against this index
+            models.UniqueConstraint(
+                fields=["dead_letter"], condition=Q(holds=True), name="attempt_one_holder_per_message"
+            ),
         ]
         indexes = [
             models.Index(fields=["job", "status", "id"], name="attempt_job_status"),
+            # the few attempts in flight: orphan checks (redrive_lease.release_orphans)
             models.Index(
                 fields=["dead_letter"],
                 name="attempt_active_message",

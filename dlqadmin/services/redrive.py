@@ -7,10 +7,13 @@ Life of a job:
    destination because no origin is recorded: :mod:`dlqadmin.services.redrive_destination`).
    The plan pins the filter to ``max_id`` so messages arriving after the plan are never part of
    the job.
-2. ``redrive_job_create`` claims the planned messages (conditional UPDATE: a message in an
-   active job is not claimed twice) and writes one RedriveAttempt per message, in chunks, so
-   memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`); messages that
-   need a destination get a SKIPPED attempt saying so, like loop-guarded ones. A large filter
+2. ``redrive_job_create`` claims the planned messages and writes one RedriveAttempt per message,
+   in chunks, so memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`). A
+   message belongs to at most one active job (a unique index arbitrates every interleaving of
+   two creations or claims): one held by another job gets a SKIPPED attempt "busy in job #N";
+   when every selected message is busy the creation answers a conflict and creates nothing.
+   Messages that need a destination get a SKIPPED attempt saying so, like loop-guarded ones. A
+   large filter
    is claimed only in part by the request; the worker claims the rest ahead of sending. The
    Celery task is enqueued on commit.
 3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
@@ -26,13 +29,14 @@ import logging
 from dataclasses import dataclass, field
 
 from django.db import transaction
-from django.db.models import Case, CharField, Count, F, Max, Q, Value, When
+from django.db.models import Case, CharField, Count, Exists, F, Max, OuterRef, Q, Value, When
 
 from dlqadmin import live, permissions
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
+    RedriveAttempt,
     RedriveJob,
     RedriveJobStatus,
 )
@@ -129,7 +133,13 @@ def redrive_plan(
         filters = DeadLetterFilter(**{**filters.__dict__, "max_id": top})
     _validate_options(destination=destination)
     qs = _selection(actor=actor, ids=ids, filters=filters).order_by()
-    busy = Q(status=DeadLetterStatus.QUEUED)
+    busy = Q(
+        Exists(
+            RedriveAttempt.objects.filter(
+                dead_letter=OuterRef("pk"), holds=True, job__status__in=ACTIVE_JOB_STATUSES
+            )
+        )
+    )
     held = busy if override_loop_guard else busy | _parked_q()
     # one pass over the selection: (kind, busy / parked / considered, route) -> count
     state_of = Case(
@@ -233,8 +243,9 @@ def redrive_job_create(
     """Create a job over exactly the planned set and enqueue it. Raises RedriveError (bad input;
     nothing selected, which includes ids only of sources ``actor`` may not see; nothing left to
     send but messages that need a destination; ``conflict=True`` when every selected message is
-    already in an active job), PermissionDenied. Messages that need a destination among others
-    are skipped with that reason."""
+    already in an active job, then nothing is created), PermissionDenied. Messages held by
+    another active job are skipped ("busy in job #N"), and so are messages that need a
+    destination among others, with that reason."""
     permissions.require(actor, permissions.REDRIVE)
     _validate_options(
         destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
@@ -250,9 +261,7 @@ def redrive_job_create(
         hint = " (no message with those ids that you may see)" if ids is not None else ""
         raise RedriveError({"selection": f"nothing matches: no message to redrive{hint}"})
     if plan.busy == plan.total:
-        raise RedriveError(
-            {"selection": "every selected message is already in an active redrive job"}, conflict=True
-        )
+        raise _all_busy(_selection(actor=actor, ids=plan.ids, filters=filters))
     if plan.needs_destination and plan.redrivable == 0:
         raise RedriveError({"destination": plan.needs_destination_message()})
     pinned = DeadLetterFilter.parse(plan.filter) if plan.filter else None
@@ -269,9 +278,13 @@ def redrive_job_create(
         )
         selection = _selection(actor=actor, ids=plan.ids, filters=pinned)
         limit = None if ids is not None else redrive_claim.claim_in_request_limit()
-        claimed, skipped, cursor = redrive_claim.claim_selection(job, selection, limit=limit)
+        done, cursor = redrive_claim.claim_selection(job, selection, limit=limit)
+        claimed, skipped = done.claimed, done.skipped
+        if cursor is None and claimed == 0 and done.busy and done.busy == skipped:
+            # every message was taken by another job since the plan: roll the job back
+            raise _all_busy(selection, holders=done.holders)
         # while the worker claims the rest, the total is the plan's estimate (exact once claimed)
-        total = claimed + skipped if cursor is None else max(claimed + skipped, plan.total - plan.busy)
+        total = claimed + skipped if cursor is None else max(claimed + skipped, plan.total)
         RedriveJob.objects.filter(pk=job.pk).update(total=total, skipped=skipped, claim_cursor=cursor)
         audit_record(
             actor=actor,
@@ -284,6 +297,7 @@ def redrive_job_create(
                 "destination": destination or {},
                 "velocity": velocity,
                 "skipped": skipped,
+                "busy": done.busy,
                 "claimed_by_worker": cursor is not None,
             },
             remote_addr=remote_addr,
@@ -295,6 +309,20 @@ def redrive_job_create(
     job.refresh_from_db()
     live.job_progress(job)
     return job
+
+
+def _all_busy(selection, holders: set[int] | None = None) -> RedriveError:
+    if holders is None:
+        holders = set(
+            RedriveAttempt.objects.filter(dead_letter__in=selection.order_by().values("pk"), holds=True)
+            .values_list("job_id", flat=True)
+            .distinct()[:10]
+        )
+    which = ", ".join(f"#{pk}" for pk in sorted(holders)[:10])
+    return RedriveError(
+        {"selection": f"every selected message is already in an active redrive job ({which})"},
+        conflict=True,
+    )
 
 
 # ------------------------------------------------------------------------------------------

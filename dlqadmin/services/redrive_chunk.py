@@ -3,8 +3,10 @@
 The publish runs on the process's broker loop (:mod:`brokers.shared`): the adapter, and so the
 broker connection, is reused from chunk to chunk, and the calling thread is free to record the
 previous chunk and claim the next one while the broker confirms this one
-(``redrive_worker.redrive_job_process``). Everything that touches the database runs on the
-calling thread.
+(``redrive_pipeline.Pipeline``). Everything that touches the database runs on the calling thread.
+
+A chunk is claimed under a fencing token and a lease (:mod:`dlqadmin.services.redrive_lease`):
+its outcomes are recorded, and its attempts given back, only while that token still owns them.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import concurrent.futures
 import logging
 import time
+import uuid
 from dataclasses import dataclass, field
 
 from django.db import connection as db_connection
@@ -39,7 +42,9 @@ from dlqadmin.models import (
     RedriveAttemptStatus,
     RedriveJob,
 )
+from dlqadmin.services import redrive_lease
 from dlqadmin.services.connections import connection_config
+from dlqadmin.services.redrive_lease import Keeper
 
 log = logging.getLogger("dlqadmin.services.redrive_worker")
 
@@ -84,10 +89,12 @@ class Item:
 
 @dataclass
 class Chunk:
-    """Claimed attempts of one job, on their way to the broker."""
+    """Claimed attempts of one job, on their way to the broker, owned under ``token`` (the
+    fencing token of the claim: only its holder renews the lease and records the outcomes)."""
 
     job: RedriveJob
     items: list[Item]
+    token: uuid.UUID | None = None
     future: concurrent.futures.Future | None = None
     started: float = 0.0
     known: dict[int, RedriveOutcome] = field(default_factory=dict)
@@ -121,10 +128,13 @@ class Chunk:
         if work:
             self.future = shared.submit(_publish_all, job.pk, work, destination, policy)
 
-    def results(self) -> list[tuple[Item, RedriveOutcome]]:
-        """Wait for the broker's answers: one outcome per item, in order."""
+    def results(self, keeper: Keeper | None = None) -> list[tuple[Item, RedriveOutcome]]:
+        """Wait for the broker's answers: one outcome per item, in order. With a ``keeper``, the
+        leases it keeps are renewed while the broker takes its time."""
         outcomes = dict(self.known)
         if self.future is not None:
+            if keeper is not None:
+                keeper.wait(self.future)
             for outcome in self.future.result():
                 outcomes.setdefault(outcome.ref, outcome)
         return [
@@ -142,7 +152,9 @@ class Chunk:
 
 def claim(job: RedriveJob, size: int) -> Chunk | None:
     """Claim up to ``size`` pending attempts of ``job`` (SKIP LOCKED: concurrent workers take
-    different ones) and build their messages. None when nothing is pending."""
+    different ones) under a new fencing token and lease, and build their messages. None when
+    nothing is pending."""
+    token, expires = redrive_lease.new_lease()
     with transaction.atomic():
         ids = list(
             RedriveAttempt.objects.select_for_update(skip_locked=True)
@@ -153,12 +165,16 @@ def claim(job: RedriveJob, size: int) -> Chunk | None:
         if not ids:
             return None
         RedriveAttempt.objects.filter(pk__in=ids).update(
-            status=RedriveAttemptStatus.CLAIMED, claimed_at=timezone.now(), tries=F("tries") + 1
+            status=RedriveAttemptStatus.CLAIMED,
+            claimed_at=timezone.now(),
+            tries=F("tries") + 1,
+            lease_token=token,
+            lease_expires_at=expires,
         )
     attempts = RedriveAttempt.objects.filter(pk__in=ids).order_by("id")
     if not job.use_revisions:
         rows = list(attempts.values_list(*_FIELDS))
-        return Chunk(job=job, items=[_item(row, None) for row in rows])
+        return Chunk(job=job, items=[_item(row, None) for row in rows], token=token)
     latest = (
         DeadLetterRevision.objects.filter(dead_letter=OuterRef("dead_letter"))
         .order_by("-created_at", "-id")
@@ -167,15 +183,24 @@ def claim(job: RedriveJob, size: int) -> Chunk | None:
     rows = list(attempts.annotate(latest_revision=Subquery(latest)).values_list(*_FIELDS, "latest_revision"))
     edited = [row[-1] for row in rows if row[-1] is not None]
     revisions = DeadLetterRevision.objects.in_bulk(edited) if edited else {}
-    return Chunk(job=job, items=[_item(row[:-1], revisions.get(row[-1])) for row in rows])
+    return Chunk(job=job, items=[_item(row[:-1], revisions.get(row[-1])) for row in rows], token=token)
 
 
 def unclaim(chunk: Chunk) -> int:
     """Give back a chunk that was claimed but never published (the job was paused or
-    cancelled meanwhile); returns how many attempts went back to pending."""
+    cancelled meanwhile); returns how many attempts went back to pending (only those this
+    chunk's claim still owns)."""
     return RedriveAttempt.objects.filter(
-        pk__in=[item.pk for item in chunk.items], status=RedriveAttemptStatus.CLAIMED
-    ).update(status=RedriveAttemptStatus.PENDING, claimed_at=None, tries=F("tries") - 1)
+        pk__in=[item.pk for item in chunk.items],
+        status=RedriveAttemptStatus.CLAIMED,
+        lease_token=chunk.token,
+    ).update(
+        status=RedriveAttemptStatus.PENDING,
+        claimed_at=None,
+        tries=F("tries") - 1,
+        lease_token=None,
+        lease_expires_at=None,
+    )
 
 
 def _item(row: tuple, revision: DeadLetterRevision | None) -> Item:
@@ -284,13 +309,15 @@ async def _publish(
 # Record
 
 
-def record(job: RedriveJob, results: list[tuple[Item, RedriveOutcome]]) -> int:
+def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
     """Record a chunk's outcomes in one transaction (one commit per chunk, not per message);
     returns how many attempts were recorded.
 
-    Each attempt is updated only while it is still CLAIMED, so an attempt another worker already
-    recorded (or reclaimed) is skipped and nothing is counted twice. A dead letter becomes
-    REDRIVEN only with an ``ok`` outcome, i.e. after the broker confirmed it."""
+    Each attempt is updated only while it is still CLAIMED under the chunk's token: an attempt
+    whose lease expired and was taken over by another claim is refused (and logged), so a late
+    owner never overwrites the new owner's outcome and nothing is counted twice. A dead letter
+    becomes REDRIVEN only with an ``ok`` outcome, i.e. after the broker confirmed it."""
+    job = chunk.job
     if not results:
         return 0
     now = timezone.now()
@@ -314,7 +341,7 @@ def record(job: RedriveJob, results: list[tuple[Item, RedriveOutcome]]) -> int:
         )
     letters = {item.pk: item.dead_letter_id for item, _ in results}
     with transaction.atomic():
-        recorded = _update_claimed(rows, now)
+        recorded = _update_claimed(rows, now, chunk.token)
         sent, failed = [], []
         for pk, status, *_ in rows:
             if pk in recorded:
@@ -329,22 +356,36 @@ def record(job: RedriveJob, results: list[tuple[Item, RedriveOutcome]]) -> int:
             RedriveJob.objects.filter(pk=job.pk).update(
                 succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now
             )
+    if len(recorded) < len(rows):
+        refused = len(rows) - len(recorded)
+        log.warning(
+            "redrive job %s: %d outcome(s) of claim %s refused: the claim no longer owns them "
+            "(its lease expired and another claim took them over)",
+            job.pk,
+            refused,
+            chunk.token,
+        )
     return len(recorded)
 
 
-def _update_claimed(rows: list[tuple], now) -> set[int]:
+def _update_claimed(rows: list[tuple], now, token) -> set[int]:
     """Set (status, error, destination, broker_position, revision) on each attempt of ``rows``
-    that is still CLAIMED; returns the ids updated. One statement on PostgreSQL."""
+    that is still CLAIMED under ``token``; returns the ids updated. One statement on PostgreSQL."""
     if db_connection.vendor != "postgresql":  # the SQLite demo: one conditional UPDATE each
         recorded = set()
         for pk, status, error, destination, position, revision_id in rows:
-            if RedriveAttempt.objects.filter(pk=pk, status=RedriveAttemptStatus.CLAIMED).update(
+            mine = RedriveAttempt.objects.filter(
+                pk=pk, status=RedriveAttemptStatus.CLAIMED, lease_token=token
+            )
+            if mine.update(
                 status=status,
                 error=error,
                 destination=destination,
                 broker_position=position,
                 finished_at=now,
                 revision_id=revision_id,
+                lease_token=None,
+                lease_expires_at=None,
             ):
                 recorded.add(pk)
         return recorded
@@ -355,15 +396,25 @@ def _update_claimed(rows: list[tuple], now) -> set[int]:
     sql = (
         f"UPDATE {table} AS a SET {col['status']} = v.status, "  # noqa: S608 - quoted identifiers only
         f"{col['error']} = v.error, {col['destination']} = v.destination, "
-        f"{col['broker_position']} = v.position, {col['revision']} = v.revision, {col['finished_at']} = %s "
+        f"{col['broker_position']} = v.position, {col['revision']} = v.revision, {col['finished_at']} = %s, "
+        f"{col['lease_token']} = NULL, {col['lease_expires_at']} = NULL "
         "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[]) "
         "AS v(id, status, error, destination, position, revision) "
-        f"WHERE a.{pk} = v.id AND a.{col['status']} = %s RETURNING a.{pk}"
+        f"WHERE a.{pk} = v.id AND a.{col['status']} = %s AND a.{col['lease_token']} = %s RETURNING a.{pk}"
     )
     columns = [list(values) for values in zip(*rows, strict=True)]
     with db_connection.cursor() as cursor:
-        cursor.execute(sql, [now, *columns, RedriveAttemptStatus.CLAIMED])
+        cursor.execute(sql, [now, *columns, RedriveAttemptStatus.CLAIMED, token])
         return {pk for (pk,) in cursor.fetchall()}
 
 
-_RECORDED = ("status", "error", "destination", "broker_position", "revision", "finished_at")
+_RECORDED = (
+    "status",
+    "error",
+    "destination",
+    "broker_position",
+    "revision",
+    "finished_at",
+    "lease_token",
+    "lease_expires_at",
+)

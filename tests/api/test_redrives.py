@@ -61,7 +61,9 @@ def test_a_job_claims_the_selection_and_a_second_job_on_it_is_409(as_operator, s
 
     response = as_operator.post(URL, {"ids": [store["a"].pk]}, format="json")
     assert response.status_code == 409
-    assert response.json()["error"] == "selection: every selected message is already in an active redrive job"
+    assert response.json()["error"] == (
+        f"selection: every selected message is already in an active redrive job (#{job['id']})"
+    )
     assert RedriveJob.objects.count() == 1
 
 

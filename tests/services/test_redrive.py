@@ -135,22 +135,31 @@ def test_pause_holds_the_job_and_resume_finishes_it(harvested):
     assert len(rabbit.drain(top.work_queue)) == 4
 
 
-def test_two_jobs_racing_for_one_message_one_wins(harvested):
-    source, _ = harvested(2)
+def test_a_message_in_an_active_job_is_busy_for_a_second_job_until_the_first_ends(harvested):
+    source, top = harvested(2)
     first, second = source.dead_letters.order_by("id")
     job_a = redrive_job_create(ids=[first.pk])
     with pytest.raises(RedriveError) as err:
         redrive_job_create(ids=[first.pk])
-    assert err.value.conflict
+    assert err.value.conflict and f"(#{job_a.pk})" in str(err.value)
     job_b = redrive_job_create(ids=[first.pk, second.pk])
-    assert job_b.total == 1
-    assert list(RedriveAttempt.objects.filter(job=job_b).values_list("dead_letter_id", flat=True)) == [
-        second.pk
-    ]
-    assert RedriveAttempt.objects.filter(dead_letter=first).count() == 1
+    assert (job_b.total, job_b.skipped) == (2, 1)
+    busy = RedriveAttempt.objects.get(job=job_b, dead_letter=first)
+    assert (busy.status, busy.error, busy.holds) == (
+        RedriveAttemptStatus.SKIPPED,
+        f"busy in job #{job_a.pk}",
+        False,
+    )
+    assert RedriveAttempt.objects.get(job=job_a, dead_letter=first).holds
     run_to_end(job_a)
-    run_to_end(job_b)
+    job_b = run_to_end(job_b)
+    assert (job_b.succeeded, job_b.skipped) == (1, 1)
     assert DeadLetter.objects.get(pk=first.pk).redrive_count == 1
+    assert len(rabbit.drain(top.work_queue)) == 2
+    # job A ended: its message is free again (a deliberate second redrive)
+    assert not RedriveAttempt.objects.filter(holds=True).exists()
+    job_c = run_to_end(redrive_job_create(ids=[first.pk]))
+    assert (job_c.succeeded, DeadLetter.objects.get(pk=first.pk).redrive_count) == (1, 2)
 
 
 def test_the_loop_guard_parks_until_overridden(harvested):

@@ -77,15 +77,16 @@ def test_the_pipelined_worker_claims_ahead_and_finishes_exactly(harvested, small
     assert RedriveAttempt.objects.filter(job=job).count() == 14
 
 
-def test_messages_busy_in_another_job_are_left_to_it_and_the_total_becomes_exact(harvested, small_claims):
+def test_messages_busy_in_another_job_are_skipped_with_the_job_named(harvested, small_claims):
     source, top = harvested(9)
     ids = list(DeadLetter.objects.filter(source=source).order_by("id").values_list("id", flat=True))
     other = redrive_job_create(ids=ids[5:7])  # two in the middle belong to another job
     job = redrive_job_create(filters=by_filter(source))
-    assert job.total == 7  # plan: 9 matching, 2 busy
+    assert job.total == 9  # the plan's estimate while the worker claims
     job = run_to_end(job)
-    assert (job.total, job.succeeded, job.skipped) == (7, 7, 0)
-    assert not RedriveAttempt.objects.filter(job=job, dead_letter_id__in=ids[5:7]).exists()
+    assert (job.total, job.succeeded, job.skipped) == (9, 7, 2)
+    busy = RedriveAttempt.objects.filter(job=job, dead_letter_id__in=ids[5:7])
+    assert set(busy.values_list("status", "error")) == {("skipped", f"busy in job #{other.pk}")}
     run_to_end(other)
     assert len(rabbit.drain(top.work_queue)) == 9
     assert set(DeadLetter.objects.filter(source=source).values_list("redrive_count", flat=True)) == {1}

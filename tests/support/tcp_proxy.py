@@ -2,8 +2,9 @@
 
 ``cut()`` closes the listening socket and every open connection (both sides), so clients see
 their connection drop and new connections refused, exactly as if the service went away;
-``restore()`` listens again on the same port. Threads only (one acceptor, two pumps per
-connection); everything is closed by ``close()``.
+``restore()`` listens again on the same port. ``pause()`` keeps every connection open but
+forwards nothing (a broker that hangs: requests and confirms wait) until ``resume()``. Threads
+only (one acceptor, two pumps per connection); everything is closed by ``close()``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self.accepted = 0
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     # ---- lifecycle -----------------------------------------------------------------------------
 
@@ -55,7 +58,15 @@ class TcpProxy:
         if self._listener is None:
             self.start()
 
+    def pause(self) -> None:
+        """Hold every byte in both directions (connections stay open, new ones are accepted)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
     def close(self) -> None:
+        self._flowing.set()
         self.cut()
 
     @property
@@ -104,6 +115,7 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                self._flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass

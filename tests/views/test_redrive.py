@@ -124,6 +124,20 @@ def test_redriving_messages_already_in_a_job_is_a_conflict(as_user, operator, st
     assert RedriveJob.objects.count() == 1
 
 
+def test_a_second_job_over_partly_busy_messages_shows_each_busy_one_with_its_job(as_user, operator, store):
+    a, b = store(harvested(), harvested())
+    client = as_user(operator)
+    client.post(URL, {"confirm": "1", "ids": [a.pk], "batch_size": "5"})
+    first = RedriveJob.objects.get()
+    plan = client.post(URL, {"ids": [a.pk, b.pk]}).content.decode()
+    assert "1 busy" in plan and "busy in job #N" in plan
+    response = client.post(URL, {"confirm": "1", "ids": [a.pk, b.pk], "batch_size": "5"})
+    second = RedriveJob.objects.exclude(pk=first.pk).get()
+    assert response.status_code == 302 and (second.total, second.skipped) == (2, 1)
+    body = client.get(reverse("dlq-job", args=[second.pk])).content.decode()
+    assert f"busy in job #{first.pk}" in body
+
+
 @pytest.mark.parametrize("method", ["get", "post"])
 def test_a_viewer_cannot_redrive(as_user, viewer, store, method):
     a = store(harvested())[0]

@@ -222,15 +222,23 @@ class SkippedReasonSerializer(serializers.Serializer):
 class RedriveJobDetailSerializer(RedriveJobSerializer):
     failures = serializers.SerializerMethodField()
     skipped_reasons = serializers.SerializerMethodField()
+    skips = serializers.SerializerMethodField()
 
     class Meta(RedriveJobSerializer.Meta):
-        fields = [*RedriveJobSerializer.Meta.fields, "failures", "skipped_reasons"]
+        fields = [*RedriveJobSerializer.Meta.fields, "failures", "skipped_reasons", "skips"]
         read_only_fields = fields
 
     @extend_schema_field(SkippedReasonSerializer(many=True))
     def get_skipped_reasons(self, obj):
         """Why messages were skipped, most frequent first (at most 10 distinct reasons)."""
         return [{"reason": reason, "count": n} for reason, n in job_skipped_reasons(obj)]
+
+    @extend_schema_field(FailureSerializer(many=True))
+    def get_skips(self, obj):
+        """The first skipped attempts (at most 100) with why: "busy in job #N" (another active
+        job holds the message), the loop guard, or "cancelled"."""
+        skipped = obj.attempts.filter(status=RedriveAttemptStatus.SKIPPED).order_by("id")[:FAILURES_SHOWN]
+        return FailureSerializer(skipped, many=True).data
 
     @extend_schema_field(FailureSerializer(many=True))
     def get_failures(self, obj):

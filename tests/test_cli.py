@@ -91,7 +91,10 @@ def test_redrive_rejects_bad_input_clearly(stored):
 def test_export_then_import_is_lossless_and_idempotent(stored, tmp_path):
     source, _ = stored
     run("harvest", "--source", source.name)
-    DeadLetter.objects.filter(source=source).update(payload=b"\x00\xff binary \x80")
+    DeadLetter.objects.filter(source=source).update(
+        payload=b"\x00\xff binary \x80",
+        read_notes=["could not read x-death: 'oops' is not an array of tables"],
+    )
     path = tmp_path / "out.jsonl"
     run("export", "--filter", f"source={source.name}", "--output", str(path))
     records = [json.loads(line) for line in path.read_text().splitlines()]
@@ -107,6 +110,9 @@ def test_export_then_import_is_lossless_and_idempotent(stored, tmp_path):
         assert bytes(copy.payload) == bytes(twin.payload) == b"\x00\xff binary \x80"
         assert copy.headers == twin.headers and copy.properties == twin.properties
         assert copy.origin_queue == twin.origin_queue and copy.failed_at == twin.failed_at
+        assert (
+            copy.read_notes == twin.read_notes == ["could not read x-death: 'oops' is not an array of tables"]
+        )
         assert copy.status == DeadLetterStatus.NEW
     assert AuditEvent.objects.filter(action="messages.import", count=4).exists()
 

@@ -81,6 +81,7 @@ def record(row: DeadLetter, seen: MaskedMessage | None = None) -> dict:
         "error_class": row.error_class,
         "error_message": seen.error_message,
         "stacktrace": seen.stacktrace,
+        "read_notes": seen.read_notes,
         "failed_at": row.failed_at.isoformat(),
         "harvested_at": row.harvested_at.isoformat(),
         "status": row.status,
@@ -180,6 +181,7 @@ def _message(data: dict) -> HarvestedMessage:
         stacktrace=data.get("stacktrace") or "",
         failed_at=datetime.fromisoformat(data["failed_at"]) if data.get("failed_at") else None,
         retry_count=int(data.get("retry_count") or 0),
+        read_notes=[str(note) for note in data.get("read_notes") or []],
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from django.core.exceptions import ValidationError
@@ -178,6 +178,7 @@ class MaskedMessage:
     masked: bool
     key: bytes | None = None
     properties: dict | None = None
+    read_notes: list[str] = field(default_factory=list)
 
     @classmethod
     def of(
@@ -193,6 +194,7 @@ class MaskedMessage:
         raw_headers = letter.headers if headers is None else headers
         raw_key = bytes(letter.key) if letter.key is not None else None
         raw_properties = letter.properties or {}
+        notes = list(letter.read_notes or [])
         if rules is None:
             return cls(
                 raw_payload,
@@ -202,6 +204,7 @@ class MaskedMessage:
                 False,
                 raw_key,
                 raw_properties,
+                notes,
             )
         return cls(
             mask_payload(raw_payload, rules),
@@ -211,6 +214,7 @@ class MaskedMessage:
             bool(rules),
             mask_key(raw_key, rules),
             mask_properties(raw_properties, rules),
+            [mask_text(note, rules) for note in notes],
         )
 
 

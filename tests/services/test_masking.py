@@ -147,11 +147,13 @@ def test_exports_are_masked_for_a_masked_user_and_lossless_for_the_system(source
         headers=headers.encode_mapping({"Authorization": "Bearer s3cret"}),
         error_message="no account for ann@example.com",
         stacktrace="at ann@example.com",
+        read_notes=["could not read x-reply-to: ann@example.com is not a queue"],
     )
     qs = DeadLetter.objects.all()
     (line,) = list(iter_jsonl(qs, user=viewer))
     record = json.loads(line)
     assert record["masked"] is True and "ann@example.com" not in line and "s3cret" not in line
+    assert record["read_notes"] == ["could not read x-reply-to: <email> is not a queue"]
     assert json.loads(base64.b64decode(record["payload_b64"]))["customer"]["email"] == "***"
     assert "ann@example.com" not in "".join(iter_csv(qs, user=viewer))
     for user in (None, operator):  # the system (CLI) and an unmasked user: lossless
@@ -160,5 +162,6 @@ def test_exports_are_masked_for_a_masked_user_and_lossless_for_the_system(source
             record["masked"] is False
             and base64.b64decode(record["payload_b64"]) == json.dumps(ORDER).encode()
         )
+        assert record["read_notes"] == ["could not read x-reply-to: ann@example.com is not a queue"]
     with pytest.raises(ImportError_, match="masked export cannot be imported"):
         import_jsonl([line], source=source)

@@ -58,3 +58,30 @@ def celery_queue():
             conn.default_channel.queue_delete(queue)
     except Exception:  # noqa: BLE001 - cleanup only
         pass
+
+
+@pytest.fixture
+def harvested():
+    """``harvested(n, url=None)`` -> (source, topology): n genuine RabbitMQ dead letters,
+    harvested and stored through ``url`` (default: the shared RabbitMQ); the queues are deleted
+    afterwards."""
+    from dlqadmin.models import Source
+    from dlqadmin.services.connections import connection_create
+    from dlqadmin.services.harvest import source_harvest
+    from tests.support import rabbit
+
+    made = []
+
+    def make(count: int, url: str = AMQP_URL):
+        top = rabbit.dead_letter(count)
+        made.append(top)
+        conn = connection_create(
+            name=f"rmq-{top.dlq}", kind="rabbitmq", url=url, username="guest", password="guest"
+        )
+        source = Source.objects.create(connection=conn, name=top.dlq, mode="queue", address=top.dlq)
+        assert source_harvest(source=source).inserted == count
+        return source, top
+
+    yield make
+    for top in made:
+        rabbit.delete(top)

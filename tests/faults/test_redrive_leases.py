@@ -20,14 +20,10 @@ from dlqadmin.models import (
     RedriveAttemptStatus,
     RedriveJob,
     RedriveJobStatus,
-    Source,
 )
-from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
 from dlqadmin.services.redrive import redrive_job_create
 from dlqadmin.services.redrive_worker import enqueue, redrive_jobs_watchdog
 from dlqadmin.services.tokens import token_create
-from tests.conftest import AMQP_URL
 from tests.support import rabbit
 from tests.support.processes import wait_until
 from tests.support.tcp_proxy import TcpProxy
@@ -35,27 +31,6 @@ from tests.support.tcp_proxy import TcpProxy
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 URL = "/api/v1/redrives/"
-
-
-@pytest.fixture
-def rabbit_dead_letters():
-    """``make(n, url=None)`` -> (source, topology): n genuine dead letters harvested through
-    ``url`` (default: the shared RabbitMQ); queues deleted at the end."""
-    made = []
-
-    def make(count: int, url: str = AMQP_URL):
-        top = rabbit.dead_letter(count)
-        made.append(top)
-        conn = connection_create(
-            name=f"rmq-{top.dlq}", kind="rabbitmq", url=url, username="guest", password="guest"
-        )
-        source = Source.objects.create(connection=conn, name=top.dlq, mode="queue", address=top.dlq)
-        assert source_harvest(source=source).inserted == count
-        return source, top
-
-    yield make
-    for top in made:
-        rabbit.delete(top)
 
 
 @pytest.fixture
@@ -84,11 +59,11 @@ def exactly_once_each(top, count: int) -> None:
 
 
 def test_a_second_post_over_a_running_filter_job_is_refused_and_each_message_arrives_once(
-    rabbit_dead_letters, api, workers, settings
+    harvested, api, workers, settings
 ):
     """The report: a filter job at 10/s in chunks of 5 is running; the same 60 ids are posted."""
     settings.DLQADMIN_STALE_CLAIM_SECONDS = 2
-    source, top = rabbit_dead_letters(60)
+    source, top = harvested(60)
     workers(DLQADMIN_STALE_CLAIM_SECONDS="2")
     body = {"filter": {"source": [str(source.pk)]}, "velocity": 10, "batch_size": 5}
     created = api.post(URL, body, format="json")
@@ -110,12 +85,12 @@ def test_a_second_post_over_a_running_filter_job_is_refused_and_each_message_arr
 
 
 def test_two_jobs_claiming_the_same_messages_with_two_workers_send_each_once(
-    rabbit_dead_letters, api, workers, settings
+    harvested, api, workers, settings
 ):
     """The filter job's request claims 20; the ids job takes the other 40 before the worker gets
     to them; the filter job's worker then finds them busy in the ids job."""
     settings.DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = 20
-    source, top = rabbit_dead_letters(60)
+    source, top = harvested(60)
     body = {"filter": {"source": [str(source.pk)]}, "velocity": 10, "batch_size": 5}
     job_a = api.post(URL, body, format="json").json()["id"]
     ids = list(source.dead_letters.values_list("id", flat=True))
@@ -141,11 +116,9 @@ def test_two_jobs_claiming_the_same_messages_with_two_workers_send_each_once(
     }
 
 
-def test_a_worker_killed_mid_chunk_is_taken_over_only_after_its_lease_expired(
-    rabbit_dead_letters, workers, settings
-):
+def test_a_worker_killed_mid_chunk_is_taken_over_only_after_its_lease_expired(harvested, workers, settings):
     settings.DLQADMIN_STALE_CLAIM_SECONDS = 2
-    source, top = rabbit_dead_letters(30)
+    source, top = harvested(30)
     env = {"DLQADMIN_STALE_CLAIM_SECONDS": "2", "CELERY_VISIBILITY_TIMEOUT": "3"}
     first = workers(**env)
     job = redrive_job_create(
@@ -182,7 +155,7 @@ def test_a_worker_killed_mid_chunk_is_taken_over_only_after_its_lease_expired(
 
 
 def test_a_hanging_broker_does_not_let_a_second_worker_take_a_live_workers_chunk(
-    rabbit_dead_letters, workers, settings
+    harvested, workers, settings
 ):
     """The broker hangs (every byte held) for three leases while the worker holding both chunks
     is alive and waiting for its confirms; a second worker is handed the job again and again.
@@ -190,7 +163,7 @@ def test_a_hanging_broker_does_not_let_a_second_worker_take_a_live_workers_chunk
     settings.DLQADMIN_STALE_CLAIM_SECONDS = 2
     proxy = TcpProxy("127.0.0.1", 5672).start()
     try:
-        source, top = rabbit_dead_letters(10, url=f"amqp://127.0.0.1:{proxy.port}/")
+        source, top = harvested(10, url=f"amqp://127.0.0.1:{proxy.port}/")
         env = {"DLQADMIN_STALE_CLAIM_SECONDS": "2"}
         owner = workers(**env)
         owner.wait_for_log("ready.", 30)

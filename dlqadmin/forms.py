@@ -17,6 +17,7 @@ from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 from dlqadmin.services.sources import source_create, source_modes, source_update
+from dlqadmin.validators import control_character
 
 
 def _json_object(value: str, field: str) -> dict:
@@ -289,6 +290,9 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
+        bad = control_character(url)
+        if bad:
+            raise forms.ValidationError(f"a URL may not contain control characters ({bad})")
         if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
             raise forms.ValidationError("put credentials in the username and password fields, not in the URL")
         return url

@@ -67,6 +67,9 @@ def test_secret_options_are_redacted_and_kept_when_sent_back(as_admin):
         ({"password": 5}, None),
         ({"tls_enabled": "maybe"}, "tls_enabled"),
         ({"id": 5, "health_status": "ok", "secret": 1}, "secret"),
+        # found by schemathesis: a newline passed urlsplit, was stored, and broke the response
+        ({"url": "amqp://127.0.0.1:5672/\nx"}, "url"),
+        ({"url": "amqp://127.0.0.1:5672/\x00"}, "url"),
     ],
 )
 def test_invalid_connections_are_400(as_admin, body, field):
@@ -255,3 +258,15 @@ def test_a_stored_url_the_adapter_cannot_parse_is_a_502_not_a_500(as_admin, as_o
         assert response.status_code in (200, 502), response.content
         if response.status_code == 502:  # a permanent BrokerError, or an adapter's stray ValueError
             assert response.json()["permanent"] is True and response.json()["error"], response.content
+
+
+def test_a_url_with_control_characters_is_400_and_location_names_the_new_resource(as_admin):
+    response = as_admin.post(
+        CONNECTIONS, {"name": "c", "kind": "rabbitmq", "url": "amqp://127.0.0.1:5672/\nX"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"]["url"] == "a URL may not contain control characters (\\n)"
+    created = as_admin.post(CONNECTIONS, {"name": "c", "kind": "rabbitmq", "url": AMQP_URL}, format="json")
+    # DRF would put the "url" field (the broker URL) in Location
+    assert created["Location"] == f"http://testserver{CONNECTIONS}{created.json()['id']}/"
+    assert as_admin.get(created["Location"]).json()["url"] == AMQP_URL

@@ -215,6 +215,17 @@ class EditForm(forms.Form):
 
 
 # ------------------------------------------------------------------------------------------
+# Audit log
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters (CharField refuses NUL, which PostgreSQL cannot compare)."""
+
+    action = forms.CharField(required=False, max_length=100)
+    actor = forms.CharField(required=False, max_length=150)
+
+
+# ------------------------------------------------------------------------------------------
 # Error groups
 
 

@@ -53,10 +53,24 @@ def test_redrive_dry_run_changes_nothing_and_here_redrives(stored):
 def test_redrive_rejects_bad_input_clearly(stored):
     with pytest.raises(CommandError, match="bad --filter: status"):
         run("redrive", "--filter", "status=exploded")
-    with pytest.raises(CommandError, match="comma-separated integers"):
+    with pytest.raises(CommandError, match="comma-separated integer ids"):
         run("redrive", "--ids", "1,two")
     with pytest.raises(CommandError, match="nothing matches"):
         run("redrive", "--ids", "999999")
+
+
+def test_filter_dates_postgresql_cannot_hold_are_command_errors_not_crashes():
+    with pytest.raises(
+        CommandError, match=r"bad --filter: since: '0001-01-01T00:00:00\+01:00' is out of range"
+    ):
+        run("redrive", "--filter", "since=0001-01-01T00:00:00%2B01:00", "--dry-run")
+    with pytest.raises(CommandError, match="bad --filter: error_group: error_group must be an integer id"):
+        run("redrive", "--filter", "error_group=99999999999999999999", "--dry-run")
+    with pytest.raises(CommandError, match="comma-separated integer ids"):
+        run("redrive", "--ids", "99999999999999999999", "--dry-run")
+    # an offset beyond PostgreSQL's +-15:59 and a header value int() refuses still plan
+    out = run("redrive", "--filter", "header=x:--1&since=0399-08-15T00:04:02%2B20:51", "--dry-run")
+    assert "Plan: 0 selected" in out
 
 
 def test_export_then_import_is_lossless_and_idempotent(stored, tmp_path):

@@ -13,6 +13,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from brokers import headers as header_codec
+from dlqadmin.broker_options import CONNECTION_OPTIONS, SOURCE_OPTIONS, option_problems
 from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
@@ -30,6 +31,12 @@ def _json_object(value: str, field: str) -> dict:
     if not isinstance(parsed, dict):
         raise forms.ValidationError(f'{field} must be a JSON object, like {{"key": "value"}}')
     return parsed
+
+
+def _check_options(form: forms.Form, options: dict | None, tables, chosen: str | None) -> None:
+    """Types and ranges of the known options, as the API checks them (dlqadmin.broker_options)."""
+    for key, message in option_problems(options or {}, tables, chosen).items():
+        form.add_error("options_json", f"{key}: {message}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -311,6 +318,11 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
     def clean_options_json(self) -> dict:
         return _json_object(self.cleaned_data["options_json"], "options")
 
+    def clean(self):
+        data = super().clean()
+        _check_options(self, data.get("options_json"), CONNECTION_OPTIONS, data.get("kind"))
+        return data
+
     def save(self, *, actor, remote_addr=None) -> Connection:
         """Create or update through the service. Raises ValidationError, PermissionDenied."""
         data = {name: self.cleaned_data[name] for name in self.Meta.fields}
@@ -361,6 +373,11 @@ class SourceForm(ServiceErrorsMixin, forms.ModelForm):
 
     def clean_options_json(self) -> dict:
         return _json_object(self.cleaned_data["options_json"], "options")
+
+    def clean(self):
+        data = super().clean()
+        _check_options(self, data.get("options_json"), SOURCE_OPTIONS, data.get("mode"))
+        return data
 
     def _post_clean(self):
         self.instance.connection = self.connection

@@ -199,7 +199,8 @@ def test_a_cursor_forged_out_of_range_is_a_filter_error(rows, position):
 
 
 def test_a_cursor_with_an_offset_postgresql_refuses_still_pages(rows):
-    cursor = base64.urlsafe_b64encode(b"2026-11-01T22:51:00+20:51|999").decode()  # 02:00 UTC
+    position = f"2026-11-01T22:51:00+20:51|{2**62}"  # 02:00 UTC, after every row of that time
+    cursor = base64.urlsafe_b64encode(position.encode()).decode()
     page = dead_letter_page(dead_letters(DeadLetterFilter()), cursor=cursor)
     assert [r.position for r in page.items] == ["c", "b", "a"]
 

@@ -212,7 +212,7 @@ def test_no_request_makes_the_api_fail(case, admin_key):
 
 #: scenarios x steps: bounded so the run stays well under a minute on a loaded 2-core machine;
 #: DLQ_SCHEMATHESIS_SCENARIOS raises it for a longer hunt
-SCENARIOS = int(os.environ.get("DLQ_SCHEMATHESIS_SCENARIOS", "60"))
+SCENARIOS = int(os.environ.get("DLQ_SCHEMATHESIS_SCENARIOS", "80"))
 STEPS = 15
 
 

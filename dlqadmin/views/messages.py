@@ -197,7 +197,7 @@ def _filter_form_context(request, data: QueryDict) -> dict:
     for pk, source_id, error_class, reason, message_pattern in groups:
         pattern = masker.text(source_id, message_pattern)  # as show_groups masks it
         label = f"#{pk} {clip(error_class or reason, 30)}: {clip(pattern, 40)}"
-        group_options.append(Option(str(pk), label, str(pk) in chosen))
+        group_options.append(Option(str(pk), label, pk in chosen))
     chosen_sources = set(data.getlist("source"))
     chosen_connections = set(data.getlist("connection"))
     sources = visible_sources(user).order_by("name").values_list("pk", "name")

@@ -18,7 +18,7 @@ from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 from dlqadmin.services.sources import source_create, source_modes, source_update
-from dlqadmin.validators import control_character
+from dlqadmin.validators import control_character, find_nul
 
 
 def _json_object(value: str, field: str) -> dict:
@@ -217,6 +217,9 @@ class EditForm(forms.Form):
             except (ValueError, TypeError, KeyError) as exc:
                 self.add_error("headers", f"headers must be a JSON list of [name, {{t, v}}] pairs: {exc}")
             else:
+                where = find_nul(pairs)
+                if where:  # JSON's \u0000: PostgreSQL's jsonb cannot hold it
+                    self.add_error("headers", f"headers may not contain NUL characters (at {where})")
                 data["headers_list"] = pairs
         return data
 

@@ -7,6 +7,7 @@ PostgreSQL (which rejects what Python accepts: offsets beyond +-15:59, bigint ov
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from django.utils.dateparse import parse_datetime
@@ -63,3 +64,23 @@ def is_id(raw) -> bool:
     except ValueError:
         return False
     return True
+
+
+def find_nul(value, path: str = "") -> str | None:
+    """The path of the first string (or key) containing NUL, which PostgreSQL cannot store."""
+    if isinstance(value, str):
+        return path or "value" if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if "\x00" in str(key):
+                return where
+            found = find_nul(item, where)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = find_nul(item, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None

@@ -95,7 +95,7 @@ class RedriveForm(forms.Form):
     exchange = forms.CharField(required=False, label="Exchange", help_text="Empty = the default exchange.")
     routing_key = forms.CharField(required=False, label="Routing key")
     topic = forms.CharField(required=False, label="Kafka topic", help_text="Empty = the original topic.")
-    partition = forms.IntegerField(required=False, min_value=0, label="Partition")
+    partition = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1, label="Partition")
     subject = forms.CharField(required=False, label="NATS subject", help_text="Empty = the original subject.")
 
     def __init__(self, *args, kinds: set[str] | None = None, **kwargs):

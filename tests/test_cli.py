@@ -103,6 +103,26 @@ def test_import_names_the_bad_line(tmp_path):
         run("import", str(bad))
 
 
+def test_import_reads_failure_times_in_utc_and_names_a_line_out_of_range(stored, tmp_path):
+    source, _ = stored
+    run("harvest", "--source", source.name)
+    path = tmp_path / "out.jsonl"
+    run("export", "--filter", f"source={source.name}", "--output", str(path))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[0]["failed_at"] = "2026-11-01T22:51:00+20:51"  # fromisoformat reads it; PostgreSQL did not
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    Source.objects.create(connection=source.connection, name="restored", mode="queue", address="restored")
+    assert "Read 4, stored 4 new" in run("import", str(path), "--source", "restored")
+    first = DeadLetter.objects.get(source__name="restored", position=records[0]["position"])
+    assert first.failed_at.isoformat() == "2026-11-01T02:00:00+00:00"
+    records[0]["failed_at"] = "0001-01-01T00:00:00+01:00"
+    path.write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(
+        CommandError, match=r"line 1: not a dlqadmin export record \('0001-01-01T00:00:00\+01:00' is out"
+    ):
+        run("import", str(path), "--source", "restored")
+
+
 def test_csv_export_defuses_formulas(stored, tmp_path):
     source, _ = stored
     run("harvest", "--source", source.name)

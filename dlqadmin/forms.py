@@ -30,6 +30,9 @@ def _json_object(value: str, field: str) -> dict:
         raise forms.ValidationError(f"{field} must be a JSON object: {exc}") from None
     if not isinstance(parsed, dict):
         raise forms.ValidationError(f'{field} must be a JSON object, like {{"key": "value"}}')
+    where = find_nul(parsed)
+    if where:  # JSON's \u0000: PostgreSQL's jsonb cannot hold it
+        raise forms.ValidationError(f"{field} may not contain NUL characters (at {where})")
     return parsed
 
 

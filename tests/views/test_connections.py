@@ -119,6 +119,19 @@ def test_option_types_and_ranges_are_form_errors_as_in_the_api(as_user, admin_us
     assert "prefetch: must be at most 65535" in body and "group_id: a topic option, not a queue one" in body
     source.refresh_from_db()
     assert source.options == {}
+    # JSON's \u0000 passed the form and failed in PostgreSQL's jsonb (a 500)
+    response = client.post(
+        reverse("dlq-source-edit", args=[source.pk]),
+        {
+            "name": source.name,
+            "mode": "queue",
+            "address": source.address,
+            "max_redrives": 3,
+            "options_json": '{"group": {"a": "\\u0000"}}',
+        },
+    )
+    assert response.status_code == 400
+    assert "options may not contain NUL characters (at group.a)" in response.content.decode()
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])

@@ -127,3 +127,44 @@ def test_the_audit_filter_refuses_nul_with_a_form_error(pages, admin_client):
     response = admin_client.get(f"{reverse('dlq-audit')}?action=redrive%00")
     assert response.status_code == 400
     assert "Null characters are not allowed." in response.content.decode()
+
+
+#: what a form field may receive that PostgreSQL, int() or the JSON columns would refuse
+HOSTILE_VALUES = [
+    "a\x00b",
+    BIG * 2,
+    "\u00b2",
+    "1e999",
+    '{"a": "\\u0000"}',
+    '[["x\\u0000", {"t": "str", "v": "y"}]]',
+]
+
+
+def test_no_form_fails_on_hostile_field_values(pages, admin_client, source, connection, store):
+    letter = store(harvested())[0]
+    job = RedriveJob.objects.create(total=1, status="running")
+    forms = [
+        (reverse("dlq-connection-add"), {"name": "n", "kind": "rabbitmq", "url": "amqp://127.0.0.1/"}),
+        (
+            reverse("dlq-source-edit", args=[source.pk]),
+            {"name": "s", "mode": "queue", "address": "q", "max_redrives": "3"},
+        ),
+        (
+            reverse("dlq-source-add", args=[connection.pk]),
+            {"prefix": "m", "m-name": "s2", "m-mode": "queue", "m-address": "q2", "m-max_redrives": "3"},
+        ),
+        (reverse("dlq-group-status", args=[letter.error_group_id]), {"status": "resolved"}),
+        (
+            reverse("dlq-message-edit", args=[letter.pk]),
+            {"step": "save", "payload_encoding": "text", "payload": "{}", "headers": "[]", "reviewed": "x"},
+        ),
+        (reverse("dlq-redrive"), {"confirm": "1", "ids": [letter.pk], "batch_size": "10", "topic": "t"}),
+        (reverse("dlq-messages-bulk"), {"action": "resolve", "ids": [letter.pk]}),
+        (reverse("dlq-job-control", args=[job.pk, "pause"]), {}),
+    ]
+    extra_fields = ["options_json", "headers", "partition", "velocity", "extra", "filter", "url", "name"]
+    for url, base in forms:
+        for field in [*base, *extra_fields]:
+            for value in HOSTILE_VALUES:
+                response = admin_client.post(url, {**base, field: value})
+                assert response.status_code in (200, 302, 400, 404, 409), (url, field, value)

@@ -13,10 +13,12 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from brokers import headers as header_codec
+from dlqadmin.broker_options import CONNECTION_OPTIONS, SOURCE_OPTIONS, option_problems
 from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 from dlqadmin.services.sources import source_create, source_modes, source_update
+from dlqadmin.validators import control_character, find_nul
 
 
 def _json_object(value: str, field: str) -> dict:
@@ -28,7 +30,16 @@ def _json_object(value: str, field: str) -> dict:
         raise forms.ValidationError(f"{field} must be a JSON object: {exc}") from None
     if not isinstance(parsed, dict):
         raise forms.ValidationError(f'{field} must be a JSON object, like {{"key": "value"}}')
+    where = find_nul(parsed)
+    if where:  # JSON's \u0000: PostgreSQL's jsonb cannot hold it
+        raise forms.ValidationError(f"{field} may not contain NUL characters (at {where})")
     return parsed
+
+
+def _check_options(form: forms.Form, options: dict | None, tables, chosen: str | None) -> None:
+    """Types and ranges of the known options, as the API checks them (dlqadmin.broker_options)."""
+    for key, message in option_problems(options or {}, tables, chosen).items():
+        form.add_error("options_json", f"{key}: {message}")
 
 
 # ------------------------------------------------------------------------------------------
@@ -91,7 +102,7 @@ class RedriveForm(forms.Form):
     exchange = forms.CharField(required=False, label="Exchange", help_text="Empty = the default exchange.")
     routing_key = forms.CharField(required=False, label="Routing key")
     topic = forms.CharField(required=False, label="Kafka topic", help_text="Empty = the original topic.")
-    partition = forms.IntegerField(required=False, min_value=0, label="Partition")
+    partition = forms.IntegerField(required=False, min_value=0, max_value=2**31 - 1, label="Partition")
     subject = forms.CharField(required=False, label="NATS subject", help_text="Empty = the original subject.")
 
     def __init__(self, *args, kinds: set[str] | None = None, **kwargs):
@@ -213,8 +224,22 @@ class EditForm(forms.Form):
             except (ValueError, TypeError, KeyError) as exc:
                 self.add_error("headers", f"headers must be a JSON list of [name, {{t, v}}] pairs: {exc}")
             else:
+                where = find_nul(pairs)
+                if where:  # JSON's \u0000: PostgreSQL's jsonb cannot hold it
+                    self.add_error("headers", f"headers may not contain NUL characters (at {where})")
                 data["headers_list"] = pairs
         return data
+
+
+# ------------------------------------------------------------------------------------------
+# Audit log
+
+
+class AuditFilterForm(forms.Form):
+    """The audit log's filters (CharField refuses NUL, which PostgreSQL cannot compare)."""
+
+    action = forms.CharField(required=False, max_length=100)
+    actor = forms.CharField(required=False, max_length=150)
 
 
 # ------------------------------------------------------------------------------------------
@@ -293,12 +318,20 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
 
     def clean_url(self) -> str:
         url = self.cleaned_data["url"].strip()
+        bad = control_character(url)
+        if bad:
+            raise forms.ValidationError(f"a URL may not contain control characters ({bad})")
         if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
             raise forms.ValidationError("put credentials in the username and password fields, not in the URL")
         return url
 
     def clean_options_json(self) -> dict:
         return _json_object(self.cleaned_data["options_json"], "options")
+
+    def clean(self):
+        data = super().clean()
+        _check_options(self, data.get("options_json"), CONNECTION_OPTIONS, data.get("kind"))
+        return data
 
     def save(self, *, actor, remote_addr=None) -> Connection:
         """Create or update through the service. Raises ValidationError, PermissionDenied."""
@@ -352,6 +385,11 @@ class SourceForm(ServiceErrorsMixin, forms.ModelForm):
 
     def clean_options_json(self) -> dict:
         return _json_object(self.cleaned_data["options_json"], "options")
+
+    def clean(self):
+        data = super().clean()
+        _check_options(self, data.get("options_json"), SOURCE_OPTIONS, data.get("mode"))
+        return data
 
     def _post_clean(self):
         self.instance.connection = self.connection

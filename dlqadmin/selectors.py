@@ -33,13 +33,11 @@ import json
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.db import connection as db_connection
 from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet, TextField
 from django.db.models.functions import Cast
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from dlqadmin import permissions
 from dlqadmin.models import (
@@ -54,6 +52,7 @@ from dlqadmin.models import (
     Source,
 )
 from dlqadmin.services.masking import mask_text, masked_for
+from dlqadmin.validators import MAX_BIGINT, is_id, is_integer_text, parse_id, parse_instant
 
 FILTER_KEYS = (
     "source",
@@ -150,16 +149,18 @@ class DeadLetterFilter:
             errors["status"] = f"unknown status {bad[0]!r}; use one of {', '.join(DeadLetterStatus.values)}"
         f.reasons = [str(v) for v in get_list("reason") if str(v).strip()]
         try:
-            f.error_groups = [int(v) for v in get_list("error_group") if str(v).strip()]
-        except (TypeError, ValueError):
-            errors["error_group"] = "error_group must be an integer id"
+            f.error_groups = [
+                parse_id(v, name="error_group") for v in get_list("error_group") if str(v).strip()
+            ]
+        except ValueError as exc:
+            errors["error_group"] = str(exc)
         for key in ("since", "until"):
             raw = _single(data, key)
-            if raw:
-                value = _parse_time(raw)
-                if value is None:
-                    errors[key] = f"{raw!r} is not an ISO-8601 date/time"
-                setattr(f, key, value)
+            if raw not in (None, ""):
+                try:
+                    setattr(f, key, parse_instant(raw))
+                except ValueError as exc:
+                    errors[key] = str(exc)
         for raw in get_list("header"):
             if not str(raw).strip():
                 continue  # a blank form field
@@ -173,10 +174,16 @@ class DeadLetterFilter:
             errors["q"] = "search text is limited to 500 characters"
         raw_max = _single(data, "max_id")
         if raw_max not in (None, ""):
-            try:
-                f.max_id = int(raw_max)
-            except (TypeError, ValueError):
-                errors["max_id"] = "max_id must be an integer"
+            text = str(raw_max).strip()
+            if (
+                isinstance(raw_max, bool)
+                or not is_integer_text(text)
+                or len(text) > 20
+                or abs(int(text)) > MAX_BIGINT
+            ):
+                errors["max_id"] = f"max_id must be an integer from {-MAX_BIGINT} to {MAX_BIGINT}"
+            else:
+                f.max_id = int(text)
         texts = [*f.sources, *f.connections, *f.reasons, *(part for pair in f.headers for part in pair), f.q]
         if any("\x00" in text for text in texts):  # PostgreSQL text cannot hold NUL
             errors.setdefault("filter", "filter values may not contain NUL characters")
@@ -262,21 +269,9 @@ def _single(data, key):
     return value
 
 
-def _parse_time(raw) -> datetime | None:
-    try:
-        value = parse_datetime(str(raw))
-        if value is None:
-            value = datetime.fromisoformat(str(raw))
-    except ValueError:
-        return None
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, UTC)
-    return value
-
-
 def _id_or_name(prefix: str, values: list[str]) -> Q:
-    ids = [int(v) for v in values if v.isascii() and v.isdigit()]
-    names = [v for v in values if not (v.isascii() and v.isdigit())]
+    ids = [int(v) for v in values if is_id(v)]
+    names = [v for v in values if not is_id(v)]
     q = Q(pk__in=[])
     if ids:
         q |= Q(**{f"{prefix}_id__in": ids})
@@ -310,7 +305,7 @@ def _header_q(name: str, value: str) -> Q:
         {"t": "str", "v": value},
         {"t": "bytes", "v": base64.b64encode(value.encode()).decode()},
     ]
-    if value.lstrip("-").isdigit():
+    if is_integer_text(value) and len(value) <= 400:
         nodes.append({"t": "int", "v": int(value)})
     q = Q(pk__in=[])
     for node in nodes:
@@ -347,8 +342,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, pk = raw.partition("|")
-        value = datetime.fromisoformat(when)
-        return value, int(pk)
+        return parse_instant(when), parse_id(pk)
     except (ValueError, UnicodeDecodeError):
         raise FilterError({"cursor": "invalid cursor"}) from None
 

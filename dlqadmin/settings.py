@@ -244,6 +244,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # OpenAPI links: which answer's id feeds which next request (dlqadmin/api/schema.py)
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "dlqadmin.api.schema.add_links",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DeadLetterStatusEnum": "dlqadmin.models.DeadLetterStatus",
         "ErrorGroupStatusEnum": "dlqadmin.models.ErrorGroupStatus",

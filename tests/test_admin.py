@@ -33,6 +33,31 @@ def test_every_model_has_a_changelist(admin_client, model):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("model", "query", "valid"),
+    [
+        # datetime(99999, ...) raised while querying
+        ("connection", "created_at__year=99999", "created_at__year=2026"),
+        (
+            "redrivejob",
+            "created_at__month=13&created_at__year=2026",
+            "created_at__month=12&created_at__year=2026",
+        ),
+        # PostgreSQL text cannot hold NUL
+        ("deadletter", "status__exact=%00", "status__exact=new"),
+        ("errorgroup", "status__exact=new%00", "status__exact=new"),
+        ("alertdelivery", "status__exact=%00", "status__exact=sent"),
+    ],
+)
+def test_list_lookups_the_database_would_refuse_are_an_invalid_lookup_not_a_500(
+    admin_client, model, query, valid
+):
+    url = reverse(f"admin:dlqadmin_{model}_changelist")
+    response = admin_client.get(f"{url}?{query}")
+    assert response.status_code == 302 and response["Location"] == f"{url}?e=1"
+    assert admin_client.get(f"{url}?{valid}").status_code == 200
+
+
 def test_the_stored_password_is_never_rendered(admin_client):
     conn = connection_create(
         name="rmq",

@@ -82,10 +82,24 @@ def test_redrive_dry_run_says_where_spring_republished_messages_go_and_here_deli
 def test_redrive_rejects_bad_input_clearly(stored):
     with pytest.raises(CommandError, match="bad --filter: status"):
         run("redrive", "--filter", "status=exploded")
-    with pytest.raises(CommandError, match="comma-separated integers"):
+    with pytest.raises(CommandError, match="comma-separated integer ids"):
         run("redrive", "--ids", "1,two")
     with pytest.raises(CommandError, match="nothing matches"):
         run("redrive", "--ids", "999999")
+
+
+def test_filter_dates_postgresql_cannot_hold_are_command_errors_not_crashes():
+    with pytest.raises(
+        CommandError, match=r"bad --filter: since: '0001-01-01T00:00:00\+01:00' is out of range"
+    ):
+        run("redrive", "--filter", "since=0001-01-01T00:00:00%2B01:00", "--dry-run")
+    with pytest.raises(CommandError, match="bad --filter: error_group: error_group must be an integer id"):
+        run("redrive", "--filter", "error_group=99999999999999999999", "--dry-run")
+    with pytest.raises(CommandError, match="comma-separated integer ids"):
+        run("redrive", "--ids", "99999999999999999999", "--dry-run")
+    # an offset beyond PostgreSQL's +-15:59 and a header value int() refuses still plan
+    out = run("redrive", "--filter", "header=x:--1&since=0399-08-15T00:04:02%2B20:51", "--dry-run")
+    assert "Plan: 0 selected" in out
 
 
 def test_export_then_import_is_lossless_and_idempotent(stored, tmp_path):
@@ -122,6 +136,26 @@ def test_import_names_the_bad_line(tmp_path):
     bad.write_text('{"not": "a record"}\n')
     with pytest.raises(CommandError, match="line 1: not a dlqadmin export record"):
         run("import", str(bad))
+
+
+def test_import_reads_failure_times_in_utc_and_names_a_line_out_of_range(stored, tmp_path):
+    source, _ = stored
+    run("harvest", "--source", source.name)
+    path = tmp_path / "out.jsonl"
+    run("export", "--filter", f"source={source.name}", "--output", str(path))
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[0]["failed_at"] = "2026-11-01T22:51:00+20:51"  # fromisoformat reads it; PostgreSQL did not
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    Source.objects.create(connection=source.connection, name="restored", mode="queue", address="restored")
+    assert "Read 4, stored 4 new" in run("import", str(path), "--source", "restored")
+    first = DeadLetter.objects.get(source__name="restored", position=records[0]["position"])
+    assert first.failed_at.isoformat() == "2026-11-01T02:00:00+00:00"
+    records[0]["failed_at"] = "0001-01-01T00:00:00+01:00"
+    path.write_text(json.dumps(records[0]) + "\n")
+    with pytest.raises(
+        CommandError, match=r"line 1: not a dlqadmin export record \('0001-01-01T00:00:00\+01:00' is out"
+    ):
+        run("import", str(path), "--source", "restored")
 
 
 def test_csv_export_defuses_formulas(stored, tmp_path):

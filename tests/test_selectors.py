@@ -1,5 +1,6 @@
 """The filter language: parsing, clear errors, and the rows each filter selects."""
 
+import base64
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,6 +120,56 @@ def test_bad_input_is_a_clear_field_error(data, field):
     assert field in err.value.errors and err.value.errors[field]
 
 
+@pytest.mark.parametrize(
+    ("data", "field", "message"),
+    [
+        # PostgreSQL cannot hold these: the parser must answer, not the database
+        ({"since": "0001-01-01T00:00:00+01:00"}, "since", "is out of range (years 1 to 9999 in UTC)"),
+        ({"until": "9999-12-31T23:59:59-01:00"}, "until", "is out of range (years 1 to 9999 in UTC)"),
+        ({"since": "2026-11-01T00:00:00+25:00"}, "since", "is not an ISO-8601 date/time"),
+        ({"since": "2026-11-01\x00"}, "since", "is not an ISO-8601 date/time"),
+        (
+            {"error_group": "99999999999999999999"},
+            "error_group",
+            "an integer id from 1 to 9223372036854775807",
+        ),
+        ({"error_group": "\u00b2"}, "error_group", "an integer id from 1 to"),  # int("²") fails
+        ({"error_group": 0}, "error_group", "an integer id from 1 to"),
+        ({"max_id": "9223372036854775808"}, "max_id", "an integer from -9223372036854775807 to"),
+        ({"max_id": "\u00b2"}, "max_id", "an integer from"),
+        ({"max_id": True}, "max_id", "an integer from"),
+        ({"max_id": "9" * 5000}, "max_id", "an integer from"),  # beyond int()'s digit limit
+    ],
+)
+def test_values_postgresql_or_int_would_refuse_are_field_errors(data, field, message):
+    with pytest.raises(FilterError) as err:
+        DeadLetterFilter.parse(data)
+    assert message in err.value.errors[field]
+
+
+def test_any_utc_offset_python_reads_is_converted_before_the_query(rows):
+    """+20:51 is valid ISO-8601 but beyond PostgreSQL's +-15:59: it is sent as UTC."""
+    f = DeadLetterFilter.parse(QueryDict("since=2026-11-01T22:51:00%2B20:51"))  # = 02:00 UTC
+    assert f.since == datetime(2026, 11, 1, 2, 0, tzinfo=UTC)
+    assert names(dead_letters(f)) == ["c", "d", "e"]
+    assert names(dead_letters(DeadLetterFilter.parse({"until": "0399-08-15T00:04:02.73+20:51"}))) == []
+
+
+@pytest.mark.parametrize("value", ["--1", "-", "\u00b2", "1-", "99999999999999999999999999"])
+def test_a_header_value_that_only_looks_numeric_is_matched_as_text(rows, value):
+    letter = rows["a"]
+    letter.headers = [*letter.headers, ["x-odd", {"t": "str", "v": value}]]
+    letter.save(update_fields=["headers"])
+    assert names(dead_letters(DeadLetterFilter.parse({"header": f"x-odd:{value}"}))) == ["a"]
+
+
+def test_an_integer_header_is_matched_by_its_digits(rows):
+    letter = rows["b"]
+    letter.headers = [*letter.headers, ["x-retries", {"t": "int", "v": -3}]]
+    letter.save(update_fields=["headers"])
+    assert names(dead_letters(DeadLetterFilter.parse({"header": "x-retries:-3"}))) == ["b"]
+
+
 def test_keyset_pages_cover_every_row_once_in_order(rows):
     qs = dead_letters(DeadLetterFilter())
     seen, cursor = [], None
@@ -134,6 +185,24 @@ def test_keyset_pages_cover_every_row_once_in_order(rows):
 def test_a_forged_cursor_is_a_filter_error(rows):
     with pytest.raises(FilterError):
         dead_letter_page(dead_letters(DeadLetterFilter()), cursor="not-a-cursor!!")
+
+
+@pytest.mark.parametrize(
+    "position",
+    ["0001-01-01T00:00:00+01:00|1", "2026-11-01T00:00:00|99999999999999999999", "2026-11-01T00:00:00|\u00b2"],
+)
+def test_a_cursor_forged_out_of_range_is_a_filter_error(rows, position):
+    cursor = base64.urlsafe_b64encode(position.encode()).decode()
+    with pytest.raises(FilterError) as err:
+        dead_letter_page(dead_letters(DeadLetterFilter()), cursor=cursor)
+    assert err.value.errors == {"cursor": "invalid cursor"}
+
+
+def test_a_cursor_with_an_offset_postgresql_refuses_still_pages(rows):
+    position = f"2026-11-01T22:51:00+20:51|{2**62}"  # 02:00 UTC, after every row of that time
+    cursor = base64.urlsafe_b64encode(position.encode()).decode()
+    page = dead_letter_page(dead_letters(DeadLetterFilter()), cursor=cursor)
+    assert [r.position for r in page.items] == ["c", "b", "a"]
 
 
 # ---- who sees which sources ------------------------------------------------------------------

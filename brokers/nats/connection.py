@@ -19,10 +19,8 @@ import inspect
 import json
 import logging
 import ssl
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +30,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from brokers.base import BrokerError, ConnectionConfig, TLSOptions
+from brokers.base import BrokerError, ConnectionConfig
+from brokers.tls import tls_context
 
 from . import wire
 
@@ -145,23 +144,6 @@ def redact(url: str) -> str:
         return url
     host = parts.hostname or ""
     return parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host).geturl()
-
-
-def tls_context(tls: TLSOptions) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cadata=tls.ca_pem or None)
-    if not tls.verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if tls.client_cert_pem:
-        # ssl only loads client certificates from files: write them to a private temp dir.
-        with tempfile.TemporaryDirectory(prefix="dlqadmin-tls-") as tmp:
-            cert, key = Path(tmp, "cert.pem"), Path(tmp, "key.pem")
-            cert.write_text(tls.client_cert_pem)
-            key.write_text(tls.client_key_pem or tls.client_cert_pem)
-            cert.chmod(0o600)
-            key.chmod(0o600)
-            ctx.load_cert_chain(str(cert), str(key))
-    return ctx
 
 
 #: server -ERR texts that retrying cannot fix

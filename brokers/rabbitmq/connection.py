@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import ssl
-import tempfile
 from collections.abc import Iterator
 from urllib.parse import unquote
 
@@ -14,7 +12,8 @@ import aio_pika
 import aiormq.exceptions as amqp_exc
 from yarl import URL
 
-from brokers.base import BrokerError, ConnectionConfig, TLSOptions
+from brokers.base import BrokerError, ConnectionConfig
+from brokers.tls import tls_context as ssl_context
 
 DEFAULT_USERNAME = "guest"
 DEFAULT_PASSWORD = "guest"  # noqa: S105 - RabbitMQ's built-in account, used when none is configured
@@ -64,26 +63,6 @@ def display_address(config: ConnectionConfig) -> str:
     """host:port/vhost for messages and logs (never credentials)."""
     url = URL(config.url)
     return f"{url.host}:{url.port}/{vhost_of(config)}"
-
-
-def ssl_context(tls: TLSOptions) -> ssl.SSLContext:
-    """A client TLS context from PEM strings: CA bundle, optional client cert + key, verify flag."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=tls.ca_pem or None)
-    if not tls.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if tls.client_cert_pem:
-        # load_cert_chain only reads files: write the PEMs to a private temp dir, then remove it.
-        with tempfile.TemporaryDirectory(prefix="dlqadmin-tls-") as tmp:
-            cert = os.path.join(tmp, "cert.pem")
-            key = os.path.join(tmp, "key.pem") if tls.client_key_pem else None
-            for path, pem in ((cert, tls.client_cert_pem), (key, tls.client_key_pem)):
-                if path:
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    with os.fdopen(fd, "w") as fh:
-                        fh.write(pem)
-            context.load_cert_chain(cert, key)
-    return context
 
 
 def uses_tls(config: ConnectionConfig) -> bool:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 
 from dlqadmin import permissions
@@ -24,6 +26,33 @@ def per_request(request, key: str, build: Callable[[], list]) -> list:
     if key not in cache:
         cache[key] = build()
     return cache[key]
+
+
+class CheckedLookupsChangeList(ChangeList):
+    """A list whose query-string lookups PostgreSQL or ``datetime`` would refuse only once the
+    query runs (a NUL byte, ``created_at__year=99999``) answers as Django does for any invalid
+    lookup, with the list and ``?e=1``, never a 500."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        for key, values in self.filter_params.items():
+            for value in values:
+                if "\x00" in value:
+                    raise IncorrectLookupParameters(f"{key}: NUL byte")
+                if key.endswith(("__year", "__month", "__day")) and not _in_range(key, value):
+                    raise IncorrectLookupParameters(f"{key}: {value!r} is out of range")
+        return super().get_queryset(request, exclude_parameters)
+
+
+def _in_range(key: str, value: str) -> bool:
+    low, high = {"year": (1, 9999), "month": (1, 12), "day": (1, 31)}[key.rsplit("__", 1)[1]]
+    return value.isascii() and value.isdigit() and low <= int(value) <= high
+
+
+class ModelAdmin(admin.ModelAdmin):
+    """Every dlqadmin ModelAdmin: bad list lookups are an invalid lookup, not a server error."""
+
+    def get_changelist(self, request, **kwargs):
+        return CheckedLookupsChangeList
 
 
 class RolePermissions:
@@ -45,7 +74,7 @@ class RolePermissions:
         return permissions.can(request.user, permissions.MANAGE_GROUPS)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ModelAdmin):
     def has_add_permission(self, request):
         return False
 

@@ -25,7 +25,7 @@ from dlqadmin.services.sources import (
     source_validate,
 )
 
-from .base import ServiceValidatedForm, client_ip
+from .base import ModelAdmin, ServiceValidatedForm, client_ip
 
 
 class ConnectionForm(ServiceValidatedForm):
@@ -57,7 +57,7 @@ class ConnectionForm(ServiceValidatedForm):
 
 
 @admin.register(Connection)
-class ConnectionAdmin(admin.ModelAdmin):
+class ConnectionAdmin(ModelAdmin):
     form = ConnectionForm
     list_display = ["name", "kind", "url", "health_status", "server_version", "last_checked_at", "last_error"]
     list_filter = ["kind", "health_status"]
@@ -117,7 +117,7 @@ class SourceForm(ServiceValidatedForm):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(ModelAdmin):
     form = SourceForm
     list_display = [
         "name",

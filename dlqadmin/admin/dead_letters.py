@@ -26,7 +26,7 @@ from dlqadmin.services.export import iter_csv, iter_jsonl
 from dlqadmin.services.masking import Masker
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
 
-from .base import ReadOnlyAdmin, RolePermissions, client_ip, per_request
+from .base import ModelAdmin, ReadOnlyAdmin, RolePermissions, client_ip, per_request
 
 #: larger selections belong in a filter-based redrive (dashboard, API or `manage.py redrive`)
 MAX_ADMIN_SELECTION = 100_000
@@ -279,7 +279,7 @@ def _group_display(request) -> list:
 
 
 @admin.register(ErrorGroup)
-class ErrorGroupAdmin(RolePermissions, admin.ModelAdmin):
+class ErrorGroupAdmin(RolePermissions, ModelAdmin):
     list_filter = ["status", ("source", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["message_pattern", "error_class"]
     exclude = ["message_pattern", "sample_message"]  # shown masked, through _group_display

@@ -15,7 +15,7 @@ from dlqadmin.services.rules import (
     masking_rule_save,
 )
 
-from .base import ReadOnlyAdmin, client_ip
+from .base import ModelAdmin, ReadOnlyAdmin, client_ip
 
 
 class RedriveAttemptInline(admin.TabularInline):
@@ -66,7 +66,7 @@ class AuditEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
 
 
-class RuleAdmin(admin.ModelAdmin):
+class RuleAdmin(ModelAdmin):
     """Rules are saved and deleted through dlqadmin/services/rules.py (role check + audit)."""
 
     permission: str

@@ -6,7 +6,9 @@ Messages are NOT filtered here: they use the one filter language,
 
 from __future__ import annotations
 
+from django import forms
 from django_filters import rest_framework as filters
+from django_filters.fields import IsoDateTimeField
 
 from dlqadmin.models import (
     ApiToken,
@@ -20,6 +22,24 @@ from dlqadmin.models import (
     Source,
     SourceMode,
 )
+from dlqadmin.validators import parse_instant
+
+
+class InstantField(IsoDateTimeField):
+    """ISO-8601, converted to UTC by ``parse_instant``: an offset PostgreSQL would refuse
+    (+20:51) or a time beyond year 9999 in UTC is a 400 with the reason, never a 500."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_instant(value)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+class InstantFilter(filters.IsoDateTimeFilter):
+    field_class = InstantField
 
 
 class ConnectionFilter(filters.FilterSet):
@@ -66,8 +86,8 @@ class AuditEventFilter(filters.FilterSet):
     actor = filters.CharFilter(field_name="actor_name", help_text="Username (or 'system').")
     target_type = filters.CharFilter()
     target_id = filters.CharFilter()
-    since = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = InstantFilter(field_name="created_at", lookup_expr="gte")
+    until = InstantFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = AuditEvent

@@ -18,7 +18,6 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.db.models import QuerySet
 
@@ -26,6 +25,7 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.harvest import dead_letters_store
 from dlqadmin.services.masking import MaskedMessage, Masker
+from dlqadmin.validators import parse_instant
 
 FORMAT_VERSION = 1
 CSV_COLUMNS = [
@@ -179,7 +179,8 @@ def _message(data: dict) -> HarvestedMessage:
         error_class=data.get("error_class") or "",
         error_message=data.get("error_message") or "",
         stacktrace=data.get("stacktrace") or "",
-        failed_at=datetime.fromisoformat(data["failed_at"]) if data.get("failed_at") else None,
+        # in UTC: PostgreSQL refuses offsets beyond +-15:59 that fromisoformat accepts
+        failed_at=parse_instant(data["failed_at"]) if data.get("failed_at") else None,
         retry_count=int(data.get("retry_count") or 0),
         read_notes=[str(note) for note in data.get("read_notes") or []],
     )

@@ -18,6 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from dlqadmin import permissions
 from dlqadmin.selectors import DeadLetterFilter, FilterError, visibility_snapshot
 from dlqadmin.services.masking import Masker
+from dlqadmin.validators import parse_id
 
 #: every action a template may ask about: ``{% if can.redrive %}``
 ACTIONS = {
@@ -163,9 +164,9 @@ def selection_from(data: QueryDict) -> Selection:
         except FilterError as exc:
             raise SelectionError(exc.errors) from None
     try:
-        ids = sorted({int(v) for v in data.getlist("ids") if str(v).strip()})
+        ids = sorted({parse_id(v) for v in data.getlist("ids") if str(v).strip()})
     except ValueError:
-        raise SelectionError({"ids": "ids must be integers"}) from None
+        raise SelectionError({"ids": "ids must be integer message ids"}) from None
     if not ids:
         raise SelectionError({"ids": "select at least one message"})
     if len(ids) > MAX_IDS:

@@ -22,6 +22,7 @@ from dlqadmin.selectors import dead_letters_for
 from dlqadmin.services.dead_letters import EditError, dead_letter_revise, is_json_payload
 from dlqadmin.services.masking import Masker, masked_for, view_of
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
+from dlqadmin.validators import is_id, parse_id
 
 from . import presenters
 from .common import client_addr, page, requires
@@ -75,9 +76,9 @@ def message_payload(request, pk: int):
     revision = None
     wanted = request.GET.get("revision", "")
     if wanted:
-        if not wanted.isdigit():
+        if not is_id(wanted):
             raise Http404("no such revision")
-        revision = get_object_or_404(letter.revisions, pk=int(wanted))
+        revision = get_object_or_404(letter.revisions, pk=parse_id(wanted))
     view = presenters.payload_for(request.user, letter, revision)
     response = HttpResponse(view.data, content_type="application/octet-stream")
     suffix = f"-rev{revision.pk}" if revision else ""

@@ -29,6 +29,7 @@ from dlqadmin.services.audit import audit_record
 from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve
 from dlqadmin.services.export import iter_jsonl
 from dlqadmin.services.masking import Masker
+from dlqadmin.validators import is_id, parse_id
 
 from .common import (
     Option,
@@ -109,10 +110,10 @@ def _watched_sources(filters: DeadLetterFilter) -> list[int]:
         return []
     qs = Source.objects.all()
     if filters.sources:
-        ids = [int(v) for v in filters.sources if v.isdigit()]
+        ids = [parse_id(v) for v in filters.sources if is_id(v)]
         qs = qs.filter(Q(pk__in=ids) | Q(name__in=filters.sources))
     if filters.connections:
-        ids = [int(v) for v in filters.connections if v.isdigit()]
+        ids = [parse_id(v) for v in filters.connections if is_id(v)]
         qs = qs.filter(Q(connection_id__in=ids) | Q(connection__name__in=filters.connections))
     return list(qs.values_list("pk", flat=True)) or [0]
 
@@ -188,15 +189,15 @@ def _filter_form_context(request, data: QueryDict) -> dict:
         "id", "source_id", "error_class", "reason", "message_pattern"
     )
     groups = list(visible_groups.order_by("-last_seen")[:100])
-    chosen = [g for g in data.getlist("error_group") if g.strip().isdigit()]
-    known = {str(pk) for pk, *_ in groups}
-    groups += list(visible_groups.filter(pk__in=[int(g) for g in chosen if g not in known]))
+    chosen = {parse_id(g) for g in data.getlist("error_group") if is_id(g)}
+    known = {pk for pk, *_ in groups}
+    groups += list(visible_groups.filter(pk__in=chosen - known))
     masker = masker_for(request)
     group_options = []
     for pk, source_id, error_class, reason, message_pattern in groups:
         pattern = masker.text(source_id, message_pattern)  # as show_groups masks it
         label = f"#{pk} {clip(error_class or reason, 30)}: {clip(pattern, 40)}"
-        group_options.append(Option(str(pk), label, str(pk) in chosen))
+        group_options.append(Option(str(pk), label, pk in chosen))
     chosen_sources = set(data.getlist("source"))
     chosen_connections = set(data.getlist("connection"))
     sources = visible_sources(user).order_by("name").values_list("pk", "name")

@@ -63,10 +63,15 @@ def test_secret_options_are_redacted_and_kept_when_sent_back(as_admin):
         ({"options": {"publish_window": 0}}, "options.publish_window"),
         ({"options": {"reconnect_time_wait": -1}}, "options.reconnect_time_wait"),  # a NATS option
         ({"options": {"linger_ms": 5}}, "options.linger_ms"),  # a Kafka option on a RabbitMQ connection
+        # beyond what the client accepts (AMQP: 16 bits) or so long a one-shot call never ends
+        ({"options": {"publish_window": 65536}}, "options.publish_window"),
         ({"options": {"a": "b\x00"}}, "options"),
         ({"password": 5}, None),
         ({"tls_enabled": "maybe"}, "tls_enabled"),
         ({"id": 5, "health_status": "ok", "secret": 1}, "secret"),
+        # found by schemathesis: a newline passed urlsplit, was stored, and broke the response
+        ({"url": "amqp://127.0.0.1:5672/\nx"}, "url"),
+        ({"url": "amqp://127.0.0.1:5672/\x00"}, "url"),
     ],
 )
 def test_invalid_connections_are_400(as_admin, body, field):
@@ -255,3 +260,34 @@ def test_a_stored_url_the_adapter_cannot_parse_is_a_502_not_a_500(as_admin, as_o
         assert response.status_code in (200, 502), response.content
         if response.status_code == 502:  # a permanent BrokerError, or an adapter's stray ValueError
             assert response.json()["permanent"] is True and response.json()["error"], response.content
+
+
+def test_a_url_with_control_characters_is_400_and_location_names_the_new_resource(as_admin):
+    response = as_admin.post(
+        CONNECTIONS, {"name": "c", "kind": "rabbitmq", "url": "amqp://127.0.0.1:5672/\nX"}, format="json"
+    )
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"]["url"] == "a URL may not contain control characters (\\n)"
+    created = as_admin.post(CONNECTIONS, {"name": "c", "kind": "rabbitmq", "url": AMQP_URL}, format="json")
+    # DRF would put the "url" field (the broker URL) in Location
+    assert created["Location"] == f"http://testserver{CONNECTIONS}{created.json()['id']}/"
+    assert as_admin.get(created["Location"]).json()["url"] == AMQP_URL
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "mode", "options", "message"),
+    [
+        ("rabbitmq", AMQP_URL, "queue", {"prefetch": 10**30}, "must be at most 65535"),
+        ("rabbitmq", AMQP_URL, "queue", {"idle_timeout": 1e300}, "must be at most 3600"),
+        ("nats", "nats://127.0.0.1:4222", "dlq_stream", {"ack_wait": 1e300}, "must be at most 86400"),
+        ("nats", "nats://127.0.0.1:4222", "advisory", {"replicas": 6}, "must be at most 5"),
+    ],
+)
+def test_source_options_out_of_range_are_400(as_admin, kind, url, mode, options, message):
+    # a prefetch of 10**30 was stored; harvesting then failed inside aio-pika
+    conn = as_admin.post(CONNECTIONS, {"name": unique("c"), "kind": kind, "url": url}, format="json").json()
+    body = {"name": "s", "connection": conn["id"], "mode": mode, "address": "a", "options": options}
+    response = as_admin.post(SOURCES, body, format="json")
+    assert response.status_code == 400, response.content
+    (key,) = options
+    assert response.json()["fields"][f"options.{key}"] == message

@@ -54,3 +54,19 @@ def test_audit_events_are_read_only_and_filterable(as_operator, as_admin, store)
     assert as_operator.get(f"{AUDIT}{events[0]['id']}/").json()["action"] == "messages.discarded"
     assert as_admin.post(AUDIT, {}, format="json").status_code == 405
     assert as_admin.delete(f"{AUDIT}{events[0]['id']}/").status_code == 405
+
+
+def test_audit_dates_with_any_offset_are_read_in_utc_and_out_of_range_is_400(as_admin, store):
+    # found by schemathesis: +20:51 is ISO-8601 but beyond PostgreSQL's +-15:59 (was a 500)
+    response = as_admin.get(f"{AUDIT}?since=0399-08-15T00:04:02.73%2B20:51")
+    assert response.status_code == 200 and response.json()["results"]  # every event is later
+    assert as_admin.get(f"{AUDIT}?until=0399-08-15T00:04:02.73%2B20:51").json()["results"] == []
+    for key, value, message in [
+        ("since", "0001-01-01T00:00:00%2B01:00", "'0001-01-01T00:00:00+01:00' is out of range"),
+        ("until", "9999-12-31T23:59:59-01:00", "'9999-12-31T23:59:59-01:00' is out of range"),
+        ("since", "2026-01-01T00:00:00%2B25:00", "is not an ISO-8601 date/time"),
+        ("until", "2026-01-01%00", "is not an ISO-8601 date/time"),
+    ]:
+        response = as_admin.get(f"{AUDIT}?{key}={value}")
+        assert response.status_code == 400, (key, value, response.content)
+        assert message in response.json()["fields"][key]

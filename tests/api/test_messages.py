@@ -125,6 +125,44 @@ def test_hostile_filter_values_are_never_a_server_error(as_viewer, store, query)
     assert response.status_code in (200, 400), response.content
 
 
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("since=0001-01-01T00:00:00%2B01:00", "since", "is out of range (years 1 to 9999 in UTC)"),
+        ("until=9999-12-31T23:59:59-01:00", "until", "is out of range (years 1 to 9999 in UTC)"),
+        ("error_group=99999999999999999999", "error_group", "an integer id from 1 to 9223372036854775807"),
+        ("error_group=%C2%B2", "error_group", "an integer id from 1 to"),
+        ("max_id=9223372036854775808", "max_id", "an integer from -9223372036854775807 to"),
+        (
+            "cursor=MDAwMS0wMS0wMVQwMDowMDowMCswMTowMHwx",
+            "cursor",
+            "invalid cursor",
+        ),  # 0001-01-01T00:00+01:00|1
+    ],
+)
+def test_out_of_range_filter_values_are_400_with_the_reason(as_viewer, store, query, field, message):
+    response = as_viewer.get(f"{URL}?{query}")
+    assert response.status_code == 400, response.content
+    assert message in response.json()["fields"][field]
+
+
+def test_odd_offsets_and_numeric_looking_header_values_filter_instead_of_failing(
+    as_viewer, as_operator, store
+):
+    # both were 500s found by schemathesis: PostgreSQL refuses offsets beyond +-15:59, and
+    # int("--1") raised while building the header match
+    letter = store["a"]
+    letter.headers = [*letter.headers, ["x", {"t": "str", "v": "--1"}]]
+    letter.save(update_fields=["headers"])
+    assert ids(as_viewer.get(f"{URL}?header=x:--1")) == [letter.pk]
+    assert ids(as_viewer.get(f"{URL}?header=x:%C2%B2")) == []
+    since = ids(as_viewer.get(f"{URL}?since=2026-11-01T22:51:00%2B20:51"))  # 02:00 UTC
+    assert since == [store[n].pk for n in ("e", "d", "c")]
+    body = {"filter": {"header": ["x:--1"], "since": "0399-08-15T00:04:02.73+20:51"}}
+    response = as_operator.post(f"{URL}resolve/", body, format="json")
+    assert response.status_code == 200 and response.json() == {"count": 1}, response.content
+
+
 def test_detail_has_payload_views_typed_headers_origin_error_and_history(as_operator, store):
     row = store["a"]
     body = as_operator.get(f"{URL}{row.pk}/").json()

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from dlqadmin.models import AuditEvent, Connection, DeadLetter, Source
-from tests.conftest import AMQP_URL
+from tests.conftest import AMQP_URL, NATS_URL
 from tests.support import rabbit
 
 pytestmark = pytest.mark.django_db
@@ -88,6 +88,50 @@ def test_credentials_in_the_url_and_bad_options_are_refused(as_user, admin_user)
     assert "put credentials in the username and password fields" in body and "must be a JSON object" in body
     assert "amqp://user:pw@host" in body  # the URL is echoed back for fixing; it is what the user typed
     assert not Connection.objects.exists()
+
+
+def test_option_types_and_ranges_are_form_errors_as_in_the_api(as_user, admin_user, connection, source):
+    client = as_user(admin_user)
+    response = client.post(
+        reverse("dlq-connection-add"),
+        {
+            "name": "n",
+            "kind": "nats",
+            "url": "nats://127.0.0.1:4222",
+            "options_json": '{"reconnect_time_wait": 1e300}',
+        },
+    )
+    assert response.status_code == 400
+    assert "reconnect_time_wait: must be at most 60" in response.content.decode()
+    # a prefetch beyond AMQP's 65535 was stored, and "Harvest now" then failed with a 500
+    response = client.post(
+        reverse("dlq-source-edit", args=[source.pk]),
+        {
+            "name": source.name,
+            "mode": "queue",
+            "address": source.address,
+            "max_redrives": 3,
+            "options_json": '{"prefetch": 1000000000000000000000000000000, "group_id": "g"}',
+        },
+    )
+    body = response.content.decode()
+    assert response.status_code == 400
+    assert "prefetch: must be at most 65535" in body and "group_id: a topic option, not a queue one" in body
+    source.refresh_from_db()
+    assert source.options == {}
+    # JSON's \u0000 passed the form and failed in PostgreSQL's jsonb (a 500)
+    response = client.post(
+        reverse("dlq-source-edit", args=[source.pk]),
+        {
+            "name": source.name,
+            "mode": "queue",
+            "address": source.address,
+            "max_redrives": 3,
+            "options_json": '{"group": {"a": "\\u0000"}}',
+        },
+    )
+    assert response.status_code == 400
+    assert "options may not contain NUL characters (at group.a)" in response.content.decode()
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator"])
@@ -227,3 +271,55 @@ def test_harvest_now_stores_real_dead_letters(as_user, operator, connection, top
 
 def test_a_viewer_cannot_harvest(as_user, viewer, source):
     assert as_user(viewer).post(reverse("dlq-source-harvest", args=[source.pk])).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("kind", "url", "mode", "tls", "message"),
+    [
+        (
+            "rabbitmq",
+            AMQP_URL,
+            "queue",
+            {"tls_ca_cert": "not a certificate"},
+            "the TLS CA certificate could not",
+        ),
+        (
+            "nats",
+            NATS_URL,
+            "dlq_stream",
+            {"tls_ca_cert": "not a certificate"},
+            "the TLS CA certificate could not",
+        ),
+        (
+            "nats",
+            NATS_URL,
+            "dlq_stream",
+            {"tls_client_cert": "x", "new_tls_client_key": "y"},
+            "client certificate",
+        ),
+    ],
+)
+def test_tls_material_that_cannot_be_read_is_explained_not_a_500(
+    as_user, admin_user, kind, url, mode, tls, message
+):
+    # ssl raised SSLError from inside the adapter: "Harvest now" and discovery answered 500
+    client = as_user(admin_user)
+    form = {
+        "name": "c",
+        "kind": kind,
+        "url": url,
+        "tls_enabled": "on",
+        "tls_verify": "on",
+        "options_json": "{}",
+        **tls,
+    }
+    assert client.post(reverse("dlq-connection-add"), form).status_code == 302
+    connection = Connection.objects.get(name="c")
+    source = Source.objects.create(connection=connection, name="s", mode=mode, address="a")
+    discover = client.get(reverse("dlq-connection-discover", args=[connection.pk]))
+    assert discover.status_code == 502 and message in discover.content.decode()
+    harvest = client.post(reverse("dlq-source-harvest", args=[source.pk]), follow=True)
+    assert harvest.status_code == 200 and message in harvest.content.decode()
+    client.post(reverse("dlq-connection-test", args=[connection.pk]))
+    connection.refresh_from_db()
+    assert connection.health_status == "error" and message in connection.last_error

@@ -268,3 +268,17 @@ def test_a_viewer_cannot_edit(as_user, viewer, store, method):
     letter = store(harvested())[0]
     response = getattr(as_user(viewer), method)(edit_url(letter), {"step": "review", "payload": "{}"})
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "headers", ['[["x", {"t": "str", "v": "a\\u0000b"}]]', '[["x\\u0000", {"t": "str", "v": "b"}]]']
+)
+def test_a_nul_in_edited_headers_is_a_form_error(as_user, operator, store, headers):
+    # JSON's \u0000 passed the form and reached PostgreSQL, whose jsonb cannot hold it (a 500)
+    letter = store(harvested(payload=b'{"order": 42}'))[0]
+    client = as_user(operator)
+    for step in ("review", "save"):
+        response = edit(client, letter, step, '{"order": 43}', headers, reviewed="x")
+        assert response.status_code == 400, step
+        assert b"headers may not contain NUL characters" in response.content
+    assert not DeadLetterRevision.objects.exists()

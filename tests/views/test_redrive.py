@@ -102,6 +102,17 @@ def test_bad_options_are_shown_on_the_form(as_user, operator, store):
     assert not RedriveJob.objects.exists()
 
 
+def test_numbers_beyond_what_a_broker_takes_are_form_errors(as_user, operator, store):
+    a = store(harvested())[0]
+    data = {"confirm": "1", "ids": [a.pk], "batch_size": "10", "topic": "t", "partition": str(2**31)}
+    response = as_user(operator).post(URL, data)
+    assert response.status_code == 400
+    assert response.context["form"].errors["partition"] == [
+        "Ensure this value is less than or equal to 2147483647."
+    ]
+    assert not RedriveJob.objects.exists()
+
+
 def test_a_destination_override_needs_a_single_broker_kind(as_user, operator, store, connection):
     from dlqadmin.services.connections import connection_create
 

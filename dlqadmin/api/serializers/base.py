@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from rest_framework import serializers
 
+from dlqadmin.validators import find_nul
+
 #: largest id list a bulk request may carry; bigger selections go by filter (one UPDATE / a job)
 MAX_IDS = 10_000
 MAX_BIGINT = 2**63 - 1
@@ -25,26 +27,6 @@ class StrictMixin:
 
 class StrictSerializer(StrictMixin, serializers.Serializer):
     pass
-
-
-def find_nul(value, path: str = "") -> str | None:
-    """The path of the first string (or key) containing NUL, which PostgreSQL cannot store."""
-    if isinstance(value, str):
-        return path or "value" if "\x00" in value else None
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if "\x00" in str(key):
-                return where
-            found = find_nul(item, where)
-            if found:
-                return found
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found = find_nul(item, f"{path}.{i}" if path else str(i))
-            if found:
-                return found
-    return None
 
 
 def reject_nul(value):

@@ -18,6 +18,7 @@ from dlqadmin.models import Connection, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.source_prepare import prepare_state
 from dlqadmin.services.sources import source_create, source_update
+from dlqadmin.validators import control_character
 
 from .base import StrictMixin
 from .options import (
@@ -46,6 +47,9 @@ SCHEMES = {"rabbitmq": {"amqp", "amqps"}, "nats": {"nats", "tls", "ws", "wss", "
 
 def url_problem(kind: str, url: str) -> str | None:
     """Why ``url`` cannot be a ``kind`` connection (syntax only; reachability is health/)."""
+    bad = control_character(url)
+    if bad:
+        return f"a URL may not contain control characters ({bad})"
     items = [item.strip() for item in url.split(",")]
     if not all(items):
         return "an empty server in the list"

@@ -321,6 +321,16 @@ class HeaderInputSerializer(StrictSerializer):
 
 
 class MessageEditSerializer(StrictSerializer):
+    #: for the OpenAPI schema: what ``validate`` requires
+    schema_rules = {
+        "anyOf": [
+            {"required": ["payload_text"]},
+            {"required": ["payload_base64"]},
+            {"required": ["headers"]},
+        ],
+        "not": {"required": ["payload_text", "payload_base64"]},
+    }
+
     payload_text = StrictCharField(
         required=False, allow_blank=True, trim_whitespace=False, help_text="New payload as UTF-8 text."
     )
@@ -371,9 +381,37 @@ class MessageEditSerializer(StrictSerializer):
 
 
 # ---- bulk selection --------------------------------------------------------------------------
+#: the filter language (dlqadmin.selectors) as a JSON object, for the OpenAPI schema
+_TEXTS = {"type": "array", "items": {"type": "string"}}
+FILTER_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "source": {**_TEXTS, "description": "Source ids or names."},
+        "connection": {**_TEXTS, "description": "Connection ids or names."},
+        "status": {"type": "array", "items": {"type": "string", "enum": DeadLetterStatus.values}},
+        "reason": _TEXTS,
+        "error_group": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
+        "since": {"type": "string", "format": "date-time"},
+        "until": {"type": "string", "format": "date-time"},
+        "header": {"type": "array", "items": {"type": "string", "pattern": r"^[^:]*[^:\s][^:]*:"}},
+        "q": {"type": "string", "maxLength": 500},
+        "max_id": {"type": "integer", "minimum": -(2**63) + 1, "maximum": 2**63 - 1},
+    },
+}
+
+
+@extend_schema_field(FILTER_SCHEMA)
+class FilterField(serializers.DictField):
+    pass
+
+
 class SelectionSerializer(StrictSerializer):
+    schema_rules = {"oneOf": [{"required": ["ids"]}, {"required": ["filter"]}]}
+
     ids = IdListField(required=False, help_text="Message ids (at most 10 000).")
-    filter = serializers.DictField(
+    filter = FilterField(
         required=False,
         help_text="The message filter language (same keys as the messages/ query string: source, "
         "connection, status, reason, error_group, since, until, header, q, max_id).",

@@ -63,6 +63,11 @@ class ServiceCrudMixin(
     def perform_update(self, serializer):
         serializer.save(actor=self.request.user, remote_addr=self.remote_addr())
 
+    def get_success_headers(self, data):
+        """Location: the new resource (DRF would send a "url" field there: a connection's broker
+        URL, which is no link and may not even fit in a header)."""
+        return {"Location": self.request.build_absolute_uri(f"{self.request.path}{data['id']}/")}
+
 
 @extend_schema_view(
     list=extend_schema(
@@ -91,8 +96,8 @@ class ConnectionViewSet(ServiceCrudMixin, ApiViewSet):
     @extend_schema(
         summary="Check the connection now and record the result",
         description="Connects to the broker (5 s timeout). Broker trouble is a result (ok=false), "
-        "not an error.",
-        responses={200: HealthSerializer},
+        "not an error; 502 only when the broker layer rejects the connection settings.",
+        responses={200: HealthSerializer, **BROKER_ERRORS},
     )
     @action(detail=True, methods=["get"])
     def health(self, request, pk=None):

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from dlqadmin import permissions as roles
 from dlqadmin.api.pagination import next_link, page_size_from
 from dlqadmin.api.serializers.messages import (
+    FILTER_SCHEMA,
     CountSerializer,
     MessageDetailSerializer,
     MessageEditSerializer,
@@ -32,6 +33,7 @@ from .base import ApiViewSet
 from .connections import ERRORS
 
 _MANY = {"many": True, "explode": True}
+_FILTER = FILTER_SCHEMA["properties"]
 FILTER_PARAMETERS = [
     OpenApiParameter("source", str, description="Source id or name (repeatable).", **_MANY),
     OpenApiParameter("connection", str, description="Connection id or name (repeatable).", **_MANY),
@@ -39,22 +41,24 @@ FILTER_PARAMETERS = [
     OpenApiParameter(
         "reason", str, description="Broker reason, e.g. rejected, expired (repeatable).", **_MANY
     ),
-    OpenApiParameter("error_group", int, description="Error group id (repeatable).", **_MANY),
+    OpenApiParameter(
+        "error_group", _FILTER["error_group"], description="Error group id (repeatable).", explode=True
+    ),
     OpenApiParameter("since", OpenApiTypes.DATETIME, description="failed_at >= since (ISO-8601)."),
     OpenApiParameter("until", OpenApiTypes.DATETIME, description="failed_at < until (ISO-8601)."),
     OpenApiParameter(
         "header",
-        str,
+        _FILTER["header"],
         description="name:value, a header with exactly that value (repeatable, all match).",
-        **_MANY,
+        explode=True,
     ),
     OpenApiParameter(
         "q",
-        str,
+        _FILTER["q"],
         description="Free text in the error class/message and the raw payload (for a caller who "
         "sees masked messages: only where no masking rule applies, so masked values cannot be probed).",
     ),
-    OpenApiParameter("max_id", int, description="Only messages with id <= max_id."),
+    OpenApiParameter("max_id", _FILTER["max_id"], description="Only messages with id <= max_id."),
     OpenApiParameter("cursor", str, description="The `next` cursor of the previous page."),
     OpenApiParameter(
         "page_size", {"type": "integer", "minimum": 1, "maximum": 500}, description="1 to 500 (default 50)."

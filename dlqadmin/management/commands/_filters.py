@@ -4,6 +4,7 @@ from django.core.management.base import CommandError
 from django.http import QueryDict
 
 from dlqadmin.selectors import DeadLetterFilter, FilterError
+from dlqadmin.validators import parse_id
 
 
 def parse_filter(text: str | None) -> DeadLetterFilter:
@@ -16,6 +17,6 @@ def parse_filter(text: str | None) -> DeadLetterFilter:
 
 def parse_ids(text: str) -> list[int]:
     try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
+        return [parse_id(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
-        raise CommandError("--ids takes comma-separated integers, e.g. --ids 12,13,20") from None
+        raise CommandError("--ids takes comma-separated integer ids, e.g. --ids 12,13,20") from None

@@ -15,6 +15,10 @@ appends a negative delta instead of needing its source or group to still exist.
 
 from django.db import models
 
+# The triggers that keep these tables: SQL in dlqadmin/tally_sql.py, installed by migration 0009
+# (docs/architecture.md, "Package map"). A change there needs a new migration for databases
+# already migrated (tests/views/test_tallies.py pins the SQL).
+
 
 class Tally(models.Model):
     """One row of a running total: a delta (``n`` may be negative) or its key's base row."""

@@ -2,6 +2,7 @@
 per-status, per-hour and per-day totals that triggers keep, never aggregating the dead-letter
 table. The totals must equal what aggregating the table says, after every kind of write."""
 
+import hashlib
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from dlqadmin import selectors_dashboard
+from dlqadmin import selectors_dashboard, tally_sql
 from dlqadmin.models import DeadLetter, ErrorGroup, Source
 from tests.views.conftest import harvested
 
@@ -122,3 +123,39 @@ def test_the_group_page_sparkline_comes_from_the_tallies(as_user, operator, busy
     with CaptureQueriesContext(connection) as captured:
         assert as_user(operator).get(reverse("dlq-group", args=[group.pk])).status_code == 200
     assert any("dlqadmin_groupdaytally" in q["sql"] for q in captured.captured_queries)
+
+
+def test_the_database_runs_the_trigger_sql_of_the_named_module():
+    """Migration 0009 installs exactly the functions and triggers ``dlqadmin/tally_sql.py`` holds
+    (the module the docs and ``models/tallies.py`` point to), not a copy of its own."""
+    bodies = tally_sql.functions().split("$$")[1::2]  # the plpgsql bodies, as pg_proc stores them
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT proname, prosrc FROM pg_proc WHERE proname IN "
+            "('dlqadmin_tally_compact', 'dlqadmin_deadletter_tally') ORDER BY proname DESC"
+        )
+        assert cursor.fetchall() == [
+            ("dlqadmin_tally_compact", bodies[0]),
+            ("dlqadmin_deadletter_tally", bodies[1]),
+        ]
+        cursor.execute(
+            "SELECT tgname, pg_get_triggerdef(oid) FROM pg_trigger "
+            "WHERE tgrelid = %s::regclass AND NOT tgisinternal ORDER BY tgname",
+            [tally_sql.LETTERS],
+        )
+        installed = [definition.replace(" ON public.", " ON ") for _, definition in cursor.fetchall()]
+    assert installed == sorted(s for s in tally_sql.create_statements() if s.startswith("CREATE TRIGGER"))
+
+
+#: sha256 of the tally SQL that migration 0009 installs (``dlqadmin/tally_sql.py``).
+TALLY_SQL_0009 = "4d6ef37552543e60719c2dabf892aea8b83c36549cac7ee84ed4bb01e51360f4"
+
+
+def test_the_tally_sql_is_what_migration_0009_installed():
+    """A database migrated before a change to ``dlqadmin/tally_sql.py`` keeps its old functions, so
+    such a change needs a new migration (CREATE OR REPLACE FUNCTION with ``functions()``)."""
+    sql = "\n".join(tally_sql.create_statements() + tally_sql.drop_statements())
+    assert hashlib.sha256(sql.encode()).hexdigest() == TALLY_SQL_0009, (
+        "dlqadmin/tally_sql.py changed: add a migration that re-creates the tally functions and "
+        "triggers for databases already migrated, then update TALLY_SQL_0009"
+    )

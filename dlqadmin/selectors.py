@@ -22,7 +22,7 @@ key                value
 Invalid input raises :class:`FilterError` with a message per field (HTTP 400 / form errors).
 
 Reads for a user go through :func:`dead_letters_for`: only sources the user may see, and for a
-masked user (``dlqadmin.services.masking.masked_for``) ``q`` and ``header`` never match text a
+masked user (``dlqadmin.masking.masked_for``) ``q`` and ``header`` never match text a
 masking rule would hide from them, so a search cannot be used to probe masked values.
 """
 
@@ -40,6 +40,7 @@ from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet, TextF
 from django.db.models.functions import Cast
 
 from dlqadmin import permissions
+from dlqadmin.masking import mask_text, masked_for
 from dlqadmin.models import (
     Connection,
     DeadLetter,
@@ -51,7 +52,6 @@ from dlqadmin.models import (
     RedriveJob,
     Source,
 )
-from dlqadmin.services.masking import mask_text, masked_for
 from dlqadmin.validators import MAX_BIGINT, is_id, is_integer_text, parse_id, parse_instant
 
 FILTER_KEYS = (

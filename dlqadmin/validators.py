@@ -2,6 +2,10 @@
 dashboard views and the CLI: each raises ``ValueError`` with a message for a person, so every
 caller answers bad input with a 400 / form error / CommandError instead of letting it reach
 PostgreSQL (which rejects what Python accepts: offsets beyond +-15:59, bigint overflow).
+
+Below them, model-level validators (``validate_*``, raising Django's ``ValidationError``) that
+the models' ``clean()`` runs, so forms, the API and the admin give the same answer. This module
+imports nothing of dlqadmin: models build on it (docs/architecture.md, "Package map").
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.utils.dateparse import parse_datetime
 
 MAX_BIGINT = 2**63 - 1
@@ -84,3 +90,21 @@ def find_nul(value, path: str = "") -> str | None:
             if found:
                 return found
     return None
+
+
+def validate_webhook_url(value: str) -> None:
+    """An http:// or https:// URL: the only schemes the webhook sender opens."""
+    if not value.startswith(("http://", "https://")):
+        raise ValidationError("a webhook target must be an http:// or https:// URL")
+
+
+def validate_email_list(value: str) -> None:
+    """Comma-separated email addresses, at least one."""
+    addresses = [a.strip() for a in value.split(",") if a.strip()]
+    if not addresses:
+        raise ValidationError("give at least one email address")
+    for address in addresses:
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValidationError(f"{address!r} is not a valid email address") from None

@@ -1,6 +1,9 @@
 """Alert rules and their deliveries."""
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from dlqadmin.validators import validate_email_list, validate_webhook_url
 
 from .brokers import Source
 
@@ -15,6 +18,10 @@ class AlertKind(models.TextChoices):
 class AlertChannel(models.TextChoices):
     WEBHOOK = "webhook", "Webhook (JSON POST)"
     EMAIL = "email", "Email"
+
+
+#: How a rule's target is checked for its channel (``AlertRule.clean``: forms, API and admin).
+TARGET_VALIDATORS = {AlertChannel.WEBHOOK: validate_webhook_url, AlertChannel.EMAIL: validate_email_list}
 
 
 class AlertRule(models.Model):
@@ -47,9 +54,12 @@ class AlertRule(models.Model):
         return self.name
 
     def clean(self):
-        from dlqadmin.services.alerts import validate_target
-
-        validate_target(self.channel, self.target)
+        validate = TARGET_VALIDATORS.get(self.channel)
+        if validate is not None:
+            try:
+                validate(self.target)
+            except ValidationError as exc:
+                raise ValidationError({"target": exc.messages}) from None
 
 
 class AlertDeliveryStatus(models.TextChoices):

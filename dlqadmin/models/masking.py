@@ -2,13 +2,11 @@
 
 from django.db import models
 
+from dlqadmin.masking import MaskingKind, validate_rule
+
 from .brokers import Source
 
-
-class MaskingKind(models.TextChoices):
-    JSON_PATH = "json_path", "JSON path (JSON payloads)"
-    REGEX = "regex", "Regular expression (text payloads and error text)"
-    HEADER = "header", "Header name"
+__all__ = ["MaskingKind", "MaskingRule"]
 
 
 class MaskingRule(models.Model):
@@ -33,6 +31,4 @@ class MaskingRule(models.Model):
         return f"{self.name} ({self.kind}: {self.pattern})"
 
     def clean(self):
-        from dlqadmin.services.masking import validate_rule
-
         validate_rule(self.kind, self.pattern)

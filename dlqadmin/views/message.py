@@ -17,10 +17,11 @@ from django.views.decorators.http import require_GET, require_http_methods
 from brokers.base import Capability
 from dlqadmin import permissions, selectors_dashboard
 from dlqadmin.forms import EditForm
+from dlqadmin.masking import masked_for
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import dead_letters_for
 from dlqadmin.services.dead_letters import EditError, dead_letter_revise, is_json_payload
-from dlqadmin.services.masking import Masker, masked_for, view_of
+from dlqadmin.services.masking import Masker, view_of
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
 from dlqadmin.validators import is_id, parse_id
 

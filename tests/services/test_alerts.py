@@ -169,8 +169,24 @@ def test_a_receiver_error_status_is_a_failure():
 
 @pytest.mark.parametrize(
     ("channel", "target"),
-    [("webhook", "file:///etc/passwd"), ("webhook", "ftp://x"), ("email", "not-an-address"), ("email", "")],
+    [
+        ("webhook", "file:///etc/passwd"),
+        ("webhook", "ftp://x"),
+        ("email", "not-an-address"),
+        ("email", "ops@example.com, not-an-address"),
+        ("email", " , "),
+        ("email", ""),
+    ],
 )
 def test_targets_are_validated(channel, target):
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as refused:
         AlertRule(name="x", kind="job_failed", channel=channel, target=target).full_clean()
+    assert list(refused.value.message_dict) == ["target"]
+
+
+@pytest.mark.parametrize(
+    ("channel", "target"),
+    [("webhook", "https://hooks.example.com/dlq"), ("email", "ops@example.com, oncall@example.com")],
+)
+def test_a_target_that_suits_its_channel_is_accepted(channel, target):
+    AlertRule(name="x", kind="job_failed", channel=channel, target=target).full_clean()

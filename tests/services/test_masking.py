@@ -6,10 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from brokers import headers
+from dlqadmin.masking import mask_key, mask_payload, mask_properties, masked_for
 from dlqadmin.models import DeadLetter, MaskingRule, Source
 from dlqadmin.selectors import dead_letters_for, visible_sources
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.masking import mask_key, mask_payload, mask_properties, masked_for, view_of
+from dlqadmin.services.masking import view_of
 
 pytestmark = pytest.mark.django_db
 

@@ -29,15 +29,12 @@ masking rule would hide from them, so a search cannot be used to probe masked va
 from __future__ import annotations
 
 import base64
-import json
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import connection as db_connection
-from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet
 
 from dlqadmin import permissions
 from dlqadmin.masking import mask_text, masked_for
@@ -81,7 +78,7 @@ class FilterError(ValueError):
 class BytesContains(Lookup):
     """``payload__bytes_contains=b"..."``: raw substring match on a binary column.
 
-    On PostgreSQL the exact test (``position``) is preceded by ``encode(col, 'escape') LIKE``,
+    The exact test (``position``) is preceded by ``encode(col, 'escape') LIKE``,
     which the trigram index of migration 0008 answers: the escape encoding maps each byte on its
     own, so every real match also matches the pattern, and ``position`` drops the rare false
     hit that straddles an octal escape."""
@@ -91,18 +88,16 @@ class BytesContains(Lookup):
     def as_sql(self, compiler, connection):
         lhs, lhs_params = self.process_lhs(compiler, connection)
         rhs, rhs_params = self.process_rhs(compiler, connection)
-        if connection.vendor == "postgresql":
-            exact = f"position({rhs} in {lhs}) > 0"
-            if not isinstance(self.rhs, bytes | bytearray | memoryview):
-                return exact, [*lhs_params, *rhs_params]
-            pattern = f"%{_like_escape(_escape_encoded(bytes(self.rhs)))}%"
-            return f"(encode({lhs}, 'escape') LIKE %s AND {exact})", [
-                *lhs_params,
-                pattern,
-                *rhs_params,
-                *lhs_params,
-            ]
-        return f"instr({lhs}, {rhs}) > 0", [*lhs_params, *rhs_params]
+        exact = f"position({rhs} in {lhs}) > 0"
+        if not isinstance(self.rhs, bytes | bytearray | memoryview):
+            return exact, [*lhs_params, *rhs_params]
+        pattern = f"%{_like_escape(_escape_encoded(bytes(self.rhs)))}%"
+        return f"(encode({lhs}, 'escape') LIKE %s AND {exact})", [
+            *lhs_params,
+            pattern,
+            *rhs_params,
+            *lhs_params,
+        ]
 
 
 def _escape_encoded(data: bytes) -> str:
@@ -309,10 +304,7 @@ def _header_q(name: str, value: str) -> Q:
         nodes.append({"t": "int", "v": int(value)})
     q = Q(pk__in=[])
     for node in nodes:
-        if db_connection.vendor == "postgresql":
-            q |= Q(headers__contains=[[name, node]])
-        else:  # SQLite (demo only): match the stored JSON text
-            q |= Q(headers_text__contains=json.dumps([name, node]))
+        q |= Q(headers__contains=[[name, node]])
     return q
 
 
@@ -320,8 +312,6 @@ def dead_letters(filters: DeadLetterFilter | None = None, *, masked: bool = Fals
     """Dead letters matching ``filters``, newest failure first (every source: the system's view;
     a user's reads go through :func:`dead_letters_for`)."""
     qs = DeadLetter.objects.all()
-    if db_connection.vendor != "postgresql":
-        qs = qs.annotate(headers_text=Cast("headers", TextField()))
     if filters is not None:
         qs = filters.apply(qs, masked=masked)
     return qs.order_by("-failed_at", "-id")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.db import OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import Count, IntegerField, Max, QuerySet, Sum
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 import brokers
@@ -89,19 +88,10 @@ class ConnectionRow:
     sources: list[SourceRow] = field(default_factory=list)
 
 
-def tallied() -> bool:
-    """Whether the database keeps the dashboard tallies (``dlqadmin.models.tallies``): on
-    PostgreSQL the counters below read them; elsewhere they aggregate the dead letters."""
-    return db_connection.vendor == "postgresql"
-
-
 def _status_rows(user):
-    """Rows of (source_id, status, n) for the sources ``user`` may see."""
-    if tallied():
-        qs = limit_to_visible(StatusTally.objects.order_by(), user, field="source_id")
-        return qs.values("source_id", "status").annotate(total=Sum("n"))
-    qs = limit_to_visible(DeadLetter.objects.order_by(), user)
-    return qs.values("source_id", "status").annotate(total=Count("id"))
+    """Rows of (source_id, status, n) for the sources ``user`` may see, from the tallies."""
+    qs = limit_to_visible(StatusTally.objects.order_by(), user, field="source_id")
+    return qs.values("source_id", "status").annotate(total=Sum("n"))
 
 
 def _buckets_since(start: datetime, column: str, seconds: int) -> RawSQL:
@@ -125,9 +115,6 @@ def status_counts(*, user=None) -> dict[str, int]:
 def _failures_since(cut: datetime, user) -> dict[int, int]:
     """``{source_id: failures with failed_at >= cut}``: whole hours from the tallies, the part
     of an hour before the first whole one from the table (an index range of under an hour)."""
-    if not tallied():
-        qs = limit_to_visible(DeadLetter.objects.filter(failed_at__gte=cut).order_by(), user)
-        return dict(qs.values("source_id").annotate(n=Count("id")).values_list("source_id", "n"))
     hour = cut.replace(minute=0, second=0, microsecond=0)
     whole = hour if hour == cut else hour + timedelta(hours=1)
     out: dict[int, int] = {}
@@ -172,25 +159,13 @@ def failures_timeline(*, hours: int, bucket_hours: int, user=None, now: datetime
     buckets = hours // bucket_hours
     labels = [(start + timedelta(hours=i * bucket_hours)).isoformat() for i in range(buckets)]
     counts: dict[int, list[int]] = {}
-    if tallied():
-        tallies = FailureTally.objects.filter(hour__gte=start, hour__lt=now).order_by()
-        rows = (
-            limit_to_visible(tallies, user, field="source_id")
-            .annotate(bucket=_buckets_since(start, "hour", bucket_hours * 3600))
-            .values_list("source_id", "bucket")
-            .annotate(n=Sum("n"))
-        )
-    else:
-        letters = DeadLetter.objects.filter(failed_at__gte=start, failed_at__lt=now).order_by()
-        hourly = (
-            limit_to_visible(letters, user)
-            .annotate(hour=TruncHour("failed_at"))
-            .values_list("source_id", "hour")
-            .annotate(n=Count("id"))
-        )
-        rows = [
-            (pk, int((hour - start).total_seconds() // 3600) // bucket_hours, n) for pk, hour, n in hourly
-        ]
+    tallies = FailureTally.objects.filter(hour__gte=start, hour__lt=now).order_by()
+    rows = (
+        limit_to_visible(tallies, user, field="source_id")
+        .annotate(bucket=_buckets_since(start, "hour", bucket_hours * 3600))
+        .values_list("source_id", "bucket")
+        .annotate(n=Sum("n"))
+    )
     for source_id, index, n in rows:
         if 0 <= index < buckets:
             counts.setdefault(source_id, [0] * buckets)[index] += n
@@ -226,25 +201,13 @@ def group_sparklines(group_ids: list[int], *, days: int = 14, now: datetime | No
     end = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     start = end - timedelta(days=days)
     out = {pk: [0] * days for pk in group_ids}
-    if tallied():
-        tallies = GroupDayTally.objects.filter(error_group_id__in=group_ids, day__gte=start, day__lt=end)
-        rows = (
-            tallies.order_by()
-            .annotate(bucket=_buckets_since(start, "day", 86400))
-            .values_list("error_group_id", "bucket")
-            .annotate(n=Sum("n"))
-        )
-    else:
-        letters = DeadLetter.objects.filter(
-            error_group_id__in=group_ids, failed_at__gte=start, failed_at__lt=end
-        )
-        daily = (
-            letters.order_by()
-            .annotate(day=TruncDay("failed_at", tzinfo=UTC))
-            .values_list("error_group_id", "day")
-            .annotate(n=Count("id"))
-        )
-        rows = [(pk, int((day - start).total_seconds() // 86400), n) for pk, day, n in daily]
+    tallies = GroupDayTally.objects.filter(error_group_id__in=group_ids, day__gte=start, day__lt=end)
+    rows = (
+        tallies.order_by()
+        .annotate(bucket=_buckets_since(start, "day", 86400))
+        .values_list("error_group_id", "bucket")
+        .annotate(n=Sum("n"))
+    )
     for group_id, index, n in rows:
         if 0 <= index < days:
             out[group_id][index] += n
@@ -293,9 +256,6 @@ def count_capped(qs: QuerySet, *, cap: int | None = None, at_least: int = 0) -> 
     stops after COUNT_TIMEOUT_MS and the answer is "at least ``at_least``" (what the caller has
     already seen), never a slow page."""
     cap = COUNT_CAP if cap is None else cap
-    if db_connection.vendor != "postgresql":
-        n = qs.order_by()[: cap + 1].count()
-        return MatchCount(n, True) if n <= cap else MatchCount(cap, False)
     timeout = "SELECT current_setting('statement_timeout'), set_config('statement_timeout', %s, true)"
     # the setting is local to the transaction: it ends with it, unless an outer one goes on
     outer = db_connection.in_atomic_block

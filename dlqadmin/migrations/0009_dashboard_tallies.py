@@ -1,11 +1,9 @@
-"""Dashboard tallies (``dlqadmin.models.tallies``) and, on PostgreSQL, the triggers that keep
-them: the overview, the connections page and the error-group pages read per-status, per-hour
+"""Dashboard tallies (``dlqadmin.models.tallies``) and the triggers that keep them: the overview, the connections page and the error-group pages read per-status, per-hour
 and per-day totals from them instead of aggregating a million dead letters (issue 8).
 
 Statement-level AFTER triggers with transition tables: one aggregate per INSERT / UPDATE /
 DELETE / COPY statement, appended as delta rows; the SQL and how it works live in
-``dlqadmin/tally_sql.py``. Other databases: tables only (the selectors aggregate the dead
-letters there)."""
+``dlqadmin/tally_sql.py``."""
 
 from django.db import migrations, models
 
@@ -13,15 +11,11 @@ from dlqadmin.tally_sql import create_statements, drop_statements
 
 
 def create(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     for statement in create_statements():
         schema_editor.execute(statement)
 
 
 def drop(apps, schema_editor):
-    if schema_editor.connection.vendor != "postgresql":
-        return
     for statement in drop_statements():
         schema_editor.execute(statement)
 

@@ -1,10 +1,9 @@
 """Running totals of the dead-letter table for the dashboard (overview, error-group list).
 
 At a million dead letters, counting per status, per source or per hour takes hundreds of
-milliseconds however it is indexed. On PostgreSQL, statement-level triggers of migration 0009
-keep these tallies as the table changes (insert, update, delete, COPY), so the pages read a few
-hundred small rows instead (``dlqadmin.selectors_dashboard``). Other databases (the SQLite
-demo) have no tallies: the selectors aggregate the table itself there.
+milliseconds however it is indexed. Statement-level triggers of migration 0009 keep these
+tallies as the table changes (insert, update, delete, COPY), so the pages read a few hundred
+small rows instead (``dlqadmin.selectors_dashboard``).
 
 A trigger only ever appends *delta* rows (``delta=True``; ``n`` may be negative), so writers
 never wait on each other for a counter row. A total is the sum of its key's base row and

@@ -75,12 +75,9 @@ class GroupsRecorded:
 def _update_counted(groups: list[ErrorGroup]) -> None:
     """Write the counted fields of ``groups`` (rows locked by the caller) in one statement.
 
-    PostgreSQL: ``UPDATE ... FROM unnest(arrays)``; ``bulk_update``'s ``CASE WHEN`` per field
-    and group costs more Python than the rest of the batch's grouping. Elsewhere: bulk_update."""
+    ``UPDATE ... FROM unnest(arrays)``: ``bulk_update``'s ``CASE WHEN`` per field and group
+    costs more Python than the rest of the batch's grouping."""
     conn = connections[DEFAULT_DB_ALIAS]
-    if conn.vendor != "postgresql":
-        ErrorGroup.objects.bulk_update(groups, _COUNTED_FIELDS)
-        return
     table = conn.ops.quote_name(ErrorGroup._meta.db_table)
     with conn.cursor() as cursor:
         cursor.execute(

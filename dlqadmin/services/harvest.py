@@ -74,9 +74,8 @@ def _json_safe(value):
 
 
 def _lock_source(source_id: int) -> None:
-    if db_connection.vendor == "postgresql":
-        with db_connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, source_id])
+    with db_connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, source_id])
 
 
 def _json(value) -> str:
@@ -201,20 +200,6 @@ def _insert(
     if not messages:
         return []
     rows = _values(source, messages, failures)
-    if conn.vendor != "postgresql":  # the SQLite demo: model instances from the same values
-        stored = set(
-            DeadLetter.objects.filter(source=source, position__in=[row[0] for row in rows]).values_list(
-                "position", flat=True
-            )
-        )
-        models = []
-        for row, group in zip(rows, groups, strict=True):
-            if row[0] in stored:
-                continue
-            fields = dict(zip(_FILLED, row, strict=True))
-            fields.update({name: _json_safe(fields[name]) for name in _JSON_CLEANED})
-            models.append(DeadLetter(source=source, harvested_at=now, error_group=group, **fields))
-        return [(row.pk, row.position) for row in DeadLetter.objects.bulk_create(models, batch_size=500)]
     meta, quote = DeadLetter._meta, conn.ops.quote_name
     n = len(messages)
     values = dict(zip(_FILLED, _columns(rows), strict=True))

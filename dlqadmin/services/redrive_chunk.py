@@ -370,25 +370,7 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
 
 def _update_claimed(rows: list[tuple], now, token) -> set[int]:
     """Set (status, error, destination, broker_position, revision) on each attempt of ``rows``
-    that is still CLAIMED under ``token``; returns the ids updated. One statement on PostgreSQL."""
-    if db_connection.vendor != "postgresql":  # the SQLite demo: one conditional UPDATE each
-        recorded = set()
-        for pk, status, error, destination, position, revision_id in rows:
-            mine = RedriveAttempt.objects.filter(
-                pk=pk, status=RedriveAttemptStatus.CLAIMED, lease_token=token
-            )
-            if mine.update(
-                status=status,
-                error=error,
-                destination=destination,
-                broker_position=position,
-                finished_at=now,
-                revision_id=revision_id,
-                lease_token=None,
-                lease_expires_at=None,
-            ):
-                recorded.add(pk)
-        return recorded
+    that is still CLAIMED under ``token``; returns the ids updated, in one statement."""
     meta = RedriveAttempt._meta
     quote = db_connection.ops.quote_name
     col = {name: quote(meta.get_field(name).column) for name in _RECORDED}

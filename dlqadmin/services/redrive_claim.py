@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -224,13 +224,10 @@ def _claimed_all(job: RedriveJob) -> None:
 def _insert_attempts(job: RedriveJob, attempts: list[tuple], *, hold: bool = False) -> set[int]:
     """Write (dead letter id, status, previous status, error, finished_at) attempts of ``job``.
     With ``hold`` the attempts hold their messages and a message another job holds is left out
-    (ON CONFLICT DO NOTHING on the one-holder index). Returns the dead letter ids written. On
-    PostgreSQL one INSERT of unnested arrays (``bulk_create`` compiles a dozen placeholders per
-    row), elsewhere one savepoint per held row."""
+    (ON CONFLICT DO NOTHING on the one-holder index). Returns the dead letter ids written. One
+    INSERT of unnested arrays (``bulk_create`` compiles a dozen placeholders per row)."""
     if not attempts:
         return set()
-    if db_connection.vendor != "postgresql":
-        return _insert_attempts_portable(job, attempts, hold=hold)
     meta = RedriveAttempt._meta
     quote = db_connection.ops.quote_name
     col = {name: quote(meta.get_field(name).column) for name in _INSERTED}
@@ -247,32 +244,6 @@ def _insert_attempts(job: RedriveJob, attempts: list[tuple], *, hold: bool = Fal
     with db_connection.cursor() as cursor:
         cursor.execute(sql, [job.pk, hold, letters, statuses, redrive_ids, previous, errors, finished])
         return {letter for (letter,) in cursor.fetchall()}
-
-
-def _insert_attempts_portable(job: RedriveJob, attempts: list[tuple], *, hold: bool) -> set[int]:
-    def attempt(letter, status, previous, error, finished):
-        return RedriveAttempt(
-            job=job,
-            dead_letter_id=letter,
-            status=status,
-            previous_status=previous,
-            error=error,
-            finished_at=finished,
-            holds=hold,
-        )
-
-    if not hold:
-        RedriveAttempt.objects.bulk_create([attempt(*row) for row in attempts], batch_size=CLAIM_CHUNK)
-        return {row[0] for row in attempts}
-    written = set()
-    for row in attempts:
-        try:
-            with transaction.atomic():
-                attempt(*row).save()
-        except IntegrityError:
-            continue
-        written.add(row[0])
-    return written
 
 
 _INSERTED = (

@@ -42,10 +42,10 @@ class Pipeline:
     one ``publishing``, one ``confirmed`` (answered by the broker, not yet recorded) and one
     ``recording``.
 
-    On PostgreSQL the outcomes are recorded by a second thread on its own database connection,
-    so recording chunk *k-1* and claiming chunk *k+1* run in two server processes at once. The
-    next chunk is handed over only after the previous one is recorded. Inside an open
-    transaction (a test case's) or on SQLite everything is recorded on the calling thread."""
+    The outcomes are recorded by a second thread on its own database connection, so recording
+    chunk *k-1* and claiming chunk *k+1* run in two server processes at once. The next chunk is
+    handed over only after the previous one is recorded. Inside an open transaction (a test
+    case's) everything is recorded on the calling thread."""
 
     def __init__(self, job: RedriveJob, seconds: float):
         from dlqadmin.services.redrive_worker import _chunk_size
@@ -63,7 +63,7 @@ class Pipeline:
         self.claiming = job.claiming
         self.keeper = Keeper(job.pk, self._tokens)
         self.recorder: concurrent.futures.ThreadPoolExecutor | None = None
-        if db_connection.vendor == "postgresql" and not db_connection.in_atomic_block:
+        if not db_connection.in_atomic_block:
             self.recorder = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="redrive-record")
 
     def _tokens(self) -> list:

@@ -8,7 +8,8 @@ RUN useradd --create-home --uid 1000 dlqadmin
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
-RUN DEBUG=true python manage.py collectstatic --noinput >/dev/null
+# collectstatic connects to no database, but the settings require a PostgreSQL URL to load.
+RUN DEBUG=true DATABASE_URL=postgres://build@localhost/build python manage.py collectstatic --noinput >/dev/null
 
 USER dlqadmin
 EXPOSE 8000

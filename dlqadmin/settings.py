@@ -126,12 +126,23 @@ TEMPLATES = [
 WSGI_APPLICATION = "dlqadmin.wsgi.application"
 ASGI_APPLICATION = "dlqadmin.asgi.application"
 
-# Postgres in tests, CI and production; an embedded SQLite file only for `make demo`.
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'demo.sqlite3'}")
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# PostgreSQL only, everywhere (`make demo` starts an embedded one and passes its URL).
+DATABASE_URL = env_str("DATABASE_URL")
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is required: the URL of a PostgreSQL database "
+        "(postgres://user:password@host:5432/dbname). `make demo` starts an embedded PostgreSQL "
+        "and sets it for its own processes."
+    )
+try:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+except ValueError as exc:  # an unknown scheme
+    raise ImproperlyConfigured(f"DATABASE_URL is not a PostgreSQL URL ({exc})") from None
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must point at PostgreSQL (postgres://...), not {DATABASE_URL.split(':', 1)[0]}: "
+        "dlqadmin supports PostgreSQL only"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

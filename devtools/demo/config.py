@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devtools.demo.paths import DEFAULT_STATE, ROOT, shown
+from devtools.demo.paths import DEFAULT_STATE
 
 
 def env_int(name: str, default: int) -> int:
@@ -28,6 +28,9 @@ class Config:
     port: int
     nats_port: int
     kafka_port: int
+    pg_port: int
+    #: DATABASE_URL from the environment: a PostgreSQL of your own instead of the embedded one
+    database_url: str
     rabbitmq_url: str
     redis_url: str
     rate: float
@@ -46,6 +49,8 @@ class Config:
             port=env_int("DEMO_PORT", 8000),
             nats_port=env_int("DEMO_NATS_PORT", 14222),
             kafka_port=env_int("DEMO_KAFKA_PORT", 19092),
+            pg_port=env_int("DEMO_PG_PORT", 15432),
+            database_url=os.environ.get("DATABASE_URL", ""),
             rabbitmq_url=os.environ.get("DEMO_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/"),
             redis_url=os.environ.get("DEMO_REDIS_URL", "redis://127.0.0.1:6379/15"),
             rate=rate_value,
@@ -54,8 +59,9 @@ class Config:
 
 
 def load_secrets(path: Path) -> dict[str, str]:
-    """SECRET_KEY, DLQADMIN_ENCRYPTION_KEY and the demo password: generated once, then reused
-    (the encryption key must not change, or stored broker credentials become unreadable)."""
+    """SECRET_KEY, DLQADMIN_ENCRYPTION_KEY, the demo password and the embedded PostgreSQL's
+    password: generated once, then reused (the encryption key must not change, or stored broker
+    credentials become unreadable; the database password is the cluster's since its initdb)."""
     from cryptography.fernet import Fernet
 
     values: dict[str, str] = {}
@@ -68,6 +74,7 @@ def load_secrets(path: Path) -> dict[str, str]:
         "SECRET_KEY": lambda: secrets.token_urlsafe(50),
         "DLQADMIN_ENCRYPTION_KEY": lambda: Fernet.generate_key().decode(),
         "DEMO_PASSWORD": lambda: secrets.token_urlsafe(9),
+        "DEMO_DB_PASSWORD": lambda: secrets.token_urlsafe(18),
     }
     missing = [name for name in wanted if not values.get(name)]
     if missing:
@@ -81,7 +88,7 @@ def load_secrets(path: Path) -> dict[str, str]:
     return values
 
 
-def child_env(config: Config, keys: dict[str, str], redis_url: str) -> dict[str, str]:
+def child_env(config: Config, keys: dict[str, str], redis_url: str, database_url: str) -> dict[str, str]:
     env = dict(os.environ)
     # A *_FILE variable would win over the generated secrets; stale test settings must not leak in.
     for name in ("SECRET_KEY_FILE", "DLQADMIN_ENCRYPTION_KEY_FILE", "REDIS_URL"):
@@ -96,8 +103,7 @@ def child_env(config: Config, keys: dict[str, str], redis_url: str) -> dict[str,
         PYTHONUNBUFFERED="1",
         SECURE_SSL_REDIRECT="false",
     )
-    if not env.get("DATABASE_URL") and config.state != DEFAULT_STATE.resolve():
-        env["DATABASE_URL"] = f"sqlite:///{config.state / 'demo.sqlite3'}"
+    env["DATABASE_URL"] = database_url
     if redis_url:
         env["REDIS_URL"] = redis_url
     else:
@@ -113,13 +119,6 @@ def child_env(config: Config, keys: dict[str, str], redis_url: str) -> dict[str,
     return env
 
 
-def sqlite_file(env: dict[str, str]) -> Path | None:
-    url = env.get("DATABASE_URL") or f"sqlite:///{ROOT / 'var' / 'demo.sqlite3'}"
-    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
-
-
-def database_label(env: dict[str, str]) -> str:
-    if path := sqlite_file(env):
-        return f"SQLite {shown(path)}"
-    parts = urlsplit(env["DATABASE_URL"])  # never show the password
+def database_label(url: str) -> str:
+    parts = urlsplit(url)  # never show the password
     return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"

@@ -1,5 +1,6 @@
-"""The demo itself: check ports, migrate, start the embedded brokers, seed, start the web server,
-Celery, the harvester and the traffic generator, report, and run until Ctrl-C or SIGTERM."""
+"""The demo itself: check ports, start the embedded PostgreSQL, migrate, start the embedded
+brokers, seed, start the web server, Celery, the harvester and the traffic generator, report,
+and run until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import signal
 import time
 from urllib.parse import urlsplit
 
-from devtools.demo.config import Config, child_env, database_label, load_secrets, sqlite_file
+from devtools.demo import postgres
+from devtools.demo.config import Config, child_env, database_label, load_secrets
 from devtools.demo.console import DemoError, indent, more, say, status
 from devtools.demo.paths import PY, manage, nats_binary, shown, tansu_binary
 from devtools.demo.probes import http_status, nats_answers, port_free, redis_answers, tcp_answers
@@ -16,28 +18,55 @@ from devtools.demo.stats import Stats
 from devtools.demo.supervisor import Supervisor
 
 
+def start_postgres(embedded: postgres.Embedded, sup: Supervisor) -> None:
+    """initdb on the first start, then the server as a child, then the demo's database."""
+    run_as = postgres.server_user()
+    initdb, searchable = postgres.prepare(embedded.pgdata, run_as)
+    if searchable:
+        more(f"(search bit o+x added to {', '.join(map(str, searchable))}: the server runs as nobody)")
+    if initdb:
+        pwfile = postgres.password_file(embedded.pgdata, embedded.password, run_as)
+        try:
+            initdb_bin = str(postgres.bin_dir() / "initdb")
+            sup.run("initdb", [initdb_bin, *initdb, f"--pwfile={pwfile}"], timeout=120, run_as=run_as)
+        finally:
+            pwfile.unlink(missing_ok=True)
+    sup.start("postgres", postgres.server_args(embedded), run_as=run_as, stop_signal=signal.SIGINT)
+    sup.wait_for("embedded PostgreSQL", lambda: postgres.probe(embedded), 60)
+    postgres.ensure_database(embedded)
+    status("ok", "PostgreSQL", embedded.label + (" (new cluster)" if initdb else ""))
+
+
 def run_demo(config: Config, sup: Supervisor) -> None:
     url = f"http://127.0.0.1:{config.port}/"
+    keys = load_secrets(config.state / "secrets.env")
+    embedded = None
+    if not config.database_url:
+        embedded = postgres.Embedded(config.state / "pgdata", config.pg_port, keys["DEMO_DB_PASSWORD"])
     for port, what, var in (
         (config.port, "web server", "DEMO_PORT"),
         (config.nats_port, "embedded NATS", "DEMO_NATS_PORT"),
         (config.kafka_port, "embedded Kafka (tansu)", "DEMO_KAFKA_PORT"),
+        *([(config.pg_port, "embedded PostgreSQL", "DEMO_PG_PORT")] if embedded else []),
     ):
         if not port_free(port):
             raise DemoError(
                 f"port {port} for the {what} is already in use. Is another `make demo` still running? "
                 f"Stop it, or choose another port with {var}=..."
             )
-    keys = load_secrets(config.state / "secrets.env")
     redis_url = "" if config.redis_url.lower() in ("", "off", "none") else config.redis_url
     if redis_url and not redis_answers(redis_url):
         redis_url = ""
-    sup.env = child_env(config, keys, redis_url)
+    database_url = embedded.url if embedded else config.database_url
+    sup.env = child_env(config, keys, redis_url, database_url)
     stats = Stats(sup.env)
 
     say(f"dlqadmin demo: state in {shown(config.state)}, one log per process in {shown(sup.logs)}/")
+    if embedded:
+        start_postgres(embedded, sup)
     sup.run("migrate", manage("migrate", "--noinput"))
-    status("ok", "database", f"{database_label(sup.env)} (migrated)")
+    where = "embedded PostgreSQL" if embedded else f"{database_label(database_url)} (DATABASE_URL)"
+    status("ok", "database", f"{where} (migrated)")
     password = {"DEMO_PASSWORD": keys["DEMO_PASSWORD"]}  # only this step needs it
     sup.run("create_demo_user", manage("create_demo_user", "--username", "demo"), extra_env=password)
     status(
@@ -162,6 +191,5 @@ def main() -> int:
     finally:
         sup.stop()
     if sup.started:
-        fresh = " ".join(shown(p) for p in (config.state, sqlite_file(sup.env)) if p)
-        say(f"Demo stopped. To start afresh next time: rm -rf {fresh}")
+        say(f"Demo stopped. To start afresh next time: rm -rf {shown(config.state)}")
     return code

@@ -32,7 +32,7 @@ class Stats:
                 .order_by("source__name")
             )
             groups = ErrorGroup.objects.count()
-        except Exception as exc:  # noqa: BLE001 - a busy SQLite must not stop the demo
+        except Exception as exc:  # noqa: BLE001 - a slow count must not stop the demo
             return f"(counts unavailable: {exc})"
         finally:
             connection.close()

@@ -1,6 +1,6 @@
 """The demo's child processes: each in its own process group with its output in
-``<state>/logs/<name>.log``, checked while running and stopped in order (apps first, brokers
-last)."""
+``<state>/logs/<name>.log``, checked while running and stopped in order (apps first, brokers and
+the database last)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ class Child:
     args: list[str]
     log: Path
     process: subprocess.Popen | None = None
+    #: what asks it to stop (PostgreSQL: SIGINT, its "fast" shutdown, not SIGTERM's "smart" one)
+    stop_signal: int = signal.SIGTERM
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -59,8 +61,18 @@ class Supervisor:
     stopping: bool = False
     started: bool = False
 
-    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Child:
-        child = Child(name, args, self.logs / f"{name}.log")
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        extra_env: dict[str, str] | None = None,
+        *,
+        run_as: tuple[int, int] | None = None,
+        stop_signal: int = signal.SIGTERM,
+    ) -> Child:
+        """Start ``args``; ``run_as`` (uid, gid) runs it as that user, without our groups."""
+        child = Child(name, args, self.logs / f"{name}.log", stop_signal=stop_signal)
+        user = {"user": run_as[0], "group": run_as[1], "extra_groups": []} if run_as else {}
         self.started = True
         with child.log.open("wb") as out:
             child.process = subprocess.Popen(
@@ -72,15 +84,22 @@ class Supervisor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: Ctrl-C reaches only the demo, which stops it
                 preexec_fn=_die_with_parent,
+                **user,
             )
         self.children.append(child)
         return child
 
     def run(
-        self, name: str, args: list[str], timeout: float = 300, extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        args: list[str],
+        timeout: float = 300,
+        extra_env: dict[str, str] | None = None,
+        *,
+        run_as: tuple[int, int] | None = None,
     ) -> None:
         """Run a one-shot step to completion; its output goes to its log."""
-        child = self.start(name, args, extra_env)
+        child = self.start(name, args, extra_env, run_as=run_as)
         try:
             child.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -116,11 +135,11 @@ class Supervisor:
         if not self.children:
             return
         say(f"\nStopping {', '.join(c.name for c in reversed(self.children))} ...")
-        brokers = [c for c in self.children if c.name in ("nats", "kafka")]
+        brokers = [c for c in self.children if c.name in ("nats", "kafka", "postgres")]
         apps = [c for c in self.children if c not in brokers]
         for group, budget in ((apps, timeout), (brokers, 5.0)):
             for child in group:
-                child.signal_group(signal.SIGTERM)
+                child.signal_group(child.stop_signal)
             deadline = time.monotonic() + budget
             for child in group:
                 with contextlib.suppress(subprocess.TimeoutExpired):

@@ -29,7 +29,6 @@ def _require(ok: bool, what: str):
 
 @pytest.mark.django_db
 def test_postgres_is_the_test_database():
-    assert connection.vendor == "postgresql", "tests must run against PostgreSQL (DATABASE_URL)"
     with connection.cursor() as cursor:
         cursor.execute("select version()")
         assert "PostgreSQL" in cursor.fetchone()[0]

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -13,6 +15,7 @@ def load_settings(**env):
         k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "DEBUG", "DLQADMIN_ENCRYPTION_KEY"}
     }
     clean.update(env)
+    clean = {k: v for k, v in clean.items() if v is not None}  # None: unset
     return subprocess.run(
         [
             sys.executable,
@@ -74,6 +77,40 @@ def test_a_malformed_boolean_is_a_clear_error():
     result = load_settings(DEBUG="maybe")
     assert result.returncode != 0
     assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["sqlite:///var/demo.sqlite3", "mysql://root@127.0.0.1:3306/dlqadmin"])
+def test_it_refuses_any_database_but_postgresql(url):
+    result = load_settings(DEBUG="true", DATABASE_URL=url)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL must point at PostgreSQL" in result.stderr, result.stderr
+
+
+def test_a_database_url_of_no_known_kind_is_a_clear_error():
+    result = load_settings(DEBUG="true", DATABASE_URL="postgress://db/dlqadmin")
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL is not a PostgreSQL URL" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("debug", ["true", "false"])
+def test_without_database_url_it_refuses_and_points_at_make_demo(debug):
+    result = load_settings(DEBUG=debug, SECRET_KEY="s3cret", DLQADMIN_ENCRYPTION_KEY="k", DATABASE_URL=None)
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: DATABASE_URL is required" in result.stderr, result.stderr
+    assert "`make demo` starts an embedded PostgreSQL" in result.stderr
+
+
+def test_a_postgresql_url_is_taken_as_it_is():
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.db import connection; "
+         "print(connection.vendor, connection.settings_dict['NAME'], connection.settings_dict['PORT'])"],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "dlqadmin.settings", "DEBUG": "true",
+             "DATABASE_URL": "postgres://u:p@127.0.0.1:15432/dlqadmin"},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["postgresql", "dlqadmin", "15432"]
 
 
 def test_every_response_carries_a_csp_without_inline_script(client):

@@ -3,8 +3,10 @@
 1. ``seed_demo`` + ``brokers.simulate``: bounded traffic on the system RabbitMQ, Kafka-protocol
    broker and NATS (2.9.10, which ignores ``+TERM`` reasons), under a unique prefix; the harvest
    command stores it with the right reasons, origins and several error groups.
-2. ``scripts/demo.py`` itself in a subprocess (temporary state, SQLite and free ports): it serves
-   HTTP, harvests dead letters from its embedded NATS and Kafka, and Ctrl-C leaves no process.
+2. ``scripts/demo.py`` itself in a subprocess (temporary state and free ports): it creates and
+   starts its embedded PostgreSQL, serves HTTP, harvests dead letters from its embedded NATS and
+   Kafka into that database, and Ctrl-C leaves no process.
+3. The embedded PostgreSQL alone: a second start reuses the cluster and its data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,11 +29,14 @@ from pathlib import Path
 
 import aio_pika
 import nats
+import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient
 from django.core.management import call_command
 
 from brokers import simulate
+from devtools.demo import postgres
+from devtools.demo.supervisor import Supervisor
 from dlqadmin.models import AuditEvent, DeadLetter, ErrorGroup, Source
 from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, NATS_URL
 
@@ -235,36 +239,47 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def _stored_per_source(db: Path) -> dict[str, int]:
-    if not db.exists():
+def _demo_database_url(state: Path, port: int) -> str | None:
+    """The embedded PostgreSQL's URL, from the password the demo generated (None before that)."""
+    try:
+        lines = (state / "secrets.env").read_text().splitlines()
+    except OSError:
+        return None
+    password = dict(line.partition("=")[::2] for line in lines if "=" in line).get("DEMO_DB_PASSWORD")
+    return password and f"postgres://postgres:{password}@127.0.0.1:{port}/dlqadmin"
+
+
+def _stored_per_source(url: str | None) -> dict[str, int]:
+    if not url:
         return {}
     try:
-        with contextlib.closing(sqlite3.connect(db, timeout=5)) as conn:
+        with psycopg.connect(url, connect_timeout=2) as conn:
             rows = conn.execute(
                 "SELECT s.name, COUNT(d.id) FROM dlqadmin_source s "
                 "JOIN dlqadmin_deadletter d ON d.source_id = s.id GROUP BY s.name"
             ).fetchall()
-    except sqlite3.Error:
-        return {}  # not migrated yet, or busy
+    except psycopg.Error:
+        return {}  # not started or not migrated yet
     return dict(rows)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to find every child")
 def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_path):
-    port = _free_port()
+    port, pg_port = _free_port(), _free_port()
     prefix = unique_prefix("demo")
-    db = tmp_path / "demo.sqlite3"
+    state = tmp_path / "state"
     env = {
         **os.environ,
-        "DEMO_STATE_DIR": str(tmp_path / "state"),
+        "DEMO_STATE_DIR": str(state),
         "DEMO_PORT": str(port),
         "DEMO_NATS_PORT": str(_free_port()),
         "DEMO_KAFKA_PORT": str(_free_port()),
+        "DEMO_PG_PORT": str(pg_port),
         "DEMO_PREFIX": prefix,
         "DEMO_RATE": "5",
         "DEMO_REDIS_URL": "off",  # the Redis-less path; also keeps clear of a running demo's Redis db
-        "DATABASE_URL": f"sqlite:///{db}",
     }
+    env.pop("DATABASE_URL")  # the suite's: the demo runs on its own embedded PostgreSQL
     log = tmp_path / "demo.out"
     children: set[int] = set()
     with log.open("wb") as out:
@@ -277,12 +292,12 @@ def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # initdb, migrations, two brokers, first harvests
         stored: dict[str, int] = {}
         ready = False
         while time.monotonic() < deadline:
             assert demo.poll() is None, f"demo exited early:\n{log.read_text()}"
-            stored = _stored_per_source(db)
+            stored = _stored_per_source(_demo_database_url(state, pg_port))
             ready = _answers(f"http://127.0.0.1:{port}/healthz")
             if ready and all(stored.get(s) for s in ("payments-dlt", "connect-dlq", "shipments-advisories")):
                 break
@@ -295,6 +310,12 @@ def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_
         assert f"Open http://127.0.0.1:{port}/" in output
         assert "log in as demo / " in output
         assert re.search(r"\[--\] Redis +none", output), output
+        assert re.search(
+            rf"\[ok\] PostgreSQL +embedded PostgreSQL 18 on 127.0.0.1:{pg_port}.*new cluster", output
+        )
+        with psycopg.connect(_demo_database_url(state, pg_port)) as conn:
+            assert conn.execute("SHOW server_version").fetchone()[0].startswith("18.")
+            assert conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_trgm'").fetchone()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
             assert json.load(response) == {"status": "ok"}
         for asset, kind in [("css/dlqadmin.css", "text/css"), ("admin/css/base.css", "text/css")]:
@@ -302,7 +323,7 @@ def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_
                 assert response.status == 200 and response.headers["Content-Type"].startswith(kind), asset
 
         children |= _descendants(demo.pid)
-        assert len(children) >= 7, children  # nats, kafka, web, worker, beat, harvester, traffic
+        assert len(children) >= 8, children  # postgres, nats, kafka, web, worker, beat, harvester, traffic
         started = time.monotonic()
         demo.send_signal(signal.SIGINT)
         assert demo.wait(20) == 0, log.read_text()
@@ -319,3 +340,33 @@ def test_demo_serves_harvests_embedded_brokers_and_ctrl_c_leaves_no_process(tmp_
                     os.kill(pid, signal.SIGKILL)
         if "[ok] RabbitMQ" in log.read_text():
             asyncio.run(_delete_rabbitmq(prefix))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. The embedded PostgreSQL on its own
+
+
+def test_the_embedded_postgresql_keeps_its_data_from_one_start_to_the_next(tmp_path):
+    from devtools.demo.main import start_postgres
+
+    embedded = postgres.Embedded(tmp_path / "state" / "pgdata", _free_port(), "pw-" + os.urandom(6).hex())
+    sup = Supervisor(env=dict(os.environ), logs=tmp_path)
+    try:
+        start_postgres(embedded, sup)
+        assert (tmp_path / "initdb.log").exists()
+        with psycopg.connect(embedded.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE kept (v text)")
+            conn.execute("INSERT INTO kept VALUES ('from the first start')")
+        sup.stop()
+        (tmp_path / "initdb.log").unlink()
+
+        start_postgres(embedded, sup)  # the same cluster: no initdb, the row is there
+        assert not (tmp_path / "initdb.log").exists()
+        with psycopg.connect(embedded.url) as conn:
+            assert conn.execute("SELECT v FROM kept").fetchall() == [("from the first start",)]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(embedded.url.replace(embedded.password, "wrong"), connect_timeout=5)
+        server = sup.children[0].process
+    finally:
+        sup.stop()
+    assert server.returncode == 0  # a clean (fast) shutdown, not a kill

@@ -103,14 +103,14 @@ def test_without_database_url_it_refuses_and_points_at_make_demo(debug):
 def test_a_postgresql_url_is_taken_as_it_is():
     result = subprocess.run(
         [sys.executable, "-c", "import django; django.setup(); from django.db import connection; "
-         "print(connection.vendor, connection.settings_dict['NAME'], connection.settings_dict['PORT'])"],
+         "d = connection.settings_dict; print(d['ENGINE'], d['NAME'], d['PORT'])"],
         cwd=ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "dlqadmin.settings", "DEBUG": "true",
              "DATABASE_URL": "postgres://u:p@127.0.0.1:15432/dlqadmin"},
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["postgresql", "dlqadmin", "15432"]
+    assert result.stdout.split() == ["django.db.backends.postgresql", "dlqadmin", "15432"]
 
 
 def test_every_response_carries_a_csp_without_inline_script(client):

@@ -9,7 +9,10 @@ from urllib.parse import urlsplit
 
 
 def port_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:``port``. SO_REUSEADDR, as the servers themselves
+    set it: the connections of a demo just stopped, left in TIME_WAIT, do not make it busy."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

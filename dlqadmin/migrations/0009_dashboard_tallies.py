@@ -1,5 +1,6 @@
-"""Dashboard tallies (``dlqadmin.models.tallies``) and the triggers that keep them: the overview, the connections page and the error-group pages read per-status, per-hour
-and per-day totals from them instead of aggregating a million dead letters (issue 8).
+"""Dashboard tallies (``dlqadmin.models.tallies``) and the triggers that keep them: the overview,
+the connections page and the error-group pages read per-status, per-hour and per-day totals from
+them instead of aggregating a million dead letters (issue 8).
 
 Statement-level AFTER triggers with transition tables: one aggregate per INSERT / UPDATE /
 DELETE / COPY statement, appended as delta rows; the SQL and how it works live in

@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from brokers import headers as header_codec
 from dlqadmin.broker_options import CONNECTION_OPTIONS, SOURCE_OPTIONS, option_problems
 from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
+from dlqadmin.services import redrive_options as bounds
 from dlqadmin.services.connections import connection_create, connection_update
-from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
 from dlqadmin.services.sources import source_create, source_modes, source_update
 from dlqadmin.validators import control_character, find_nul
 
@@ -53,13 +53,18 @@ class RedriveForm(forms.Form):
 
     velocity = forms.FloatField(
         required=False,
-        min_value=0.1,
-        max_value=MAX_VELOCITY,
+        min_value=bounds.MIN_VELOCITY,
+        max_value=bounds.MAX_VELOCITY,
+        error_messages={"min_value": bounds.VELOCITY_MESSAGE, "max_value": bounds.VELOCITY_MESSAGE},
         label="Velocity (messages/s)",
         help_text="Empty = as fast as the broker confirms.",
     )
     batch_size = forms.IntegerField(
-        min_value=1, max_value=MAX_BATCH, initial=DEFAULT_BATCH, label="Batch size"
+        min_value=1,
+        max_value=bounds.MAX_BATCH,
+        initial=bounds.DEFAULT_BATCH,
+        label="Batch size",
+        error_messages={"min_value": bounds.BATCH_MESSAGE, "max_value": bounds.BATCH_MESSAGE},
     )
     copy_original = forms.BooleanField(
         required=False,

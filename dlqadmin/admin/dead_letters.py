@@ -18,36 +18,41 @@ from django.utils.html import format_html
 
 from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, ErrorGroup, ErrorGroupStatus
-from dlqadmin.selectors import dead_letters_for, error_groups_for, limit_to_visible
+from dlqadmin.selectors import DeadLetterFilter, error_groups_for, limit_to_visible
 from dlqadmin.selectors_dashboard import job_skipped_reasons
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve, error_group_set_status
 from dlqadmin.services.export import iter_csv, iter_jsonl
 from dlqadmin.services.masking import Masker
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
+from dlqadmin.services.redrive_options import MAX_SELECTION_IDS, ids_message
 
 from .base import ModelAdmin, ReadOnlyAdmin, RolePermissions, client_ip, per_request
 
-#: larger selections belong in a filter-based redrive (dashboard, API or `manage.py redrive`)
-MAX_ADMIN_SELECTION = 100_000
 PRE = "<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>"
 
 
 def _ids(modeladmin, request, queryset) -> list[int] | None:
-    ids = list(queryset.values_list("pk", flat=True)[: MAX_ADMIN_SELECTION + 1])
-    if len(ids) > MAX_ADMIN_SELECTION:
+    """The selected ids, or None (and why) past the one id limit of a selection, like the
+    dashboard and the API: nothing is done then, rather than a part of the selection."""
+    ids = list(queryset.values_list("pk", flat=True)[: MAX_SELECTION_IDS + 1])
+    if len(ids) > MAX_SELECTION_IDS:
+        given = queryset.count()
         modeladmin.message_user(
             request,
-            f"More than {MAX_ADMIN_SELECTION} selected: use a filter redrive (dashboard or API) instead.",
+            f"Nothing done: {ids_message(given)}. Narrow the selection, or act on every match of a "
+            "filter from the dashboard (“select all matching”), the API or manage.py.",
             messages.ERROR,
         )
         return None
     return ids
 
 
-def _start_redrive(modeladmin, request, ids: list[int]) -> None:
+def _start_redrive(
+    modeladmin, request, ids: list[int] | None = None, filters: DeadLetterFilter | None = None
+) -> None:
     try:
-        job = redrive_job_create(actor=request.user, ids=ids, remote_addr=client_ip(request))
+        job = redrive_job_create(actor=request.user, ids=ids, filters=filters, remote_addr=client_ip(request))
     except RedriveError as exc:
         hint = ""
         if "destination" in exc.errors:
@@ -61,11 +66,13 @@ def _start_redrive(modeladmin, request, ids: list[int]) -> None:
     modeladmin.message_user(
         request,
         format_html(
-            'Redrive job <a href="{}">#{}</a> started for {} message(s) ({} skipped).',
+            'Redrive job <a href="{}">#{}</a> started for {}{} message(s) ({} skipped){}.',
             url,
             job.pk,
+            "about " if job.claiming else "",
             job.total - job.skipped,
             job.skipped,
+            "; the worker gathers the rest of the selection" if job.claiming else "",
         ),
         messages.SUCCESS,
     )
@@ -338,6 +345,8 @@ class ErrorGroupAdmin(RolePermissions, ModelAdmin):
 
     @admin.action(description="Redrive every message of the selected groups", permissions=["redrive"])
     def redrive_groups(self, request, queryset):
-        ids = _ids(self, request, dead_letters_for(request.user).filter(error_group__in=queryset))
-        if ids is not None:
-            _start_redrive(self, request, ids)
+        """A filter job over the groups (like the dashboard's group redrive, of any size): the
+        request claims the first DLQADMIN_REDRIVE_CLAIM_IN_REQUEST messages, the worker the rest."""
+        groups = sorted(queryset.values_list("pk", flat=True))
+        if groups:  # an empty filter would select every message
+            _start_redrive(self, request, filters=DeadLetterFilter(error_groups=groups))

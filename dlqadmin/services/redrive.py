@@ -41,20 +41,13 @@ from dlqadmin.models import (
     RedriveJobStatus,
 )
 from dlqadmin.selectors import DeadLetterFilter
-from dlqadmin.services import redrive_claim
+from dlqadmin.services import redrive_claim, redrive_options
 from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.audit import audit_record
+from dlqadmin.services.redrive_options import DEFAULT_BATCH
 from dlqadmin.services.redrive_worker import enqueue, finish
 
 log = logging.getLogger(__name__)
-
-MAX_VELOCITY = 100_000
-MAX_BATCH = 1000
-#: messages per chunk unless the caller says otherwise: a chunk is the unit of pause / cancel and of
-#: one publish window; 500 measured 1.2-1.7x the throughput of 100 (docs/benchmarks.md)
-DEFAULT_BATCH = 500
-DESTINATION_KEYS = {"exchange", "routing_key", "use_original_route", "topic", "partition", "subject"}
-POLICY_KEYS = {"copy_original", "strip", "keep_diagnostics", "extra", "spring_retry_count"}
 
 
 class RedriveError(ValueError):
@@ -209,21 +202,19 @@ def _validate_ids(ids) -> list[int]:
         raise RedriveError({"ids": "ids must be a list of integers"}) from None
     if not clean:
         raise RedriveError({"ids": "ids is empty"})
+    too_many = redrive_options.ids_problem(len(clean))
+    if too_many:
+        raise RedriveError({"ids": too_many})
     return clean
 
 
 def _validate_options(
     *, destination, velocity=None, batch_size: int = DEFAULT_BATCH, header_policy=None
 ) -> None:
-    errors = {}
-    if destination and (not isinstance(destination, dict) or set(destination) - DESTINATION_KEYS):
-        errors["destination"] = f"destination takes only: {', '.join(sorted(DESTINATION_KEYS))}"
-    if velocity is not None and not (isinstance(velocity, int | float) and 0 < velocity <= MAX_VELOCITY):
-        errors["velocity"] = f"velocity must be a number of messages per second in (0, {MAX_VELOCITY}]"
-    if not (isinstance(batch_size, int) and 1 <= batch_size <= MAX_BATCH):
-        errors["batch_size"] = f"batch_size must be an integer from 1 to {MAX_BATCH}"
-    if header_policy and (not isinstance(header_policy, dict) or set(header_policy) - POLICY_KEYS):
-        errors["header_policy"] = f"header_policy takes only: {', '.join(sorted(POLICY_KEYS))}"
+    """The bounds of :mod:`dlqadmin.services.redrive_options`, for callers that skipped a surface."""
+    errors = redrive_options.option_problems(
+        destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
+    )
     if errors:
         raise RedriveError(errors)
 

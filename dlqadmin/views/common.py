@@ -17,6 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from dlqadmin import permissions
 from dlqadmin.selectors import DeadLetterFilter, FilterError, visibility_snapshot
+from dlqadmin.services import redrive_options
 from dlqadmin.services.masking import Masker
 from dlqadmin.validators import parse_id
 
@@ -151,9 +152,6 @@ class SelectionError(ValueError):
         self.errors = errors
 
 
-MAX_IDS = 5000
-
-
 def selection_from(data: QueryDict) -> Selection:
     """``select_all=1`` + ``filter=<query>`` (every match), or ``ids`` (the ticked rows).
 
@@ -169,6 +167,7 @@ def selection_from(data: QueryDict) -> Selection:
         raise SelectionError({"ids": "ids must be integer message ids"}) from None
     if not ids:
         raise SelectionError({"ids": "select at least one message"})
-    if len(ids) > MAX_IDS:
-        raise SelectionError({"ids": f"at most {MAX_IDS} ticked rows; use “select all matching” instead"})
+    too_many = redrive_options.ids_problem(len(ids))
+    if too_many:
+        raise SelectionError({"ids": f"{too_many}: use “select all matching” instead"})
     return Selection(ids=ids)

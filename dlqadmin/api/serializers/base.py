@@ -6,10 +6,9 @@ from collections.abc import Mapping
 
 from rest_framework import serializers
 
+from dlqadmin.services.redrive_options import MAX_SELECTION_IDS, ids_message
 from dlqadmin.validators import find_nul
 
-#: largest id list a bulk request may carry; bigger selections go by filter (one UPDATE / a job)
-MAX_IDS = 10_000
 MAX_BIGINT = 2**63 - 1
 
 
@@ -46,17 +45,15 @@ class StrictCharField(serializers.CharField):
 
 
 class IdListField(serializers.ListField):
-    """A non-empty list of at most MAX_IDS positive integer ids (checked before the items)."""
+    """A non-empty list of at most MAX_SELECTION_IDS positive integer ids (checked before the items)."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("child", serializers.IntegerField(min_value=1, max_value=MAX_BIGINT))
         kwargs.setdefault("allow_empty", False)
-        kwargs.setdefault("max_length", MAX_IDS)
+        kwargs.setdefault("max_length", MAX_SELECTION_IDS)
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        if isinstance(data, list) and len(data) > MAX_IDS:
-            raise serializers.ValidationError(
-                f"at most {MAX_IDS} ids per request ({len(data)} given); select larger sets with a filter"
-            )
+        if isinstance(data, list) and len(data) > MAX_SELECTION_IDS:
+            raise serializers.ValidationError(ids_message(len(data)))
         return super().to_internal_value(data)

@@ -14,6 +14,7 @@ from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import DeadLetterFilter, FilterError
 from dlqadmin.services.masking import MaskedMessage, Masker
+from dlqadmin.services.redrive_options import MAX_SELECTION_IDS
 
 from .base import IdListField, StrictCharField, StrictSerializer, reject_nul
 
@@ -410,7 +411,7 @@ class FilterField(serializers.DictField):
 class SelectionSerializer(StrictSerializer):
     schema_rules = {"oneOf": [{"required": ["ids"]}, {"required": ["filter"]}]}
 
-    ids = IdListField(required=False, help_text="Message ids (at most 10 000).")
+    ids = IdListField(required=False, help_text=f"Message ids (at most {MAX_SELECTION_IDS}).")
     filter = FilterField(
         required=False,
         help_text="The message filter language (same keys as the messages/ query string: source, "

@@ -8,7 +8,7 @@ from rest_framework import serializers
 from dlqadmin.models import RedriveAttemptStatus, RedriveJob
 from dlqadmin.selectors_dashboard import job_skipped_reasons
 from dlqadmin.services import redrive_destination as routes
-from dlqadmin.services.redrive import DEFAULT_BATCH, MAX_BATCH, MAX_VELOCITY
+from dlqadmin.services import redrive_options as bounds
 
 from .base import StrictSerializer
 from .messages import SelectionSerializer
@@ -68,12 +68,17 @@ class RedriveCreateSerializer(SelectionSerializer):
     velocity = serializers.FloatField(
         required=False,
         allow_null=True,
-        min_value=0.001,
-        max_value=MAX_VELOCITY,
+        min_value=bounds.MIN_VELOCITY,
+        max_value=bounds.MAX_VELOCITY,
+        error_messages={"min_value": bounds.VELOCITY_MESSAGE, "max_value": bounds.VELOCITY_MESSAGE},
         help_text="Messages per second; omitted or null = as fast as the broker confirms.",
     )
     batch_size = serializers.IntegerField(
-        required=False, default=DEFAULT_BATCH, min_value=1, max_value=MAX_BATCH
+        required=False,
+        default=bounds.DEFAULT_BATCH,
+        min_value=1,
+        max_value=bounds.MAX_BATCH,
+        error_messages={"min_value": bounds.BATCH_MESSAGE, "max_value": bounds.BATCH_MESSAGE},
     )
     header_policy = HeaderPolicySerializer(required=False)
     override_loop_guard = serializers.BooleanField(

@@ -8,7 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dlqadmin.models import RedriveJob
 from dlqadmin.services import redrive_destination as routes
-from dlqadmin.services.redrive import DEFAULT_BATCH, RedriveError, redrive_job_create, redrive_plan
+from dlqadmin.services import redrive_options as bounds
+from dlqadmin.services.redrive import RedriveError, redrive_job_create, redrive_plan
 from dlqadmin.services.redrive_worker import redrive_job_step
 
 from ._filters import parse_filter, parse_ids
@@ -26,8 +27,14 @@ class Command(BaseCommand):
         )
         which.add_argument("--ids", help="Comma-separated dead letter ids.")
         parser.add_argument("--dry-run", action="store_true", help="Print the plan; change nothing.")
-        parser.add_argument("--velocity", type=float, help="Messages per second (default: unlimited).")
-        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+        parser.add_argument(
+            "--velocity",
+            type=float,
+            help=f"Messages per second, {bounds.MIN_VELOCITY:g} to {bounds.MAX_VELOCITY} (default: none).",
+        )
+        parser.add_argument(
+            "--batch-size", type=int, default=bounds.DEFAULT_BATCH, help=f"1 to {bounds.MAX_BATCH}."
+        )
         parser.add_argument("--destination", help='JSON, e.g. \'{"topic": "orders"}\' (default: original).')
         parser.add_argument("--override-loop-guard", action="store_true")
         parser.add_argument("--user", help="Username the job and audit trail are attributed to.")
@@ -39,11 +46,18 @@ class Command(BaseCommand):
 
     def handle(self, *args, **opts):
         ids = parse_ids(opts["ids"]) if opts["ids"] else None
+        if ids is not None and bounds.ids_problem(len(ids)):
+            raise CommandError(f"--ids: {bounds.ids_problem(len(ids))} (--filter)")
         filters = None if ids is not None else parse_filter(opts["filter"])
         try:
             destination = json.loads(opts["destination"]) if opts["destination"] else None
         except ValueError as exc:
             raise CommandError(f"--destination is not JSON: {exc}") from None
+        problems = bounds.option_problems(
+            destination=destination, velocity=opts["velocity"], batch_size=opts["batch_size"]
+        )
+        if problems:  # before the plan, so a --dry-run says so too
+            raise CommandError("; ".join(f"--{k.replace('_', '-')}: {v}" for k, v in problems.items()))
         actor = None
         if opts["user"]:
             actor = get_user_model().objects.filter(username=opts["user"]).first()

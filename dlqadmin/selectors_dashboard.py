@@ -49,26 +49,33 @@ CHART_SERIES = 8
 # Capabilities
 
 
-def source_capabilities(source: Source) -> Capability:
-    """What ``source``'s adapter can do for its mode (NATS core subjects keep nothing, ...).
+def mode_capabilities(kind: str, mode: str | None) -> Capability:
+    """What a source of ``kind`` in ``mode`` supports (NATS core subjects keep nothing, so they
+    cannot peek or remove a copy, ...): the one definition the dashboard and the API show, from
+    the adapters' declarations (``brokers.capabilities``). ``mode=None``: the kind as a whole.
 
-    A broken or missing adapter must not take the dashboard down: it degrades to harvest and
-    redrive (what every kind supports) and logs why."""
+    A broken or missing adapter must not take a page down: it degrades to harvest and redrive
+    (what every kind supports) and logs why."""
     try:
-        cls = brokers.adapter_class(source.connection.kind)
+        return brokers.capabilities(kind, mode)
     except Exception:  # noqa: BLE001 - an adapter import error must not break a page
-        log.warning("capabilities of %s unavailable", source.connection.kind, exc_info=True)
+        log.warning("capabilities of %s unavailable", kind, exc_info=True)
         return Capability.HARVEST | Capability.REDRIVE
-    by_mode = getattr(cls, "mode_capabilities", None)
-    return by_mode(source.mode) if by_mode else cls.capabilities
+
+
+def source_capabilities(source: Source) -> Capability:
+    """What ``source``'s adapter can do for its mode (see :func:`mode_capabilities`)."""
+    return mode_capabilities(source.connection.kind, source.mode)
 
 
 def kind_capabilities(kind: str) -> Capability:
-    try:
-        return brokers.capabilities(kind)
-    except Exception:  # noqa: BLE001 - see source_capabilities
-        log.warning("capabilities of %s unavailable", kind, exc_info=True)
-        return Capability.HARVEST | Capability.REDRIVE
+    return mode_capabilities(kind, None)
+
+
+def capability_names(caps: Capability) -> list[str]:
+    """``harvest``, ``redrive``, ``peek`` ... in declaration order, as the API and the
+    connections page list them."""
+    return [c.name.lower() for c in Capability if c.name and c.value and c in caps]
 
 
 # ------------------------------------------------------------------------------------------

@@ -73,6 +73,9 @@ class RolePermissions:
     def has_manage_groups_permission(self, request):
         return permissions.can(request.user, permissions.MANAGE_GROUPS)
 
+    def has_harvest_permission(self, request):
+        return permissions.can(request.user, permissions.HARVEST)
+
 
 class ReadOnlyAdmin(ModelAdmin):
     def has_add_permission(self, request):

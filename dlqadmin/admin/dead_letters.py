@@ -21,7 +21,12 @@ from dlqadmin.models import DeadLetter, ErrorGroup, ErrorGroupStatus
 from dlqadmin.selectors import DeadLetterFilter, error_groups_for, limit_to_visible
 from dlqadmin.selectors_dashboard import job_skipped_reasons
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve, error_group_set_status
+from dlqadmin.services.dead_letters import (
+    dead_letters_discard,
+    dead_letters_resolve,
+    error_group_set_auto_retry,
+    error_group_set_status,
+)
 from dlqadmin.services.export import iter_csv, iter_jsonl
 from dlqadmin.services.masking import Masker
 from dlqadmin.services.redrive import RedriveError, redrive_job_create
@@ -318,15 +323,15 @@ class ErrorGroupAdmin(RolePermissions, ModelAdmin):
         return [*super().get_readonly_fields(request, obj), *shown]
 
     def save_model(self, request, obj, form, change):
-        """Only the auto-retry override is editable here; record the change."""
-        super().save_model(request, obj, form, change)
-        audit_record(
-            actor=request.user,
-            action="error_group.update",
-            target=obj,
-            detail={"changed": sorted(form.changed_data), "auto_retry": obj.auto_retry},
-            remote_addr=client_ip(request),
-        )
+        """Only the auto-retry override is editable here: through the service, which audits (the
+        other columns are the harvester's, never written back from this form)."""
+        if "auto_retry" in form.changed_data:
+            error_group_set_auto_retry(
+                actor=request.user,
+                group=obj,
+                auto_retry=form.cleaned_data["auto_retry"],
+                remote_addr=client_ip(request),
+            )
 
     def _set_status(self, request, queryset, status):
         for group in queryset:

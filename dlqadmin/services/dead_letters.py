@@ -190,3 +190,29 @@ def error_group_set_status(
         )
     group.refresh_from_db()
     return group
+
+
+def error_group_set_auto_retry(
+    *, actor, group: ErrorGroup, auto_retry: bool | None, remote_addr: str | None = None
+) -> ErrorGroup:
+    """Override the source's automatic retry for one group: True (retry it even when the source
+    does not), False (never), None (inherit the source's setting). Audited.
+
+    Raises EditError (not a bool or None); PermissionDenied (role, or a group of an invisible
+    source)."""
+    permissions.require(actor, permissions.MANAGE_GROUPS)
+    _require_visible(actor, group.source_id, "error group")
+    if auto_retry is not None and not isinstance(auto_retry, bool):
+        raise EditError({"auto_retry": "auto_retry must be true, false or null (inherit the source's)"})
+    with transaction.atomic():
+        before = ErrorGroup.objects.filter(pk=group.pk).values_list("auto_retry", flat=True).first()
+        ErrorGroup.objects.filter(pk=group.pk).update(auto_retry=auto_retry)
+        audit_record(
+            actor=actor,
+            action="error_group.update",
+            target=group,
+            detail={"auto_retry": auto_retry, "before": before},
+            remote_addr=remote_addr,
+        )
+    group.refresh_from_db()
+    return group

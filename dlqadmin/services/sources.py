@@ -9,6 +9,9 @@ An enabled source whose mode needs the broker set up first (``Capability.PREPARE
 advisory capture stream) is prepared once the write commits: when it is created, enabled, moved
 (connection, mode, address) or its options change, and on any save while it is not prepared.
 A broker that is down does not fail the write: see :mod:`dlqadmin.services.source_prepare`.
+
+``source_harvest_now`` is the one "harvest now" of the dashboard, the API and the admin: it
+harvests, audits (success or failure) and leaves the failure on the source.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from brokers.base import BrokerError
 from dlqadmin import permissions
 from dlqadmin.models import Connection, Source
 from dlqadmin.services.audit import audit_record
+from dlqadmin.services.harvest import DB_OUTAGES, HarvestReport, failure_text, source_harvest
 from dlqadmin.services.source_prepare import NOT_PREPARED, needs_prepare, source_prepare
 
 #: what ``source_create`` / ``source_update`` may set besides connection, name, mode and address
@@ -159,3 +163,52 @@ def source_delete(*, actor=None, source: Source, remote_addr: str | None = None)
         remote_addr=remote_addr,
     )
     source.delete()
+
+
+# ------------------------------------------------------------------------------------------
+# Harvest now
+
+#: a "harvest now" (dashboard, API default, admin action) stops after this many messages; the
+#: harvester does the rest
+HARVEST_NOW_LIMIT = 5000
+#: the most an API caller may ask one request to harvest
+HARVEST_NOW_MAX = 100_000
+
+
+def source_harvest_now(
+    *, actor, source: Source, limit: int = HARVEST_NOW_LIMIT, remote_addr: str | None = None
+) -> HarvestReport:
+    """One harvest pass over ``source`` asked for by a person (dashboard, API, admin): at most
+    ``limit`` messages, written as one ``source.harvest`` AuditEvent whether it worked or not.
+
+    A failure is also recorded as the source's last error (by ``source_harvest``) and raised:
+    BrokerError, or any unforeseen error; a database outage is raised unrecorded."""
+    permissions.require(actor, permissions.HARVEST)
+    try:
+        report = source_harvest(source=source, limit=limit)
+    except DB_OUTAGES:
+        raise
+    except Exception as exc:
+        audit_record(
+            actor=actor,
+            action="source.harvest",
+            target=source,
+            detail={"limit": limit, "error": failure_text(exc)[:1000]},
+            remote_addr=remote_addr,
+        )
+        raise
+    audit_record(
+        actor=actor,
+        action="source.harvest",
+        target=source,
+        count=report.inserted,
+        detail={"limit": limit, "received": report.received, "duplicates": report.duplicates},
+        remote_addr=remote_addr,
+    )
+    return report
+
+
+def harvest_now_summary(source: Source, report: HarvestReport) -> str:
+    """What the dashboard and the admin tell the person who asked for a harvest now."""
+    more = "" if report.exhausted else f" More remain (backlog {report.backlog}); the harvester continues."
+    return f"Harvested {source.name}: {report.inserted} new, {report.duplicates} already stored.{more}"

@@ -12,15 +12,11 @@ from dlqadmin import permissions, selectors_dashboard
 from dlqadmin.forms import ConnectionForm, SourceForm
 from dlqadmin.models import Connection, Source
 from dlqadmin.selectors import visible_sources
-from dlqadmin.services.audit import audit_record
+from dlqadmin.services import sources as source_services
 from dlqadmin.services.connections import connection_check_health, connection_discover
-from dlqadmin.services.harvest import source_harvest
 from dlqadmin.services.source_prepare import prepare_state
 
 from .common import client_addr, is_htmx, page, requires
-
-#: a "harvest now" from the browser stops after this many messages (the harvester does the rest)
-HARVEST_NOW_LIMIT = 5000
 
 
 @require_GET
@@ -30,6 +26,7 @@ def connection_list(request):
     for row in rows:
         for source_row in row.sources:
             caps = selectors_dashboard.source_capabilities(source_row.source)
+            source_row.capabilities = selectors_dashboard.capability_names(caps)
             source_row.live_only = Capability.LIVE_ONLY in caps
             source_row.keeps_copy = Capability.REMOVE_FROM_DLQ not in caps
             source_row.prepare = prepare_state(source_row.source)
@@ -190,23 +187,11 @@ def _flash_saved(request, source: Source, saved: str) -> None:
 def source_harvest_now(request, pk: int):
     source = get_object_or_404(visible_sources(request.user).select_related("connection"), pk=pk)
     try:
-        report = source_harvest(source=source, limit=HARVEST_NOW_LIMIT)
+        report = source_services.source_harvest_now(
+            actor=request.user, source=source, remote_addr=client_addr(request)
+        )
     except BrokerError as exc:
         flash.error(request, f"Harvest of {source.name} failed: {exc}")
     else:
-        audit_record(
-            actor=request.user,
-            action="source.harvest",
-            target=source,
-            count=report.inserted,
-            detail={"received": report.received, "duplicates": report.duplicates},
-            remote_addr=client_addr(request),
-        )
-        more = (
-            "" if report.exhausted else f" More remain (backlog {report.backlog}); the harvester continues."
-        )
-        flash.success(
-            request,
-            f"Harvested {source.name}: {report.inserted} new, {report.duplicates} already stored.{more}",
-        )
+        flash.success(request, source_services.harvest_now_summary(source, report))
     return redirect("dlq-connections")

@@ -12,12 +12,11 @@ from urllib.parse import urlsplit
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-import brokers
-from brokers.base import BrokerError, Capability
 from dlqadmin.models import Connection, Source, SourceMode
+from dlqadmin.selectors_dashboard import capability_names, kind_capabilities, source_capabilities
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.source_prepare import prepare_state
-from dlqadmin.services.sources import source_create, source_update
+from dlqadmin.services.sources import HARVEST_NOW_LIMIT, HARVEST_NOW_MAX, source_create, source_update
 from dlqadmin.validators import control_character
 
 from .base import StrictMixin
@@ -29,17 +28,6 @@ from .options import (
     keep_redacted,
     require_valid_options,
 )
-
-
-def capability_names(kind: str) -> list[str]:
-    """What sources of ``kind`` support (``harvest``, ``redrive``, ``peek`` ...), for clients to
-    show only possible actions."""
-    try:
-        caps = brokers.capabilities(kind)
-    except (BrokerError, ImportError):
-        return []
-    return [c.name.lower() for c in Capability if c.name and c.value and c in caps]
-
 
 #: URL schemes each kind's client accepts (Kafka bootstrap lists usually have none)
 SCHEMES = {"rabbitmq": {"amqp", "amqps"}, "nats": {"nats", "tls", "ws", "wss", ""}, "kafka": None}
@@ -143,7 +131,8 @@ class ConnectionSerializer(StrictMixin, serializers.ModelSerializer):
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_capabilities(self, obj) -> list[str]:
-        return capability_names(obj.kind)
+        """What the kind supports in its most capable mode; a source lists its own mode's."""
+        return capability_names(kind_capabilities(obj.kind))
 
     def validate_url(self, value: str) -> str:
         if _url_has_credentials(value):
@@ -300,7 +289,9 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_capabilities(self, obj) -> list[str]:
-        return capability_names(obj.connection.kind)
+        """What this source's mode supports (a NATS ``subject`` source cannot peek, ...), as the
+        dashboard shows it."""
+        return capability_names(source_capabilities(obj))
 
     def validate(self, attrs):
         """Options per mode here; mode vs. kind and the unique location: source_validate."""
@@ -320,9 +311,10 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
 class HarvestRequestSerializer(StrictMixin, serializers.Serializer):
     limit = serializers.IntegerField(
         min_value=1,
-        max_value=100_000,
-        default=1000,
-        help_text="Harvest at most this many messages in this request (default 1000); "
+        max_value=HARVEST_NOW_MAX,
+        default=HARVEST_NOW_LIMIT,
+        help_text=f"Harvest at most this many messages in this request (default {HARVEST_NOW_LIMIT}, "
+        "like the dashboard's and the admin's harvest now); "
         "'exhausted' in the answer tells whether the source was drained.",
     )
 

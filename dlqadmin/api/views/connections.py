@@ -20,10 +20,8 @@ from dlqadmin.api.serializers.connections import (
 )
 from dlqadmin.models import Connection, Source
 from dlqadmin.selectors import visible_sources
-from dlqadmin.services.audit import audit_record
 from dlqadmin.services.connections import connection_check_health, connection_delete, connection_discover
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.sources import source_delete
+from dlqadmin.services.sources import source_delete, source_harvest_now
 
 from .base import ApiViewSet
 
@@ -166,13 +164,10 @@ class SourceViewSet(ServiceCrudMixin, ApiViewSet):
         body = HarvestRequestSerializer(data=request.data if request.data else {})
         body.is_valid(raise_exception=True)
         with broker_call(f"harvest of {source.name}"):
-            report = source_harvest(source=source, limit=body.validated_data["limit"])
-        audit_record(
-            actor=request.user,
-            action="source.harvest",
-            target=source,
-            count=report.inserted,
-            detail={"received": report.received, "duplicates": report.duplicates},
-            remote_addr=self.remote_addr(),
-        )
+            report = source_harvest_now(
+                actor=request.user,
+                source=source,
+                limit=body.validated_data["limit"],
+                remote_addr=self.remote_addr(),
+            )
         return Response(HarvestReportSerializer(report).data, status=status.HTTP_200_OK)

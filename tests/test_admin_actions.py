@@ -104,3 +104,24 @@ def test_error_group_actions(client, staff, stored):
     assert group.status == ErrorGroupStatus.IGNORED
     post_action(client, "redrive_groups", [group.pk], url="admin:dlqadmin_errorgroup_changelist")
     assert RedriveJob.objects.get().total == 3
+
+
+def test_changing_a_groups_auto_retry_goes_through_the_service_and_is_audited(client, staff, stored):
+    source, _ = stored
+    group = source.error_groups.get()
+    url = reverse("admin:dlqadmin_errorgroup_change", args=[group.pk])
+    client.force_login(staff("viewer"))
+    assert client.post(url, {"auto_retry": "true", "_save": "Save"}).status_code == 403
+    group.refresh_from_db()
+    assert group.auto_retry is None and not AuditEvent.objects.filter(action="error_group.update").exists()
+
+    client.force_login(staff("operator"))
+    response = client.post(url, {"auto_retry": "false", "_save": "Save"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    group.refresh_from_db()
+    assert group.auto_retry is False and group.count == 3
+    event = AuditEvent.objects.get(action="error_group.update")
+    assert event.target_id == str(group.pk) and event.actor.username == "staff-operator"
+    assert event.detail == {"auto_retry": False, "before": None}
+    client.post(url, {"auto_retry": "false", "_save": "Save"})  # nothing changed: nothing to record
+    assert AuditEvent.objects.filter(action="error_group.update").count() == 1

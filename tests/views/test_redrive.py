@@ -96,8 +96,8 @@ def test_bad_options_are_shown_on_the_form(as_user, operator, store):
     )
     body = response.content.decode()
     assert response.status_code == 400
-    assert "Ensure this value is greater than or equal to 0.1" in body
-    assert "Ensure this value is greater than or equal to 1" in body
+    assert "velocity must be a number of messages per second from 0.001 to 100000" in body
+    assert "batch_size must be an integer from 1 to 1000" in body
     assert "must look like name=value" in body and "give the routing key" in body
     assert not RedriveJob.objects.exists()
 

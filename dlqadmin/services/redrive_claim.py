@@ -4,7 +4,8 @@ guard parks it, when it needs a destination the job does not give, or when anoth
 it: "busy in job #N"). Holding is exclusive by a
 unique index (:mod:`dlqadmin.services.redrive_lease`).
 
-A job over ids (at most a few thousand) is claimed whole by the request that creates it. A job
+A job over ids (at most ``redrive_options.MAX_SELECTION_IDS``, on every surface) is claimed
+whole by the request that creates it. A job
 over a filter may match a million messages, which would hold the request, and one transaction
 locking every row, for minutes: the request claims the first
 ``DLQADMIN_REDRIVE_CLAIM_IN_REQUEST`` messages and leaves a cursor (``RedriveJob.claim_cursor``,

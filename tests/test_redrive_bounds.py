@@ -165,3 +165,33 @@ def test_the_admin_redrives_large_error_groups_by_filter_claiming_the_rest_in_th
     assert job.filter["error_group"] == [group.pk] and job.claiming
     assert job.attempts.count() == 50  # the request claimed its share; the worker claims the rest
     assert "the worker gathers the rest" in page
+
+
+def test_the_api_takes_exactly_the_destination_and_header_policy_keys_of_the_one_definition():
+    from dlqadmin.api.serializers.redrives import DestinationSerializer, HeaderPolicySerializer
+
+    assert set(DestinationSerializer().fields) == bounds.DESTINATION_KEYS
+    assert set(HeaderPolicySerializer().fields) == bounds.POLICY_KEYS
+
+
+def test_the_dashboard_form_builds_only_keys_of_the_one_definition():
+    from dlqadmin.forms import RedriveForm
+
+    form = RedriveForm(
+        {
+            "batch_size": "10",
+            "rabbit_route": "custom",
+            "exchange": "x",
+            "routing_key": "k",
+            "topic": "t",
+            "partition": "1",
+            "subject": "s",
+            "strip": "a-",
+            "extra": "h=v",
+            "keep_diagnostics": "on",
+            "spring_retry_count": "on",
+        }
+    )
+    assert form.is_valid(), form.errors
+    assert set(form.cleaned_data["destination"]) <= bounds.DESTINATION_KEYS
+    assert set(form.cleaned_data["header_policy"]) == bounds.POLICY_KEYS

@@ -2,17 +2,16 @@
 
 Only this package imports aio-pika, confluent-kafka or nats-py. Adapters are loaded lazily, on
 first use of their kind, so a process that never talks to Kafka never imports librdkafka.
+Sync code calls them through :func:`run`, the one bridge (see :mod:`brokers.shared`).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
-
-from asgiref.sync import async_to_sync
+from typing import TYPE_CHECKING
 
 from .base import BrokerError, Capability, ConnectionConfig
+from .shared import run
 
 if TYPE_CHECKING:
     from .base import BrokerAdapter
@@ -22,8 +21,6 @@ ADAPTERS: dict[str, str] = {
     "kafka": "brokers.kafka.KafkaAdapter",
     "nats": "brokers.nats.NatsAdapter",
 }
-
-T = TypeVar("T")
 
 
 def adapter_class(kind: str) -> type[BrokerAdapter]:
@@ -46,18 +43,6 @@ def capabilities(kind: str, mode: str | None = None) -> Capability:
     if mode and per_mode and mode in per_mode:
         return per_mode[mode]
     return cls.capabilities
-
-
-def run(fn: Callable[..., Awaitable[T]], /, *args: Any, **kwargs: Any) -> T:
-    """Run an async adapter call from sync code (views, tasks, commands): the one bridge.
-
-    Inside it, ``asgiref.sync.sync_to_async`` callables (e.g. a Django sink) run back on the
-    calling thread, so the ORM keeps its per-thread connection. Each call runs in a new event
-    loop, so an adapter connects again every time: repeated calls to the same broker that need
-    no ORM inside (redrive chunks) use :mod:`brokers.shared` instead, one long-lived loop per
-    process with adapters kept open.
-    """
-    return async_to_sync(fn)(*args, **kwargs)
 
 
 __all__ = ["ADAPTERS", "BrokerError", "Capability", "adapter_class", "capabilities", "get_adapter", "run"]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+import brokers
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,7 @@ def _send(group: str, event: dict) -> None:
     if layer is None:
         return
     try:
-        async_to_sync(layer.group_send)(group, event)
+        brokers.run(layer.group_send, group, event)
     except Exception:  # noqa: BLE001 - best effort by design
         log.warning("live event to %s not delivered", group, exc_info=True)
 

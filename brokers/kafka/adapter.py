@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from brokers import shared
 from brokers.base import (
     BrokerAdapter,
     BrokerError,
@@ -33,7 +34,7 @@ from brokers.base import (
 
 from . import harvest as harvesting
 from .client import ErrorLog, broker_error, describe, list_offsets, log, new_admin, topic_partitions
-from .redrive import shared_producer
+from .redrive import RedriveProducer
 
 #: dead-letter topic names, checked in order against the lower-cased name.
 NAME_RULES = (
@@ -79,7 +80,7 @@ class KafkaAdapter(BrokerAdapter):
         super().__init__(config)
         self._admin: AdminClient | None = None
         self._admin_errors = ErrorLog()
-        self._producer = shared_producer(config)
+        self._producer: RedriveProducer | None = None
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
@@ -335,10 +336,14 @@ class KafkaAdapter(BrokerAdapter):
         ``x-dlq-redrive-id``)."""
         if not messages:
             return []
+        # The process's kept producer for these settings (creating one costs about half a
+        # second): every adapter on the same settings, on any loop, shares it.
+        self._producer = shared.client("kafka-producer", self.config, lambda: RedriveProducer(self.config))
         return await asyncio.to_thread(self._producer.send, messages, destination, header_policy)
 
     async def close(self) -> None:
         """Flush the producer (bounded by ``config.timeout``); it stays open for the next adapter
-        on the same connection settings (see ``redrive.shared_producer``). Safe to call twice."""
-        await asyncio.to_thread(self._producer.flush, self.config.timeout)
+        on the same connection settings (kept by ``brokers.shared.client``). Safe to call twice."""
+        if self._producer is not None:
+            await asyncio.to_thread(self._producer.flush, self.config.timeout)
         self._admin = None

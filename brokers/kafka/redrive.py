@@ -9,15 +9,15 @@
   which would read like Spring's binary ints); then ``policy.extra``.
 * The record gets a fresh timestamp; the old one goes in ``x-original-timestamp``.
 
-Everything here blocks; the adapter runs it in a worker thread.
+Everything here blocks (but :meth:`RedriveProducer.close`); the adapter runs it in a worker thread.
+Producers are kept in the process's one client cache, :func:`brokers.shared.client`.
 """
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import functools
 import json
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -146,13 +146,13 @@ class RedriveProducer:
         if producer is not None:
             producer.flush(timeout)
 
-    def close(self, timeout: float) -> None:
+    async def close(self) -> None:
+        """Flush (bounded by ``config.timeout``) and close; the next call makes a new producer.
+        Runs the blocking part in a worker thread (the cache in :mod:`brokers.shared` awaits it)."""
         with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            producer.flush(timeout)
-            producer.purge()
-            producer.close()
+            await asyncio.to_thread(_shut, producer, self.config.timeout)
 
     # ---- one redrive call ------------------------------------------------------------------
 
@@ -305,43 +305,10 @@ class RedriveProducer:
                 return _failed(msg, where, describe(err), permanent=is_permanent(err))
 
 
-#: producers kept open for the life of the process, one per connection configuration: creating
-#: one (idempotent producer id, metadata) costs about half a second, far more than a batch.
-_SHARED: dict[tuple, RedriveProducer] = {}
-_SHARED_LOCK = threading.Lock()
-_SHARED_PID = os.getpid()
-_SHARED_MAX = 16
-
-
-def _fingerprint(config: ConnectionConfig) -> tuple:
-    options = json.dumps(config.options, sort_keys=True, default=str)
-    return (config.url, config.username, config.password, config.tls, options, config.timeout)
-
-
-def shared_producer(config: ConnectionConfig) -> RedriveProducer:
-    """The process-wide producer for ``config`` (created on first use, closed at exit). A forked
-    child never uses its parent's producers (librdkafka handles do not survive fork())."""
-    global _SHARED_PID
-    key = _fingerprint(config)
-    with _SHARED_LOCK:
-        if os.getpid() != _SHARED_PID:
-            _SHARED.clear()
-            _SHARED_PID = os.getpid()
-        producer = _SHARED.get(key)
-        if producer is None:
-            while len(_SHARED) >= _SHARED_MAX:  # an edited connection leaves its old producer
-                _SHARED.pop(next(iter(_SHARED))).close(1.0)
-            producer = _SHARED[key] = RedriveProducer(config)
-        return producer
-
-
-@atexit.register
-def _close_shared() -> None:
-    with _SHARED_LOCK:
-        producers = list(_SHARED.values()) if os.getpid() == _SHARED_PID else []
-        _SHARED.clear()
-    for producer in producers:
-        producer.close(5.0)
+def _shut(producer: Producer, timeout: float) -> None:
+    producer.flush(timeout)
+    producer.purge()
+    producer.close()
 
 
 def _on_delivery(

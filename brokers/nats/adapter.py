@@ -69,6 +69,7 @@ class NatsAdapter(BrokerAdapter):
         super().__init__(config)
         self._nc: Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock: asyncio.Lock | None = None
 
     @classmethod
     def mode_capabilities(cls, mode: str) -> Capability:
@@ -80,18 +81,21 @@ class NatsAdapter(BrokerAdapter):
     # ---- connection ------------------------------------------------------------------------
     async def _client(self) -> Client:
         loop = asyncio.get_running_loop()
-        if self._nc is not None and (self._loop is not loop or self._nc.is_closed):
-            self._nc = None  # bound to another event loop (a new brokers.run call) or closed
-        if self._nc is not None and not self._nc.is_connected:
-            # A kept connection (brokers.shared) that lost the server is reconnecting or
-            # draining: publishes would only be buffered. Drop it and connect afresh.
-            stale, self._nc = self._nc, None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(stale.close(), self.config.timeout)
-        if self._nc is None:
-            self._nc = await connect(self.config)
-            self._loop = loop
-        return self._nc
+        if self._loop is not loop or self._lock is None:
+            # bound to another event loop (the harvester's, a forked child's) or never used
+            self._nc, self._loop, self._lock = None, loop, asyncio.Lock()
+        async with self._lock:  # concurrent callers (redrive chunks) share one connection
+            if self._nc is not None and self._nc.is_closed:
+                self._nc = None
+            if self._nc is not None and not self._nc.is_connected:
+                # A kept connection (brokers.shared) that lost the server is reconnecting or
+                # draining: publishes would only be buffered. Drop it and connect afresh.
+                stale, self._nc = self._nc, None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stale.close(), self.config.timeout)
+            if self._nc is None:
+                self._nc = await connect(self.config)
+            return self._nc
 
     async def _jetstream(self) -> tuple[JetStreamContext, JetStream]:
         nc = await self._client()
@@ -105,8 +109,14 @@ class NatsAdapter(BrokerAdapter):
         return max(wanted, 2 * nc.max_payload + (64 << 10))  # any single message always fits
 
     async def close(self) -> None:
-        nc, self._nc = self._nc, None
-        if nc is not None and not nc.is_closed and self._loop is asyncio.get_running_loop():
+        """Close the connection. Safe to call twice; a connection a concurrent call is opening
+        is waited for and closed too."""
+        if self._loop is not asyncio.get_running_loop() or self._lock is None:
+            self._nc = None  # opened on another loop (or never): cannot be closed from here
+            return
+        async with self._lock:
+            nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
             with contextlib.suppress(Exception):
                 await nc.close()
 

@@ -45,9 +45,9 @@ class RabbitMQAdapter(BrokerAdapter):
 
     One AMQP connection per adapter instance, opened on first use, reopened on the next call if
     it was lost, and closed by :meth:`close`. A connection belongs to the event loop that opened
-    it: used from another loop (``brokers.run`` runs each call in a fresh one) the adapter opens a
-    new connection and drops the old one, which cannot be closed from there, so prefer one
-    ``async with`` block per ``brokers.run``. Every operation uses its own channel, because a
+    it: used from another loop (the harvester's, the broker loop of ``brokers.run``, a forked
+    child's) the adapter opens a new connection and drops the old one, which cannot be closed
+    from there, so keep an adapter on one loop. Every operation uses its own channel, because a
     broker error (e.g. a passive declare of a missing queue) closes the channel it happened on.
 
     Connection options: ``management_url`` (discovery), ``publish_window`` (redrive pipelining,
@@ -111,9 +111,15 @@ class RabbitMQAdapter(BrokerAdapter):
         return await harvesting.ready_count(raw, queue, timeout=self.config.timeout, vhost=self._vhost)
 
     async def close(self) -> None:
-        """Close the connection. Safe to call twice, and after the connection was lost."""
-        conn, self._conn = self._conn, None
-        if conn is None or conn.is_closed or self._loop is not asyncio.get_running_loop():
+        """Close the connection. Safe to call twice, and after the connection was lost. A
+        connection being opened by a concurrent call (one chunk reconnecting while another
+        discards the adapter) is waited for and closed too, never left open and unowned."""
+        if self._loop is not asyncio.get_running_loop() or self._lock is None:
+            self._conn = None  # opened on another loop (or never): cannot be closed from here
+            return
+        async with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed:
             return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(conn.close(), self.config.timeout)

@@ -280,6 +280,7 @@ async def _publish(
     pending = {m.ref: m for m in messages}
     final: dict[int, RedriveOutcome] = {}
     for attempt_no in range(TRANSIENT_RETRIES + 1):
+        adapter = None
         try:
             adapter = await shared.adapter(config)
             outcomes = await adapter.redrive(
@@ -296,7 +297,7 @@ async def _publish(
                 pending.pop(outcome.ref, None)
             transient = transient or not (outcome.ok or outcome.permanent)
         if transient:
-            await shared.discard(config)
+            await shared.discard(config, adapter)  # not one another chunk made meanwhile
         if not pending or attempt_no == TRANSIENT_RETRIES:
             break
         delay = min(10.0, 0.25 * 2**attempt_no)

@@ -14,6 +14,7 @@ import aio_pika
 import nats
 import pytest
 
+import brokers
 from brokers import shared
 from brokers.base import ConnectionConfig, Destination, Origin, RedriveMessage
 from tests.conftest import AMQP_URL, NATS_URL, unique
@@ -85,10 +86,10 @@ def fresh_loop():
 
 def test_successive_redrives_reuse_one_adapter_and_one_connection(queue):
     config = rabbit_config()
-    first, outcomes = shared.call(redrive, config, [message(queue)])
+    first, outcomes = brokers.run(redrive, config, [message(queue)])
     assert [o.ok for o in outcomes] == [True]
     connection = first._conn
-    second, outcomes = shared.call(redrive, rabbit_config(), [message(queue), message(queue)])
+    second, outcomes = brokers.run(redrive, rabbit_config(), [message(queue), message(queue)])
     assert [o.ok for o in outcomes] == [True, True]
     assert second is first and second._conn is connection and not connection.is_closed
     assert shared.cached() == 1
@@ -96,8 +97,8 @@ def test_successive_redrives_reuse_one_adapter_and_one_connection(queue):
 
 
 def test_changed_connection_settings_get_their_own_adapter(queue):
-    a, _ = shared.call(redrive, rabbit_config(), [message(queue)])
-    b, _ = shared.call(redrive, rabbit_config(publish_window=8), [message(queue)])
+    a, _ = brokers.run(redrive, rabbit_config(), [message(queue)])
+    b, _ = brokers.run(redrive, rabbit_config(publish_window=8), [message(queue)])
     assert a is not b and shared.cached() == 2
 
 
@@ -105,13 +106,13 @@ def test_a_connection_the_broker_dropped_is_reopened_on_the_next_call(queue):
     proxy = TcpProxy("127.0.0.1", int(AMQP_URL.rsplit(":", 1)[1].split("/")[0])).start()
     try:
         config = rabbit_config(f"amqp://127.0.0.1:{proxy.port}/")
-        adapter, outcomes = shared.call(redrive, config, [message(queue)])
+        adapter, outcomes = brokers.run(redrive, config, [message(queue)])
         assert outcomes[0].ok
         dropped = adapter._conn
         proxy.cut()  # the broker "goes away": the kept connection is dead
         proxy.restore()
         assert wait_for(lambda: not adapter._connected())  # the client noticed
-        again, outcomes = shared.call(redrive, config, [message(queue)])
+        again, outcomes = brokers.run(redrive, config, [message(queue)])
         assert outcomes[0].ok, outcomes[0].error
         assert again is adapter and again._conn is not dropped
     finally:
@@ -126,7 +127,7 @@ def test_a_nats_connection_that_lost_its_server_is_replaced_not_reused(nats_stre
         config = ConnectionConfig(
             kind="nats", url=f"nats://127.0.0.1:{proxy.port}", timeout=5, options={"reconnect_time_wait": 2}
         )
-        adapter, outcomes = shared.call(redrive, config, [message(subject=subject)])
+        adapter, outcomes = brokers.run(redrive, config, [message(subject=subject)])
         assert outcomes[0].ok, outcomes[0].error
         lost = adapter._nc
         proxy.cut()
@@ -134,7 +135,7 @@ def test_a_nats_connection_that_lost_its_server_is_replaced_not_reused(nats_stre
         assert wait_for(lambda: not lost.is_connected)  # the client noticed
         # nats-py is now reconnecting (it waits reconnect_time_wait first): publishing on it
         # would only buffer. The adapter connects afresh instead.
-        again, outcomes = shared.call(redrive, config, [message(subject=subject)])
+        again, outcomes = brokers.run(redrive, config, [message(subject=subject)])
         assert outcomes[0].ok, outcomes[0].error
         assert again is adapter and again._nc is not lost and again._nc.is_connected
     finally:
@@ -144,32 +145,32 @@ def test_a_nats_connection_that_lost_its_server_is_replaced_not_reused(nats_stre
 
 def test_discard_closes_the_adapter_and_the_next_call_connects_again(queue):
     config = rabbit_config()
-    adapter, _ = shared.call(redrive, config, [message(queue)])
+    adapter, _ = brokers.run(redrive, config, [message(queue)])
     connection = adapter._conn
-    shared.call(shared.discard, config)
+    brokers.run(shared.discard, config)
     assert connection.is_closed and shared.cached() == 0
-    fresh, outcomes = shared.call(redrive, config, [message(queue)])
+    fresh, outcomes = brokers.run(redrive, config, [message(queue)])
     assert outcomes[0].ok and fresh is not adapter
 
 
 def test_adapters_idle_too_long_are_closed(queue, monkeypatch):
-    old, _ = shared.call(redrive, rabbit_config(), [message(queue)])
+    old, _ = brokers.run(redrive, rabbit_config(), [message(queue)])
     monkeypatch.setattr(shared, "IDLE_SECONDS", 0.0)
-    shared.call(redrive, rabbit_config(publish_window=4), [message(queue)])
+    brokers.run(redrive, rabbit_config(publish_window=4), [message(queue)])
     assert old._conn is None or old._conn.is_closed
     assert shared.cached() == 1
 
 
 def test_a_forked_child_uses_its_own_loop_and_leaves_the_parents_connection_alone(queue):
     config = rabbit_config()
-    adapter, _ = shared.call(redrive, config, [message(queue, body=b"parent-1")])
+    adapter, _ = brokers.run(redrive, config, [message(queue, body=b"parent-1")])
     connection = adapter._conn
     pid = os.fork()
     if pid == 0:  # the child: nothing inherited is used, a new loop and connection work
         code = 1
         try:
             if shared.cached() == 0:
-                child, outcomes = shared.call(redrive, config, [message(queue, body=b"child")])
+                child, outcomes = brokers.run(redrive, config, [message(queue, body=b"child")])
                 code = 0 if outcomes[0].ok and child is not adapter else 2
             shared.close()
         finally:
@@ -177,18 +178,18 @@ def test_a_forked_child_uses_its_own_loop_and_leaves_the_parents_connection_alon
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     # the child exited (and closed its own connection): the parent's is untouched
-    again, outcomes = shared.call(redrive, config, [message(queue, body=b"parent-2")])
+    again, outcomes = brokers.run(redrive, config, [message(queue, body=b"parent-2")])
     assert outcomes[0].ok and again is adapter and again._conn is connection and not connection.is_closed
     assert queue.count() == 3
 
 
 def test_close_closes_every_adapter_and_stops_the_loop(queue):
-    adapter, _ = shared.call(redrive, rabbit_config(), [message(queue)])
+    adapter, _ = brokers.run(redrive, rabbit_config(), [message(queue)])
     connection, thread = adapter._conn, shared._state.thread
     shared.close()
     assert connection.is_closed and not thread.is_alive() and shared.cached() == 0
     shared.close()  # safe twice
-    _, outcomes = shared.call(redrive, rabbit_config(), [message(queue)])  # and usable again
+    _, outcomes = brokers.run(redrive, rabbit_config(), [message(queue)])  # and usable again
     assert outcomes[0].ok
 
 
@@ -232,11 +233,11 @@ def test_kafka_reads_a_topics_partition_count_once_per_ttl_not_per_chunk(monkeyp
     try:
         config = kafka.config(reuse_test=topic)  # settings of its own: a producer of its own
         for _ in range(3):
-            _, outcomes = shared.call(redrive, config, [message(), message()], destination=topic)
+            _, outcomes = brokers.run(redrive, config, [message(), message()], destination=topic)
             assert all(o.ok for o in outcomes), outcomes
         assert reads == [topic]
         monkeypatch.setattr(kafka_redrive, "PARTITIONS_TTL", 0.0)
-        shared.call(redrive, config, [message()], destination=topic)
+        brokers.run(redrive, config, [message()], destination=topic)
         assert reads == [topic, topic]
         assert len(kafka.read_topic(topic, 7)) == 7
     finally:
@@ -245,12 +246,12 @@ def test_kafka_reads_a_topics_partition_count_once_per_ttl_not_per_chunk(monkeyp
 
 
 def test_concurrent_callers_get_the_same_adapter_even_while_one_is_evicted(queue, monkeypatch):
-    old, _ = shared.call(redrive, rabbit_config(publish_window=2), [message(queue)])
+    old, _ = brokers.run(redrive, rabbit_config(publish_window=2), [message(queue)])
     monkeypatch.setattr(shared, "IDLE_SECONDS", 0.0)  # closing the old one awaits mid-call
 
     async def together():
         return await asyncio.gather(*(shared.adapter(rabbit_config()) for _ in range(5)))
 
-    found = shared.call(together)
+    found = brokers.run(together)
     assert len({id(a) for a in found}) == 1 and shared.cached() == 1
     assert old._conn is None or old._conn.is_closed

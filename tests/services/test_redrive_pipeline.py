@@ -12,6 +12,7 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
+import brokers
 from brokers import shared
 from brokers.base import ConnectionConfig, RedriveMessage
 from dlqadmin.models import (
@@ -82,7 +83,7 @@ def test_one_call_redrives_the_whole_job_over_one_connection(harvested):
     async def kept():
         return await shared.adapter(config)
 
-    adapter = shared.call(kept)  # the adapter the chunks used is still open for the next job
+    adapter = brokers.run(kept)  # the adapter the chunks used is still open for the next job
     assert adapter._connected()
 
 
@@ -154,7 +155,7 @@ def test_a_connection_dropped_between_chunks_is_reopened(harvested, after_claims
         adapter = await shared.adapter(config)
         await (await adapter._connection()).close()  # as if the broker closed it
 
-    after_claims(2, lambda: shared.call(drop))  # while chunk 1 is being published
+    after_claims(2, lambda: brokers.run(drop))  # while chunk 1 is being published
     result = redrive_job_process(job_id=job.pk, seconds=60)
     job.refresh_from_db()
     assert (result.more, job.succeeded, job.failed) == (False, 12, 0)
@@ -178,10 +179,10 @@ def test_transient_failures_are_retried_on_a_new_connection(monkeypatch):
 
     monkeypatch.setattr(shared, "adapter", counting)
     msg = RedriveMessage(ref=1, redrive_id="r-1", payload=b"x")
-    (outcome,) = shared.call(redrive_chunk._publish, 0, config, [msg], None, None)
+    (outcome,) = brokers.run(redrive_chunk._publish, 0, config, [msg], None, None)
     assert not outcome.ok and not outcome.permanent and "connect" in outcome.error
     assert len(created) == 3 and len({id(a) for a in created}) == 3  # a new adapter each time
-    assert shared.fingerprint(config) not in shared._state.adapters
+    assert ("adapter", *shared.fingerprint(config)) not in shared._state.clients
 
 
 def test_a_stale_claim_is_taken_back_and_sent_once(harvested, settings):

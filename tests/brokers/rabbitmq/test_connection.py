@@ -3,6 +3,7 @@ adapter used from successive event loops."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import ssl
 
@@ -31,14 +32,28 @@ class TestRabbitMQConnection(RabbitMQHarness):
 
     @pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
     def test_one_adapter_serves_successive_event_loops(self):
-        """brokers.run() bridges each sync call through its own event loop: the second call must
-        reconnect instead of using a connection bound to the first, finished loop."""
+        """An adapter used on a second event loop (first a loop of its own, then the broker loop
+        of brokers.run) reconnects instead of using a connection bound to the first, finished
+        loop."""
         adapter = get_adapter(self.config())
-        assert brokers.run(adapter.health).ok
+        assert asyncio.run(adapter.health()).ok
         assert brokers.run(adapter.health).ok
         brokers.run(adapter.close)
         brokers.run(adapter.close)  # safe twice
         gc.collect()  # reap the first loop's connection here (it could not be closed from the second)
+
+    def test_successive_bridged_calls_share_one_loop_and_one_connection(self):
+        """brokers.run() runs every call on the process's one broker loop: an adapter kept
+        across calls keeps its connection."""
+        adapter = get_adapter(self.config())
+        try:
+            assert brokers.run(adapter.health).ok
+            first = adapter._conn
+            assert brokers.run(adapter.health).ok
+            assert adapter._conn is first and not first.is_closed
+        finally:
+            brokers.run(adapter.close)
+        assert first.is_closed
 
     def test_a_closed_channel_error_reads_as_words_not_an_object_repr(self):
         """During a node shutdown aiormq says "<Channel: "1" at 0x7f..> closed"; the error an

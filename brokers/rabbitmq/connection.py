@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import ssl
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import unquote
 
 import aio_pika
@@ -74,13 +76,28 @@ async def connect(config: ConnectionConfig) -> aio_pika.abc.AbstractConnection:
     url = amqp_url(config)
     context = ssl_context(config.tls) if uses_tls(config) else None
     what = f"connect to {display_address(config)}"
-    with amqp_errors(what, config.timeout):
-        return await aio_pika.connect(
-            str(url),
-            ssl_context=context,
-            timeout=config.timeout,
-            client_properties={"connection_name": "dlqadmin"},
-        )
+    made: list[aio_pika.Connection] = []
+
+    def remembered(*args: Any, **kwargs: Any) -> aio_pika.Connection:
+        made.append(aio_pika.Connection(*args, **kwargs))
+        return made[-1]
+
+    try:
+        with amqp_errors(what, config.timeout):
+            return await aio_pika.connect(
+                str(url),
+                ssl_context=context,
+                timeout=config.timeout,
+                client_properties={"connection_name": "dlqadmin"},
+                connection_class=remembered,
+            )
+    except BaseException:
+        # aio-pika leaves a connection that failed to open unclosed; garbage collected later on
+        # a thread without a loop, it warns "coroutine 'Connection.close' was never awaited".
+        for conn in made:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), config.timeout)
+        raise
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import asyncio
 import gc
 import ssl
 
+import aio_pika
 import pytest
 
 import brokers
@@ -54,6 +55,21 @@ class TestRabbitMQConnection(RabbitMQHarness):
         finally:
             brokers.run(adapter.close)
         assert first.is_closed
+
+    def test_a_connection_that_failed_to_open_is_closed_not_left_to_the_garbage_collector(self, monkeypatch):
+        """aio-pika leaves a connection that could not open unclosed: collected later on a
+        thread without a loop, it warned "coroutine 'Connection.close' was never awaited"."""
+        made, init = [], aio_pika.Connection.__init__
+
+        def remember(conn, *args, **kwargs):  # observes (and keeps alive) each attempt
+            init(conn, *args, **kwargs)
+            made.append(conn)
+
+        monkeypatch.setattr(aio_pika.Connection, "__init__", remember)
+        config = ConnectionConfig(kind="rabbitmq", url="amqp://127.0.0.1:1/", timeout=2)
+        with pytest.raises(BrokerError):
+            brokers.run(connect, config)
+        assert len(made) == 1 and made[0].is_closed
 
     def test_a_closed_channel_error_reads_as_words_not_an_object_repr(self):
         """During a node shutdown aiormq says "<Channel: "1" at 0x7f..> closed"; the error an

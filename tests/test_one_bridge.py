@@ -36,7 +36,7 @@ MAIN_LOOPS = {
 #: pure memoisation of text helpers (compiled patterns), not client caches.
 PURE_MEMOS = {
     ("dlqadmin/services/grouping.py", "lru_cache"),
-    ("dlqadmin/services/masking.py", "lru_cache"),
+    ("dlqadmin/masking.py", "lru_cache"),
 }
 
 

@@ -16,8 +16,8 @@ from django.utils import timezone
 from dlqadmin.models import DeadLetter, RedriveJob, Source
 from dlqadmin.selectors import DeadLetterFilter
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.redrive import redrive_job_create
+from dlqadmin.services.harvest.store import source_harvest
+from dlqadmin.services.redrive.jobs import redrive_job_create
 
 from . import ceiling as db
 from . import processes

@@ -15,8 +15,8 @@ from django.core.exceptions import ValidationError
 from brokers import headers as header_codec
 from dlqadmin.broker_options import CONNECTION_OPTIONS, SOURCE_OPTIONS, option_problems
 from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
-from dlqadmin.services import redrive_options as bounds
 from dlqadmin.services.connections import connection_create, connection_update
+from dlqadmin.services.redrive import options as bounds
 from dlqadmin.services.sources import source_create, source_modes, source_update
 from dlqadmin.validators import control_character, find_nul
 

@@ -278,7 +278,7 @@ DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
 # a redrive over a filter claims this many messages in the request; the worker claims the rest
 DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST", 2000)
 # a dashboard or admin selection posts one field per id: room for the id limit of a selection
-# (dlqadmin.services.redrive_options.MAX_SELECTION_IDS, 10 000) plus the other fields
+# (dlqadmin.services.redrive.options.MAX_SELECTION_IDS, 10 000) plus the other fields
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 11_000
 
 # /metrics: a bearer token, or else only these networks may scrape.

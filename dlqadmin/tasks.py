@@ -8,8 +8,9 @@ from django.conf import settings
 
 from brokers import shared as brokers_shared
 from dlqadmin.models import AlertDelivery
-from dlqadmin.services import alerts, maintenance, redrive_worker
+from dlqadmin.services import alerts, maintenance
 from dlqadmin.services.heartbeat import heartbeat_beat
+from dlqadmin.services.redrive import worker as redrive_worker
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True, ignore_result=True)

@@ -67,7 +67,7 @@ def harvested():
     afterwards."""
     from dlqadmin.models import Source
     from dlqadmin.services.connections import connection_create
-    from dlqadmin.services.harvest import source_harvest
+    from dlqadmin.services.harvest.store import source_harvest
     from tests.support import rabbit
 
     made = []

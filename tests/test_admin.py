@@ -291,7 +291,7 @@ def test_the_admin_refuses_a_source_mode_its_broker_does_not_harvest(world, staf
 
 def test_a_jobs_page_shows_which_messages_it_holds_and_which_were_busy(admin_client):
     from dlqadmin.models import RedriveJob
-    from dlqadmin.services.redrive import redrive_job_create
+    from dlqadmin.services.redrive.jobs import redrive_job_create
 
     conn = connection_create(name="rmq-hold", kind="rabbitmq", url="amqp://127.0.0.1:5672/")
     source = Source.objects.create(connection=conn, name="hold-dlq", mode="queue", address="hold.dlq")

@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from dlqadmin.models import AuditEvent, DeadLetter, DeadLetterStatus, ErrorGroupStatus, RedriveJob, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.harvest.store import source_harvest
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
 

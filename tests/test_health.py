@@ -5,10 +5,10 @@ from django.test import Client
 
 from dlqadmin.models import Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.harvest.store import source_harvest
 from dlqadmin.services.heartbeat import heartbeat_beat
-from dlqadmin.services.redrive import redrive_job_create
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.redrive.jobs import redrive_job_create
+from dlqadmin.services.redrive.worker import redrive_job_step
 from dlqadmin.views import health
 from tests.brokers import nats_server
 from tests.conftest import AMQP_URL

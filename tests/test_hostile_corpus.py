@@ -17,9 +17,9 @@ from brokers import headers as codec
 from dlqadmin.models import DeadLetter, RedriveAttempt, Source
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.export import record
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.redrive import redrive_job_create
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.harvest.store import source_harvest
+from dlqadmin.services.redrive.jobs import redrive_job_create
+from dlqadmin.services.redrive.worker import redrive_job_step
 from tests.conftest import AMQP_URL, unique
 from tests.support import rabbit
 from tests.support.kafka import BOOTSTRAP, Record, create_topics, produce, read_topic, spring_headers

@@ -13,8 +13,8 @@ from django.conf import settings
 from dlqadmin import live
 from dlqadmin.consumers import LiveConsumer
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
-from dlqadmin.services.redrive import redrive_job_create
+from dlqadmin.services.harvest.store import dead_letters_store
+from dlqadmin.services.redrive.jobs import redrive_job_create
 from tests.conftest import unique, user_in_role
 from tests.support.access_world import message
 

@@ -1,6 +1,6 @@
 """Every surface that starts a redrive (dashboard form, API, Django admin, ``manage.py redrive``)
 refuses the same out-of-bound option and the same oversized id selection with the one message of
-dlqadmin.services.redrive_options, and accepts the same largest values."""
+dlqadmin.services.redrive.options, and accepts the same largest values."""
 
 import html
 from io import StringIO
@@ -12,9 +12,9 @@ from django.test import Client
 from django.urls import reverse
 
 from dlqadmin.models import AuditEvent, DeadLetter, RedriveJob, Source
-from dlqadmin.services import redrive_options as bounds
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
+from dlqadmin.services.redrive import options as bounds
 from tests.api.conftest import token_client
 from tests.conftest import AMQP_URL
 from tests.views.conftest import harvested
@@ -112,7 +112,7 @@ def test_every_surface_takes_at_most_the_one_id_limit(surface, operator):
 
 
 def test_the_service_refuses_more_ids_than_the_limit_for_any_other_caller(source):
-    from dlqadmin.services.redrive import RedriveError, redrive_plan
+    from dlqadmin.services.redrive.jobs import RedriveError, redrive_plan
 
     with pytest.raises(RedriveError) as refused:
         redrive_plan(ids=list(range(1, bounds.MAX_SELECTION_IDS + 2)))

@@ -58,7 +58,7 @@ def target(message: RedriveMessage, destination: Destination) -> tuple[str, str]
     given, the original exchange and routing key. ``use_original_route``: always the original
     exchange and routing key; explicit fields win. ("", "") means there is no destination.
 
-    ``dlqadmin.services.redrive_destination`` mirrors this in SQL for the plan: keep them in step.
+    ``dlqadmin.services.redrive.destination`` mirrors this in SQL for the plan: keep them in step.
     """
     origin = message.origin
     original = destination.use_original_route or (

@@ -18,7 +18,7 @@ from dlqadmin.services.connections import (
     connection_update,
     connection_validate,
 )
-from dlqadmin.services.source_prepare import prepare_state
+from dlqadmin.services.harvest.prepare import prepare_state
 from dlqadmin.services.sources import (
     SOURCE_FIELDS,
     harvest_now_summary,

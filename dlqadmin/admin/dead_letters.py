@@ -29,8 +29,8 @@ from dlqadmin.services.dead_letters import (
 )
 from dlqadmin.services.export import iter_csv, iter_jsonl
 from dlqadmin.services.masking import Masker
-from dlqadmin.services.redrive import RedriveError, redrive_job_create
-from dlqadmin.services.redrive_options import MAX_SELECTION_IDS, ids_message
+from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
+from dlqadmin.services.redrive.options import MAX_SELECTION_IDS, ids_message
 
 from .base import ModelAdmin, ReadOnlyAdmin, RolePermissions, client_ip, per_request
 

@@ -25,7 +25,7 @@ from rest_framework.views import set_rollback
 from brokers.base import BrokerError
 from dlqadmin.selectors import FilterError
 from dlqadmin.services.dead_letters import EditError
-from dlqadmin.services.redrive import RedriveError
+from dlqadmin.services.redrive.jobs import RedriveError
 
 log = logging.getLogger(__name__)
 

@@ -130,7 +130,7 @@ class Source(models.Model):
     last_error_at = models.DateTimeField(null=True, blank=True)
 
     # What the adapter's prepare() set up on the broker (modes with Capability.PREPARE, e.g. the
-    # NATS advisory capture stream); written only by services/source_prepare.py.
+    # NATS advisory capture stream); written only by services/harvest/prepare.py.
     prepared_at = models.DateTimeField(
         null=True, blank=True, editable=False, help_text="When the broker was last set up for this source."
     )

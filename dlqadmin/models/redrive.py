@@ -157,7 +157,7 @@ class RedriveAttempt(models.Model):
         ]
         indexes = [
             models.Index(fields=["job", "status", "id"], name="attempt_job_status"),
-            # the few attempts in flight: orphan checks (redrive_lease.release_orphans)
+            # the few attempts in flight: orphan checks (redrive.lease.release_orphans)
             models.Index(
                 fields=["dead_letter"],
                 name="attempt_active_message",

@@ -18,8 +18,8 @@ import brokers
 from brokers.base import ConnectionConfig, DiscoveredSource, Health, SourceSpec, TLSOptions
 from dlqadmin import permissions
 from dlqadmin.models import Connection, HealthStatus, Source
-from dlqadmin.services import source_prepare
 from dlqadmin.services.audit import audit_record
+from dlqadmin.services.harvest import prepare as source_prepare
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from django.db.models import QuerySet
 
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, Source
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 from dlqadmin.services.masking import MaskedMessage, Masker
 from dlqadmin.validators import parse_instant
 

@@ -10,9 +10,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
-from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.redrive import RedriveError, redrive_job_create
+from dlqadmin.services.redrive import destination as routes
+from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
 
 log = logging.getLogger(__name__)
 

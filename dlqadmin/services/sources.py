@@ -8,7 +8,7 @@ source's mode must be one its connection's broker adapter harvests (``brokers.ad
 An enabled source whose mode needs the broker set up first (``Capability.PREPARE``: the NATS
 advisory capture stream) is prepared once the write commits: when it is created, enabled, moved
 (connection, mode, address) or its options change, and on any save while it is not prepared.
-A broker that is down does not fail the write: see :mod:`dlqadmin.services.source_prepare`.
+A broker that is down does not fail the write: see :mod:`dlqadmin.services.harvest.prepare`.
 
 ``source_harvest_now`` is the one "harvest now" of the dashboard, the API and the admin: it
 harvests, audits (success or failure) and leaves the failure on the source.
@@ -24,8 +24,8 @@ from brokers.base import BrokerError
 from dlqadmin import permissions
 from dlqadmin.models import Connection, Source
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.harvest import DB_OUTAGES, HarvestReport, failure_text, source_harvest
-from dlqadmin.services.source_prepare import NOT_PREPARED, needs_prepare, source_prepare
+from dlqadmin.services.harvest.prepare import NOT_PREPARED, needs_prepare, source_prepare
+from dlqadmin.services.harvest.store import DB_OUTAGES, HarvestReport, failure_text, source_harvest
 
 #: what ``source_create`` / ``source_update`` may set besides connection, name, mode and address
 SOURCE_SETTINGS = (

@@ -17,8 +17,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 
 from dlqadmin import permissions
 from dlqadmin.selectors import DeadLetterFilter, FilterError, visibility_snapshot
-from dlqadmin.services import redrive_options
 from dlqadmin.services.masking import Masker
+from dlqadmin.services.redrive import options as redrive_options
 from dlqadmin.validators import parse_id
 
 #: every action a template may ask about: ``{% if can.redrive %}``

@@ -14,7 +14,7 @@ from dlqadmin.models import Connection, Source
 from dlqadmin.selectors import visible_sources
 from dlqadmin.services import sources as source_services
 from dlqadmin.services.connections import connection_check_health, connection_discover
-from dlqadmin.services.source_prepare import prepare_state
+from dlqadmin.services.harvest.prepare import prepare_state
 
 from .common import client_addr, is_htmx, page, requires
 

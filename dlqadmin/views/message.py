@@ -22,7 +22,7 @@ from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import dead_letters_for
 from dlqadmin.services.dead_letters import EditError, dead_letter_revise, is_json_payload
 from dlqadmin.services.masking import Masker, view_of
-from dlqadmin.services.redrive import RedriveError, redrive_job_create
+from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
 from dlqadmin.validators import is_id, parse_id
 
 from . import presenters

@@ -13,7 +13,7 @@ from dlqadmin import live, permissions, selectors_dashboard
 from dlqadmin.forms import RedriveForm
 from dlqadmin.models import ACTIVE_JOB_STATUSES, BrokerKind, RedriveAttemptStatus
 from dlqadmin.selectors import DeadLetterFilter, FilterError, dead_letters_for, redrive_jobs_for
-from dlqadmin.services.redrive import (
+from dlqadmin.services.redrive.jobs import (
     RedriveError,
     redrive_job_cancel,
     redrive_job_create,

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.redrive.worker import redrive_job_step
 from tests.conftest import NATS_URL
 from tests.support.nats import (
     advisory_subjects,

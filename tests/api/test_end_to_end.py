@@ -8,7 +8,7 @@ import time
 import pytest
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.redrive.worker import redrive_job_step
 from tests.brokers.contract import Sent
 from tests.brokers.kafka import test_contract as kafka_support
 from tests.brokers.nats import test_contract as nats_support

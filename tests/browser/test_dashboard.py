@@ -18,9 +18,9 @@ from brokers import headers as header_codec
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, DeadLetterRevision, RedriveJob, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store, source_harvest
-from dlqadmin.services.redrive import redrive_job_create
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.harvest.store import dead_letters_store, source_harvest
+from dlqadmin.services.redrive.jobs import redrive_job_create
+from dlqadmin.services.redrive.worker import redrive_job_step
 from tests.browser.conftest import ROOT, expect, in_thread, sign_in
 from tests.conftest import AMQP_URL
 from tests.support import rabbit

@@ -15,7 +15,7 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin import selectors_dashboard
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 from tests.browser.conftest import expect, sign_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]

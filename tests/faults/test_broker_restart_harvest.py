@@ -16,7 +16,7 @@ import pytest
 
 from dlqadmin.models import Connection, DeadLetter, HealthStatus, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
+from dlqadmin.services.harvest.store import source_harvest
 from tests.conftest import KAFKA_BOOTSTRAP, unique
 from tests.faults.helpers import (
     distinct_positions,

@@ -25,8 +25,8 @@ from dlqadmin.models import (
     Source,
 )
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.redrive import redrive_job_create
+from dlqadmin.services.harvest.store import source_harvest
+from dlqadmin.services.redrive.jobs import redrive_job_create
 from tests.conftest import unique
 from tests.faults.helpers import nats_app_dlq, nats_stream_messages
 from tests.support.processes import wait_until

@@ -21,8 +21,8 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
-from dlqadmin.services.redrive import redrive_job_create
-from dlqadmin.services.redrive_worker import enqueue, redrive_jobs_watchdog
+from dlqadmin.services.redrive.jobs import redrive_job_create
+from dlqadmin.services.redrive.worker import enqueue, redrive_jobs_watchdog
 from dlqadmin.services.tokens import token_create
 from tests.support import rabbit
 from tests.support.processes import wait_until

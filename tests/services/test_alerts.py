@@ -13,8 +13,8 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import AlertDelivery, AlertRule, RedriveJob, Source
 from dlqadmin.services import alerts
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
-from dlqadmin.services.redrive_worker import finish
+from dlqadmin.services.harvest.store import dead_letters_store
+from dlqadmin.services.redrive.worker import finish
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

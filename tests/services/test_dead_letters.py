@@ -15,9 +15,9 @@ from dlqadmin.services.dead_letters import (
     dead_letters_resolve,
     error_group_set_status,
 )
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.redrive import redrive_job_create
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.harvest.store import source_harvest
+from dlqadmin.services.redrive.jobs import redrive_job_create
+from dlqadmin.services.redrive.worker import redrive_job_step
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
 

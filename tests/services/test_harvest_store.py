@@ -10,7 +10,7 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import Connection, DeadLetter, DeadLetterStatus, ErrorGroup, ErrorGroupStatus, Source
 from dlqadmin.services.connections import connection_config, connection_create
 from dlqadmin.services.grouping import normalise_message
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 
 pytestmark = pytest.mark.django_db
 

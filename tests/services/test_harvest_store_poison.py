@@ -12,7 +12,7 @@ from brokers import headers
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, ErrorGroup, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 
 pytestmark = pytest.mark.django_db
 

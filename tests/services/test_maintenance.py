@@ -8,7 +8,7 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import AuditEvent, DeadLetter, DeadLetterStatus, ErrorGroup, RedriveAttempt, Source
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.dead_letters import dead_letters_archive
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 from dlqadmin.services.maintenance import auto_retry_candidates, auto_retry_run, retention_purge
 
 pytestmark = pytest.mark.django_db

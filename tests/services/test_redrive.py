@@ -18,10 +18,10 @@ from dlqadmin.models import (
     Source,
 )
 from dlqadmin.selectors import DeadLetterFilter
-from dlqadmin.services import redrive_destination
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.redrive import (
+from dlqadmin.services.harvest.store import source_harvest
+from dlqadmin.services.redrive import destination as redrive_destination
+from dlqadmin.services.redrive.jobs import (
     RedriveError,
     redrive_job_cancel,
     redrive_job_create,
@@ -29,7 +29,7 @@ from dlqadmin.services.redrive import (
     redrive_job_resume,
     redrive_plan,
 )
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.redrive.worker import redrive_job_step
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
 from tests.support.jobs import run_to_end

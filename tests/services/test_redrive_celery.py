@@ -5,8 +5,8 @@ import time
 import pytest
 
 from dlqadmin.models import DeadLetter, DeadLetterStatus, RedriveAttempt, RedriveAttemptStatus
-from dlqadmin.services.redrive import redrive_job_create
-from dlqadmin.services.redrive_worker import redrive_jobs_watchdog
+from dlqadmin.services.redrive.jobs import redrive_job_create
+from dlqadmin.services.redrive.worker import redrive_jobs_watchdog
 from tests.support import rabbit
 from tests.support.processes import start_celery_worker
 

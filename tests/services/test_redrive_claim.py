@@ -1,5 +1,5 @@
 """A redrive over a large filter: the request claims the first messages, the worker the rest
-(``dlqadmin.services.redrive_claim``), against real RabbitMQ and PostgreSQL."""
+(``dlqadmin.services.redrive.claim``), against real RabbitMQ and PostgreSQL."""
 
 import pytest
 from django.contrib.auth.models import Group
@@ -14,14 +14,14 @@ from dlqadmin.models import (
     RedriveJobStatus,
 )
 from dlqadmin.selectors import DeadLetterFilter
-from dlqadmin.services import redrive_claim
-from dlqadmin.services.redrive import (
+from dlqadmin.services.redrive import claim as redrive_claim
+from dlqadmin.services.redrive.jobs import (
     redrive_job_cancel,
     redrive_job_create,
     redrive_job_pause,
     redrive_job_resume,
 )
-from dlqadmin.services.redrive_worker import redrive_job_process, redrive_job_step
+from dlqadmin.services.redrive.worker import redrive_job_process, redrive_job_step
 from tests.conftest import user_in_role
 from tests.support import rabbit
 from tests.support.jobs import run_to_end

@@ -1,6 +1,6 @@
 """The plan's SQL routes agree with where the adapters publish, for every origin x override.
 
-``dlqadmin.services.redrive_destination`` restates the adapters' destination rules as database
+``dlqadmin.services.redrive.destination`` restates the adapters' destination rules as database
 expressions; these tests put real rows in PostgreSQL and compare each row's route, its text and
 ``needs_destination`` with what ``brokers.rabbitmq.redrive.target`` (and the Kafka / NATS rule:
 the override, else the original topic / subject) would do with the same message."""
@@ -12,9 +12,9 @@ import pytest
 from brokers.base import Destination, HarvestedMessage, Origin, RedriveMessage
 from brokers.rabbitmq.redrive import NO_DESTINATION, target
 from dlqadmin.models import DeadLetter, Source
-from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
+from dlqadmin.services.redrive import destination as routes
 
 pytestmark = pytest.mark.django_db
 

@@ -1,6 +1,6 @@
 """Who owns a message and a chunk, forced interleaving by interleaving: real threads, each on its
 own PostgreSQL connection, holding a transaction open where a worker or a request would, and
-real RabbitMQ counting what arrives (``dlqadmin.services.redrive_lease``)."""
+real RabbitMQ counting what arrives (``dlqadmin.services.redrive.lease``)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
-from dlqadmin.services import redrive_chunk, redrive_lease
-from dlqadmin.services.redrive import RedriveError, redrive_job_cancel, redrive_job_create
-from dlqadmin.services.redrive_worker import redrive_job_process, redrive_job_step, redrive_jobs_watchdog
+from dlqadmin.services.redrive import lease as redrive_lease
+from dlqadmin.services.redrive import send as redrive_chunk
+from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_cancel, redrive_job_create
+from dlqadmin.services.redrive.worker import redrive_job_process, redrive_job_step, redrive_jobs_watchdog
 from tests.support import rabbit
 from tests.support.jobs import run_to_end
 from tests.support.processes import wait_until

@@ -22,15 +22,15 @@ from dlqadmin.models import (
     RedriveAttemptStatus,
     RedriveJobStatus,
 )
-from dlqadmin.services import redrive_chunk
 from dlqadmin.services.connections import connection_config
-from dlqadmin.services.redrive import (
+from dlqadmin.services.redrive import send as redrive_chunk
+from dlqadmin.services.redrive.jobs import (
     redrive_job_cancel,
     redrive_job_create,
     redrive_job_pause,
     redrive_job_resume,
 )
-from dlqadmin.services.redrive_worker import redrive_job_process, redrive_job_step
+from dlqadmin.services.redrive.worker import redrive_job_process, redrive_job_step
 from tests.support import rabbit
 
 pytestmark = pytest.mark.django_db(transaction=True)

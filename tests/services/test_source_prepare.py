@@ -1,4 +1,4 @@
-"""Preparing sources (services/source_prepare.py) against the real NATS server: on create,
+"""Preparing sources (services/harvest/prepare.py) against the real NATS server: on create,
 enable and move, through the services the dashboard, the API and the admin call; a broker that
 is down; the harvest preparing again what is missing (self-healing)."""
 
@@ -13,9 +13,9 @@ import brokers
 from brokers.base import Capability
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.connections import connection_create, connection_update
-from dlqadmin.services.harvest import source_harvest
-from dlqadmin.services.harvester import Harvester
-from dlqadmin.services.source_prepare import prepare_state
+from dlqadmin.services.harvest.follow import Harvester
+from dlqadmin.services.harvest.prepare import prepare_state
+from dlqadmin.services.harvest.store import source_harvest
 from dlqadmin.services.sources import source_create, source_update
 from tests.support.nats import (
     NATS_URL,

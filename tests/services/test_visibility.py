@@ -13,7 +13,7 @@ from dlqadmin.services.dead_letters import (
     dead_letters_resolve,
     error_group_set_status,
 )
-from dlqadmin.services.redrive import RedriveError, redrive_job_create, redrive_plan
+from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create, redrive_plan
 from tests.support.access_world import build
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from brokers import headers as header_codec
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, MaskingRule, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 
 EMAIL, CARD, TOKEN = "ann@example.com", "4111111111111111", "tok-SECRET-123"
 #: what a masked user must never receive, anywhere

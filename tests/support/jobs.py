@@ -1,7 +1,7 @@
 """Running a redrive job to its end in the test's own thread, one chunk per step."""
 
 from dlqadmin.models import RedriveJob
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.redrive.worker import redrive_job_step
 
 
 def run_to_end(job: RedriveJob, max_steps: int = 1000) -> RedriveJob:

@@ -13,7 +13,7 @@ from brokers import headers as header_codec
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.connections import connection_create
-from dlqadmin.services.harvest import dead_letters_store
+from dlqadmin.services.harvest.store import dead_letters_store
 from tests.conftest import AMQP_URL
 
 HOSTILE = '<script>alert("pwn")</script>"><img src=x onerror=alert(1)>'

@@ -124,7 +124,7 @@ def test_harvest_now_of_an_invisible_source_is_404(world, outsider):
 def test_a_redrive_job_over_a_restricted_source_exists_only_for_those_who_may_see_it(
     world, outsider, insider, as_user, admin_user
 ):
-    from dlqadmin.services.redrive import redrive_job_create
+    from dlqadmin.services.redrive.jobs import redrive_job_create
 
     hidden_job = redrive_job_create(actor=None, ids=[world.hidden.pk])
     open_job = redrive_job_create(actor=None, ids=[world.letter.pk])

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from rest_framework import serializers
 
-from dlqadmin.services.redrive_options import MAX_SELECTION_IDS, ids_message
+from dlqadmin.services.redrive.options import MAX_SELECTION_IDS, ids_message
 from dlqadmin.validators import find_nul
 
 MAX_BIGINT = 2**63 - 1

@@ -15,7 +15,7 @@ from rest_framework import serializers
 from dlqadmin.models import Connection, Source, SourceMode
 from dlqadmin.selectors_dashboard import capability_names, kind_capabilities, source_capabilities
 from dlqadmin.services.connections import connection_create, connection_update
-from dlqadmin.services.source_prepare import prepare_state
+from dlqadmin.services.harvest.prepare import prepare_state
 from dlqadmin.services.sources import HARVEST_NOW_LIMIT, HARVEST_NOW_MAX, source_create, source_update
 from dlqadmin.validators import control_character
 

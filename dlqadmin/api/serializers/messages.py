@@ -14,7 +14,7 @@ from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import DeadLetterFilter, FilterError
 from dlqadmin.services.masking import MaskedMessage, Masker
-from dlqadmin.services.redrive_options import MAX_SELECTION_IDS
+from dlqadmin.services.redrive.options import MAX_SELECTION_IDS
 
 from .base import IdListField, StrictCharField, StrictSerializer, reject_nul
 

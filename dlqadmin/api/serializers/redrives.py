@@ -7,8 +7,8 @@ from rest_framework import serializers
 
 from dlqadmin.models import RedriveAttemptStatus, RedriveJob
 from dlqadmin.selectors_dashboard import job_skipped_reasons
-from dlqadmin.services import redrive_destination as routes
-from dlqadmin.services import redrive_options as bounds
+from dlqadmin.services.redrive import destination as routes
+from dlqadmin.services.redrive import options as bounds
 
 from .base import StrictSerializer
 from .messages import SelectionSerializer

@@ -17,7 +17,7 @@ from dlqadmin.api.serializers.redrives import (
 )
 from dlqadmin.models import RedriveJob
 from dlqadmin.selectors import redrive_jobs_for
-from dlqadmin.services.redrive import (
+from dlqadmin.services.redrive.jobs import (
     redrive_job_cancel,
     redrive_job_create,
     redrive_job_pause,

@@ -12,8 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from brokers.base import BrokerError
 from dlqadmin.models import Source
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.harvest import DB_OUTAGES, failure_text, source_harvest
-from dlqadmin.services.harvester import Harvester
+from dlqadmin.services.harvest.follow import Harvester
+from dlqadmin.services.harvest.store import DB_OUTAGES, failure_text, source_harvest
 
 
 class Command(BaseCommand):

@@ -7,10 +7,10 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from dlqadmin.models import RedriveJob
-from dlqadmin.services import redrive_destination as routes
-from dlqadmin.services import redrive_options as bounds
-from dlqadmin.services.redrive import RedriveError, redrive_job_create, redrive_plan
-from dlqadmin.services.redrive_worker import redrive_job_step
+from dlqadmin.services.redrive import destination as routes
+from dlqadmin.services.redrive import options as bounds
+from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create, redrive_plan
+from dlqadmin.services.redrive.worker import redrive_job_step
 
 from ._filters import parse_filter, parse_ids
 

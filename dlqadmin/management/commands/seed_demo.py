@@ -1,7 +1,7 @@
 """``manage.py seed_demo [--rabbitmq-url URL] [--kafka-bootstrap HOST:PORT] [--nats-url URL]``.
 
 Creates the demo's broker topology (through :mod:`brokers.simulate`) and the matching
-Connections and Sources, then prepares each source (``services.source_prepare``: the NATS
+Connections and Sources, then prepares each source (``services.harvest.prepare``: the NATS
 advisory capture stream must exist before the first failure, or the advisory is lost). A broker whose
 flag is absent is skipped. Idempotent: running it again updates URLs and credentials in place.
 
@@ -20,7 +20,7 @@ import brokers
 from brokers import simulate
 from dlqadmin.models import BrokerKind, Connection, Source, SourceMode
 from dlqadmin.services.connections import connection_create, connection_update
-from dlqadmin.services.source_prepare import source_prepare
+from dlqadmin.services.harvest.prepare import source_prepare
 from dlqadmin.services.sources import source_create, source_update
 
 

@@ -1,8 +1,8 @@
 """Redrive job processing: chunk by chunk, confirmed publishes, exact counters.
 
 ``redrive_job_process`` (called by the Celery task) works on one job for about
-:data:`RUN_SECONDS`, as a pipeline of chunks (:mod:`dlqadmin.services.redrive_pipeline` over
-:mod:`dlqadmin.services.redrive_chunk`): while the broker confirms chunk *k*, chunk *k-1* is
+:data:`RUN_SECONDS`, as a pipeline of chunks (:mod:`dlqadmin.services.redrive.pipeline` over
+:mod:`dlqadmin.services.redrive.send`): while the broker confirms chunk *k*, chunk *k-1* is
 recorded and chunk *k+1* is claimed. The job's status is read again before each chunk starts, so
 pause and cancel take effect within one chunk: the chunk in flight finishes, a chunk claimed but
 not started goes back to pending. ``redrive_job_step`` does one chunk, start to end (the CLI,
@@ -10,7 +10,7 @@ tests).
 
 A message is marked redriven only after the broker confirmed it. Transient broker errors are
 retried with exponential backoff on a new connection; permanent ones fail that message and move
-on. Ownership is explicit (:mod:`dlqadmin.services.redrive_lease`): a chunk is claimed under a
+on. Ownership is explicit (:mod:`dlqadmin.services.redrive.lease`): a chunk is claimed under a
 fencing token with a lease its worker renews while it waits; only an expired lease is taken
 over, only the owner records outcomes, and a job finishes only when none of its attempts is
 pending or claimed. A job whose last attempts are held by another worker is looked at again
@@ -40,13 +40,15 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
-from dlqadmin.services import alerts, redrive_claim, redrive_lease
-from dlqadmin.services import redrive_chunk as chunks
-from dlqadmin.services.redrive_chunk import TRANSIENT_RETRIES
-from dlqadmin.services.redrive_claim import CLAIM_CHUNK
-from dlqadmin.services.redrive_lease import ACTIVE_ATTEMPT, Keeper
+from dlqadmin.services import alerts
+from dlqadmin.services.redrive import claim as redrive_claim
+from dlqadmin.services.redrive import lease as redrive_lease
+from dlqadmin.services.redrive import send as chunks
+from dlqadmin.services.redrive.claim import CLAIM_CHUNK
+from dlqadmin.services.redrive.lease import ACTIVE_ATTEMPT, Keeper
+from dlqadmin.services.redrive.send import TRANSIENT_RETRIES
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlqadmin.services.redrive_worker")  # the pre-package name, kept for logging configs
 
 #: seconds one ``redrive_job_process`` call (one Celery task) keeps taking chunks of a job
 #: before it re-enqueues itself, so other jobs and tasks get the worker in turn.
@@ -223,7 +225,7 @@ def redrive_job_process(*, job_id: int, seconds: float = RUN_SECONDS) -> StepRes
     Idempotent and safe to run concurrently (workers claim different chunks). If the worker
     dies, at most two chunks were published but not recorded (the one being recorded and the
     one in flight): they are sent again once their lease expired (at least once)."""
-    from dlqadmin.services.redrive_pipeline import Pipeline
+    from dlqadmin.services.redrive.pipeline import Pipeline
 
     job = RedriveJob.objects.get(pk=job_id)
     if job.status not in _RUNNABLE:

@@ -27,7 +27,7 @@ import brokers
 from brokers.base import BrokerAdapter, BrokerError, Health
 from dlqadmin.models import Source
 from dlqadmin.services.connections import connection_config, connection_record_health
-from dlqadmin.services.harvest import (
+from dlqadmin.services.harvest.store import (
     DB_OUTAGES,
     HarvestReport,
     failure_text,
@@ -36,7 +36,7 @@ from dlqadmin.services.harvest import (
 )
 from dlqadmin.services.heartbeat import heartbeat_beat
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlqadmin.services.harvester")  # the pre-package name, kept for logging configs
 
 
 def close_old_connections_now() -> None:

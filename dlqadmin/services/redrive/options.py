@@ -3,10 +3,10 @@ destination override and of a header policy, and how many messages a selection m
 
 Every surface takes its bounds and messages from here and keeps its own presentation: the
 dashboard form (a form error), the API serializer (a 400), the Django admin (a message), the
-``manage.py redrive`` command (a CommandError), and :func:`dlqadmin.services.redrive.redrive_job_create`
+``manage.py redrive`` command (a CommandError), and :func:`dlqadmin.services.redrive.jobs.redrive_job_create`
 checks them once more for any other caller. Larger selections than :data:`MAX_SELECTION_IDS` go by
 filter: a filter job is claimed in part by the request and the rest by the worker
-(:mod:`dlqadmin.services.redrive_claim`).
+(:mod:`dlqadmin.services.redrive.claim`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 The publish runs on the process's broker loop (:mod:`brokers.shared`): the adapter, and so the
 broker connection, is reused from chunk to chunk, and the calling thread is free to record the
 previous chunk and claim the next one while the broker confirms this one
-(``redrive_pipeline.Pipeline``). Everything that touches the database runs on the calling thread.
+(``pipeline.Pipeline``). Everything that touches the database runs on the calling thread.
 
-A chunk is claimed under a fencing token and a lease (:mod:`dlqadmin.services.redrive_lease`):
+A chunk is claimed under a fencing token and a lease (:mod:`dlqadmin.services.redrive.lease`):
 its outcomes are recorded, and its attempts given back, only while that token still owns them.
 """
 
@@ -42,9 +42,9 @@ from dlqadmin.models import (
     RedriveAttemptStatus,
     RedriveJob,
 )
-from dlqadmin.services import redrive_lease
 from dlqadmin.services.connections import connection_config
-from dlqadmin.services.redrive_lease import Keeper
+from dlqadmin.services.redrive import lease as redrive_lease
+from dlqadmin.services.redrive.lease import Keeper
 
 log = logging.getLogger("dlqadmin.services.redrive_worker")
 

@@ -34,10 +34,9 @@ from brokers.base import (
     SourceSpec,
 )
 from dlqadmin.models import Source
+from dlqadmin.services import connections as _connections  # a module: connections imports this one
 
-from . import connections as _connections  # a module: services/connections.py imports this one
-
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlqadmin.services.source_prepare")  # the pre-package name, kept for logging configs
 
 #: seconds to wait for the broker when a save prepares a source (the request waits for it)
 PREPARE_TIMEOUT = 5.0

@@ -4,11 +4,11 @@ Life of a job:
 
 1. ``redrive_plan`` resolves ids or a filter to counts the operator confirms (how many, how many
    parked by the loop guard, how many busy in another job, where they go and how many need a
-   destination because no origin is recorded: :mod:`dlqadmin.services.redrive_destination`).
+   destination because no origin is recorded: :mod:`dlqadmin.services.redrive.destination`).
    The plan pins the filter to ``max_id`` so messages arriving after the plan are never part of
    the job.
 2. ``redrive_job_create`` claims the planned messages and writes one RedriveAttempt per message,
-   in chunks, so memory stays flat in the job size (:mod:`dlqadmin.services.redrive_claim`). A
+   in chunks, so memory stays flat in the job size (:mod:`dlqadmin.services.redrive.claim`). A
    message belongs to at most one active job (a unique index arbitrates every interleaving of
    two creations or claims): one held by another job gets a SKIPPED attempt "busy in job #N";
    when every selected message is busy the creation answers a conflict and creates nothing.
@@ -16,7 +16,7 @@ Life of a job:
    large filter
    is claimed only in part by the request; the worker claims the rest ahead of sending. The
    Celery task is enqueued on commit.
-3. ``redrive_worker.redrive_job_step`` processes it chunk by chunk (see that module).
+3. ``worker.redrive_job_step`` processes it chunk by chunk (see that module).
 
 With an ``actor`` (a user), plan and job only ever include messages of sources that user may see
 (``dlqadmin.selectors.dead_letters_for``): other ids are ignored, filters never reach them.
@@ -41,13 +41,14 @@ from dlqadmin.models import (
     RedriveJobStatus,
 )
 from dlqadmin.selectors import DeadLetterFilter
-from dlqadmin.services import redrive_claim, redrive_options
-from dlqadmin.services import redrive_destination as routes
 from dlqadmin.services.audit import audit_record
-from dlqadmin.services.redrive_options import DEFAULT_BATCH
-from dlqadmin.services.redrive_worker import enqueue, finish
+from dlqadmin.services.redrive import claim as redrive_claim
+from dlqadmin.services.redrive import destination as routes
+from dlqadmin.services.redrive import options as redrive_options
+from dlqadmin.services.redrive.options import DEFAULT_BATCH
+from dlqadmin.services.redrive.worker import enqueue, finish
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlqadmin.services.redrive")  # the pre-package name, kept for logging configs
 
 
 class RedriveError(ValueError):
@@ -67,7 +68,7 @@ class RedriveError(ValueError):
 class RedrivePlan:
     """What a job would do. ``redrivable`` messages are sent; ``needs_destination`` ones have no
     recorded origin and no override (a job skips them); ``routes`` counts the messages a job
-    considers (neither busy nor parked) by route (:mod:`dlqadmin.services.redrive_destination`);
+    considers (neither busy nor parked) by route (:mod:`dlqadmin.services.redrive.destination`);
     ``destinations`` are the ten largest (kind, source, route, where) groups of those."""
 
     total: int
@@ -211,7 +212,7 @@ def _validate_ids(ids) -> list[int]:
 def _validate_options(
     *, destination, velocity=None, batch_size: int = DEFAULT_BATCH, header_policy=None
 ) -> None:
-    """The bounds of :mod:`dlqadmin.services.redrive_options`, for callers that skipped a surface."""
+    """The bounds of :mod:`dlqadmin.services.redrive.options`, for callers that skipped a surface."""
     errors = redrive_options.option_problems(
         destination=destination, velocity=velocity, batch_size=batch_size, header_policy=header_policy
     )

@@ -2,9 +2,9 @@
 becomes QUEUED and gets one RedriveAttempt of the job that holds it (a SKIPPED one when the loop
 guard parks it, when it needs a destination the job does not give, or when another job holds
 it: "busy in job #N"). Holding is exclusive by a
-unique index (:mod:`dlqadmin.services.redrive_lease`).
+unique index (:mod:`dlqadmin.services.redrive.lease`).
 
-A job over ids (at most ``redrive_options.MAX_SELECTION_IDS``, on every surface) is claimed
+A job over ids (at most ``options.MAX_SELECTION_IDS``, on every surface) is claimed
 whole by the request that creates it. A job
 over a filter may match a million messages, which would hold the request, and one transaction
 locking every row, for minutes: the request claims the first
@@ -38,9 +38,9 @@ from dlqadmin.models import (
     RedriveJobStatus,
 )
 from dlqadmin.selectors import DeadLetterFilter, dead_letters_for
-from dlqadmin.services import redrive_destination as routes
+from dlqadmin.services.redrive import destination as routes
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlqadmin.services.redrive_claim")  # the pre-package name, kept for logging configs
 
 #: dead letters claimed per transaction
 CLAIM_CHUNK = 1000

@@ -1,4 +1,4 @@
-"""One ``redrive_job_process`` call as a pipeline of chunks (:mod:`dlqadmin.services.redrive_chunk`):
+"""One ``redrive_job_process`` call as a pipeline of chunks (:mod:`dlqadmin.services.redrive.send`):
 while the broker confirms chunk *k* (on the process's broker loop, over a kept connection),
 chunk *k-1* is recorded (by a second thread, on its own database connection) and chunk *k+1* is
 claimed. Only one chunk is ever being published. Every chunk the pipeline holds (claimed, in
@@ -20,9 +20,9 @@ from django.db import connections as db_connections
 from brokers.base import ConnectionConfig
 from dlqadmin import live
 from dlqadmin.models import RedriveJob, RedriveJobStatus
-from dlqadmin.services import redrive_chunk as chunks
-from dlqadmin.services import redrive_claim
-from dlqadmin.services.redrive_lease import Keeper
+from dlqadmin.services.redrive import claim as redrive_claim
+from dlqadmin.services.redrive import send as chunks
+from dlqadmin.services.redrive.lease import Keeper
 
 log = logging.getLogger("dlqadmin.services.redrive_worker")
 
@@ -48,7 +48,7 @@ class Pipeline:
     case's) everything is recorded on the calling thread."""
 
     def __init__(self, job: RedriveJob, seconds: float):
-        from dlqadmin.services.redrive_worker import _chunk_size
+        from dlqadmin.services.redrive.worker import _chunk_size
 
         self.job, self.size, self.velocity = job, _chunk_size(job), job.velocity
         self.deadline = time.monotonic() + seconds

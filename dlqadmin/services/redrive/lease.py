@@ -5,7 +5,7 @@ Two levels of ownership, both enforced by conditional writes the database arbitr
 * **A message belongs to at most one active job.** The job's attempt for it ``holds`` it from
   the claim until the job ends (or the attempt is released unsent, e.g. on cancel); a unique
   index on ``dead_letter`` over holding attempts makes a second holder impossible, and claims
-  insert with ``ON CONFLICT DO NOTHING`` against it (:mod:`dlqadmin.services.redrive_claim`).
+  insert with ``ON CONFLICT DO NOTHING`` against it (:mod:`dlqadmin.services.redrive.claim`).
   A message already sent by a job that is still running stays held: a second job over the same
   ids skips it as "busy in job #N" instead of sending it again.
 * **An attempt in flight is owned by one chunk claim.** Claiming a chunk writes a fresh

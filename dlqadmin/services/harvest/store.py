@@ -32,13 +32,13 @@ from brokers.base import BrokerAdapter, BrokerError, HarvestedMessage
 from dlqadmin import live
 from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
 from dlqadmin.services import alerts
+from dlqadmin.services.connections import connection_config, source_spec
+from dlqadmin.services.grouping import Failure, error_groups_record
 
-from .connections import connection_config, source_spec
-from .grouping import Failure, error_groups_record
-from .harvest_boundary import fitted, minimal
-from .source_prepare import harvest_preparing
+from .boundary import fitted, minimal
+from .prepare import harvest_preparing
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dlqadmin.services.harvest")  # the pre-package name, kept for logging configs
 
 #: advisory-lock namespace for "storing into source N" (serialises concurrent harvesters)
 _LOCK_NAMESPACE = 0x646C71  # "dlq"
@@ -253,7 +253,7 @@ def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> Stor
 
     A message the database refuses (``DataError`` / ``IntegrityError``: content, not an outage)
     never blocks its batch: the batch is split until the refused message is alone, and that one
-    is stored as :func:`harvest_boundary.minimal` (raw bytes and a note). Raises only what is
+    is stored as :func:`boundary.minimal` (raw bytes and a note). Raises only what is
     not about content (``OperationalError`` / ``InterfaceError``: the database is unreachable),
     or a refusal that even the minimal row meets (nothing is then stored or acknowledged).
     """

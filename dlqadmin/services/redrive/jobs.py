@@ -321,48 +321,47 @@ def _all_busy(selection, holders: set[int] | None = None) -> RedriveError:
 # Control
 
 
+# verb -> (statuses it may leave, status it goes to, who may, wake the worker, publish live)
+_TRANSITIONS = {
+    "cancel": (ACTIVE_JOB_STATUSES, RedriveJobStatus.CANCELLING, "an active job", True, False),
+    "pause": (
+        [RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING],
+        RedriveJobStatus.PAUSED,
+        "a pending or running job",
+        False,
+        True,
+    ),
+    "resume": ([RedriveJobStatus.PAUSED], RedriveJobStatus.RUNNING, "a paused job", True, True),
+}
+_PAST = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}
+
+
+def _transition(verb: str, job: RedriveJob, actor, remote_addr: str | None) -> RedriveJob:
+    """Move `job` by `verb` only if its status allows it (one conditional UPDATE), audit it as
+    redrive.<verb>, then wake the worker after commit and/or publish live progress as the verb
+    needs. Raises RedriveError (conflict) when the job's status does not allow it."""
+    allowed, to, who, wake, publish = _TRANSITIONS[verb]
+    permissions.require(actor, permissions.REDRIVE)
+    changed = RedriveJob.objects.filter(pk=job.pk, status__in=allowed).update(status=to)
+    if not changed:
+        raise RedriveError({"status": f"job is {job.status}; only {who} can be {_PAST[verb]}"}, conflict=True)
+    audit_record(actor=actor, action=f"redrive.{verb}", target=job, remote_addr=remote_addr)
+    if wake:
+        transaction.on_commit(lambda: enqueue(job.pk))
+    job.refresh_from_db()
+    if publish:
+        live.job_progress(job)
+    return job
+
+
 def redrive_job_cancel(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
     """Stop a job: no new chunk starts; the chunk in flight finishes. Raises RedriveError if done."""
-    permissions.require(actor, permissions.REDRIVE)
-    changed = RedriveJob.objects.filter(pk=job.pk, status__in=ACTIVE_JOB_STATUSES).update(
-        status=RedriveJobStatus.CANCELLING
-    )
-    if not changed:
-        raise RedriveError(
-            {"status": f"job is {job.status}; only an active job can be cancelled"}, conflict=True
-        )
-    audit_record(actor=actor, action="redrive.cancel", target=job, remote_addr=remote_addr)
-    transaction.on_commit(lambda: enqueue(job.pk))
-    job.refresh_from_db()
-    return job
+    return _transition("cancel", job, actor, remote_addr)
 
 
 def redrive_job_pause(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
-    permissions.require(actor, permissions.REDRIVE)
-    changed = RedriveJob.objects.filter(
-        pk=job.pk, status__in=[RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING]
-    ).update(status=RedriveJobStatus.PAUSED)
-    if not changed:
-        raise RedriveError(
-            {"status": f"job is {job.status}; only a pending or running job can be paused"}, conflict=True
-        )
-    audit_record(actor=actor, action="redrive.pause", target=job, remote_addr=remote_addr)
-    job.refresh_from_db()
-    live.job_progress(job)
-    return job
+    return _transition("pause", job, actor, remote_addr)
 
 
 def redrive_job_resume(*, job: RedriveJob, actor=None, remote_addr: str | None = None) -> RedriveJob:
-    permissions.require(actor, permissions.REDRIVE)
-    changed = RedriveJob.objects.filter(pk=job.pk, status=RedriveJobStatus.PAUSED).update(
-        status=RedriveJobStatus.RUNNING
-    )
-    if not changed:
-        raise RedriveError(
-            {"status": f"job is {job.status}; only a paused job can be resumed"}, conflict=True
-        )
-    audit_record(actor=actor, action="redrive.resume", target=job, remote_addr=remote_addr)
-    transaction.on_commit(lambda: enqueue(job.pk))
-    job.refresh_from_db()
-    live.job_progress(job)
-    return job
+    return _transition("resume", job, actor, remote_addr)

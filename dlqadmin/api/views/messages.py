@@ -144,34 +144,29 @@ class MessageViewSet(ApiViewSet):
         count = service(actor=request.user, remote_addr=self.remote_addr(), **body.selection)
         return Response({"count": count})
 
-    @extend_schema(
-        summary="Discard messages by ids or filter (operator)",
-        description='Body: {"ids": [...]} or {"filter": {...}}, exactly one. Messages in an active '
-        "redrive job are left alone.",
-        request=SelectionSerializer,
-        responses={200: CountSerializer, **ERRORS},
-    )
-    @action(detail=False, methods=["post"])
+    def _settle_action(summary: str, description: str):
+        """An operator's bulk action over a selection: POST, body SelectionSerializer, answer
+        CountSerializer."""
+        schema = extend_schema(
+            summary=f"{summary} messages by ids or filter (operator)",
+            description=description,
+            request=SelectionSerializer,
+            responses={200: CountSerializer, **ERRORS},
+        )
+        return lambda view: schema(action(detail=False, methods=["post"])(view))
+
+    _ONE_OF = 'Body: {"ids": [...]} or {"filter": {...}}, exactly one.'
+
+    @_settle_action("Discard", _ONE_OF + " Messages in an active redrive job are left alone.")
     def discard(self, request):
         return self._settle(request, dead_letters_discard)
 
-    @extend_schema(
-        summary="Resolve messages by ids or filter (operator)",
-        description='Body: {"ids": [...]} or {"filter": {...}}, exactly one.',
-        request=SelectionSerializer,
-        responses={200: CountSerializer, **ERRORS},
-    )
-    @action(detail=False, methods=["post"])
+    @_settle_action("Resolve", _ONE_OF)
     def resolve(self, request):
         return self._settle(request, dead_letters_resolve)
 
-    @extend_schema(
-        summary="Archive messages by ids or filter (operator)",
-        description='Kept for reference, out of the working views. Body: {"ids": [...]} or '
-        '{"filter": {...}}, exactly one.',
-        request=SelectionSerializer,
-        responses={200: CountSerializer, **ERRORS},
-    )
-    @action(detail=False, methods=["post"])
+    @_settle_action("Archive", "Kept for reference, out of the working views. " + _ONE_OF)
     def archive(self, request):
         return self._settle(request, dead_letters_archive)
+
+    del _settle_action

@@ -18,14 +18,20 @@ def _crud(permission: str) -> dict[str, str]:
     return {a: permission for a in ("list", "retrieve", "create", "update", "partial_update", "destroy")}
 
 
-@extend_schema_view(
-    list=extend_schema(summary="List alert rules (admin)"),
-    retrieve=extend_schema(summary="An alert rule (admin)"),
-    create=extend_schema(summary="Add an alert rule (admin)"),
-    update=extend_schema(summary="Replace an alert rule (admin)"),
-    partial_update=extend_schema(summary="Change an alert rule (admin)"),
-    destroy=extend_schema(summary="Delete an alert rule (admin)"),
-)
+def _crud_schemas(noun: str, article: str) -> dict:
+    """The OpenAPI summaries of an admin-only CRUD viewset over ``noun`` (singular)."""
+    summaries = {
+        "list": f"List {noun}s",
+        "retrieve": f"{article.capitalize()} {noun}",
+        "create": f"Add {article} {noun}",
+        "update": f"Replace {article} {noun}",
+        "partial_update": f"Change {article} {noun}",
+        "destroy": f"Delete {article} {noun}",
+    }
+    return {action: extend_schema(summary=f"{text} (admin)") for action, text in summaries.items()}
+
+
+@extend_schema_view(**_crud_schemas("alert rule", "an"))
 class AlertRuleViewSet(ServiceCrudMixin, ApiViewSet):
     queryset = AlertRule.objects.select_related("source").order_by("id")
     serializer_class = AlertRuleSerializer
@@ -45,14 +51,7 @@ class AlertDeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Api
     role_actions = {"list": roles.VIEW_AUDIT, "retrieve": roles.VIEW_AUDIT}
 
 
-@extend_schema_view(
-    list=extend_schema(summary="List masking rules (admin)"),
-    retrieve=extend_schema(summary="A masking rule (admin)"),
-    create=extend_schema(summary="Add a masking rule (admin)"),
-    update=extend_schema(summary="Replace a masking rule (admin)"),
-    partial_update=extend_schema(summary="Change a masking rule (admin)"),
-    destroy=extend_schema(summary="Delete a masking rule (admin)"),
-)
+@extend_schema_view(**_crud_schemas("masking rule", "a"))
 class MaskingRuleViewSet(ServiceCrudMixin, ApiViewSet):
     queryset = MaskingRule.objects.prefetch_related("sources").order_by("id")
     serializer_class = MaskingRuleSerializer

@@ -26,7 +26,15 @@ ALERT_RULE_FIELDS = (
 MASKING_RULE_FIELDS = ("name", "kind", "pattern", "replacement", "enabled")
 
 
-def _save(*, actor, permission: str, rule, values: dict, fields: tuple, audit: str, remote_addr, m2m=None):
+#: per rule model: the permission to change it, the fields a write may set, the audit prefix
+_KINDS = {
+    AlertRule: (permissions.MANAGE_ALERTS, ALERT_RULE_FIELDS, "alert_rule"),
+    MaskingRule: (permissions.MANAGE_MASKING, MASKING_RULE_FIELDS, "masking_rule"),
+}
+
+
+def _save(*, actor, rule, values: dict, remote_addr, m2m=None):
+    permission, fields, audit = _KINDS[type(rule)]
     permissions.require(actor, permission)
     creating = rule.pk is None
     changed = sorted(k for k in values if k in fields and getattr(rule, k, None) != values[k])
@@ -50,7 +58,8 @@ def _save(*, actor, permission: str, rule, values: dict, fields: tuple, audit: s
     return rule
 
 
-def _delete(*, actor, permission: str, rule, audit: str, remote_addr) -> None:
+def _delete(*, actor, rule, remote_addr) -> None:
+    permission, _fields, audit = _KINDS[type(rule)]
     permissions.require(actor, permission)
     with transaction.atomic():
         audit_record(
@@ -65,48 +74,20 @@ def _delete(*, actor, permission: str, rule, audit: str, remote_addr) -> None:
 
 def alert_rule_save(*, actor, rule: AlertRule | None = None, remote_addr=None, **values) -> AlertRule:
     """Create (``rule=None``) or change an alert rule. Raises ValidationError, PermissionDenied."""
-    return _save(
-        actor=actor,
-        permission=permissions.MANAGE_ALERTS,
-        rule=rule or AlertRule(),
-        values=values,
-        fields=ALERT_RULE_FIELDS,
-        audit="alert_rule",
-        remote_addr=remote_addr,
-    )
+    return _save(actor=actor, rule=rule or AlertRule(), values=values, remote_addr=remote_addr)
 
 
 def alert_rule_delete(*, actor, rule: AlertRule, remote_addr=None) -> None:
-    _delete(
-        actor=actor,
-        permission=permissions.MANAGE_ALERTS,
-        rule=rule,
-        audit="alert_rule",
-        remote_addr=remote_addr,
-    )
+    _delete(actor=actor, rule=rule, remote_addr=remote_addr)
 
 
 def masking_rule_save(
     *, actor, rule: MaskingRule | None = None, sources=None, remote_addr=None, **values
 ) -> MaskingRule:
     """Create or change a masking rule (``sources``: limit it to these; None leaves them as they are)."""
-    return _save(
-        actor=actor,
-        permission=permissions.MANAGE_MASKING,
-        rule=rule or MaskingRule(),
-        values=values,
-        fields=MASKING_RULE_FIELDS,
-        audit="masking_rule",
-        remote_addr=remote_addr,
-        m2m=None if sources is None else {"sources": sources},
-    )
+    m2m = None if sources is None else {"sources": sources}
+    return _save(actor=actor, rule=rule or MaskingRule(), values=values, remote_addr=remote_addr, m2m=m2m)
 
 
 def masking_rule_delete(*, actor, rule: MaskingRule, remote_addr=None) -> None:
-    _delete(
-        actor=actor,
-        permission=permissions.MANAGE_MASKING,
-        rule=rule,
-        audit="masking_rule",
-        remote_addr=remote_addr,
-    )
+    _delete(actor=actor, rule=rule, remote_addr=remote_addr)

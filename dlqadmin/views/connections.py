@@ -127,14 +127,8 @@ def source_add(request, pk: int):
     connection = get_object_or_404(Connection, pk=pk)
     prefix = request.POST.get("prefix", "m")
     form = SourceForm(request.POST, connection=connection, prefix=prefix if prefix.isalnum() else "m")
-    if form.is_valid():
-        try:
-            source = form.save(actor=request.user, remote_addr=client_addr(request))
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-        else:
-            _flash_saved(request, source, f"Source {source.name} added.")
-            return redirect("dlq-connections")
+    if form.is_valid() and (done := _save_source(request, form, "Source {name} added.")):
+        return done
     return page(
         request,
         "dlqadmin/source_form.html",
@@ -148,14 +142,12 @@ def source_add(request, pk: int):
 def source_edit(request, pk: int):
     source = get_object_or_404(Source.objects.select_related("connection"), pk=pk)
     form = SourceForm(request.POST or None, instance=source, connection=source.connection)
-    if request.method == "POST" and form.is_valid():
-        try:
-            source = form.save(actor=request.user, remote_addr=client_addr(request))
-        except ValidationError as exc:
-            form.add_service_errors(exc)
-        else:
-            _flash_saved(request, source, f"Saved source {source.name}.")
-            return redirect("dlq-connections")
+    if (
+        request.method == "POST"
+        and form.is_valid()
+        and (done := _save_source(request, form, "Saved source {name}."))
+    ):
+        return done
     return page(
         request,
         "dlqadmin/source_form.html",
@@ -168,6 +160,18 @@ def source_edit(request, pk: int):
         },
         status=400 if form.is_bound and form.errors else 200,
     )
+
+
+def _save_source(request, form: SourceForm, saved: str):
+    """Save a valid source form; on success flash ``saved`` (``{name}``: the source's name) and
+    return the redirect to the list, else put the service's errors on the form and return None."""
+    try:
+        source = form.save(actor=request.user, remote_addr=client_addr(request))
+    except ValidationError as exc:
+        form.add_service_errors(exc)
+        return None
+    _flash_saved(request, source, saved.format(name=source.name))
+    return redirect("dlq-connections")
 
 
 def _flash_saved(request, source: Source, saved: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from dlqadmin.models import AlertDelivery, AlertRule, MaskingRule, Source
-from dlqadmin.services.rules import alert_rule_save, masking_rule_save
+from dlqadmin.services.rules import ALERT_RULE_FIELDS, alert_rule_save, masking_rule_save
 
 from .base import StrictMixin
 
@@ -13,19 +13,7 @@ from .base import StrictMixin
 class AlertRuleSerializer(StrictMixin, serializers.ModelSerializer):
     class Meta:
         model = AlertRule
-        fields = [
-            "id",
-            "name",
-            "kind",
-            "source",
-            "threshold",
-            "window_minutes",
-            "channel",
-            "target",
-            "slack_format",
-            "enabled",
-            "created_at",
-        ]
+        fields = ["id", *ALERT_RULE_FIELDS, "created_at"]
         read_only_fields = ["id", "created_at"]
         extra_kwargs = {
             "target": {"help_text": "Webhook URL (http/https) or comma-separated email addresses."},

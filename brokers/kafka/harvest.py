@@ -153,16 +153,9 @@ def _converted(msg: Message, cluster_id: str) -> HarvestedMessage:
     epoch = msg.leader_epoch()
     if epoch is not None:
         properties["leader_epoch"] = epoch
-    if value is None:
-        # A tombstone: stored as b"" but redriven as a null value again.
-        properties["value_is_null"] = True
     context = conventions.parse(encoded)
     return HarvestedMessage(
-        position=_position(msg, cluster_id, ts),
-        payload=value if value is not None else b"",
-        headers=encoded,
-        properties=properties,
-        key=msg.key(),
+        **_record(msg, cluster_id, ts, value, encoded, properties, notes),
         origin=context.origin,
         reason=context.reason,
         error_class=context.error_class,
@@ -170,7 +163,6 @@ def _converted(msg: Message, cluster_id: str) -> HarvestedMessage:
         stacktrace=context.stacktrace,
         failed_at=reading.epoch_ms(ts, notes, field=f"failed_at ({properties['timestamp_type']})"),
         retry_count=h.retry_count_of(encoded, notes),
-        read_notes=notes,
     )
 
 
@@ -185,18 +177,26 @@ def salvaged(msg: Message, cluster_id: str, exc: Exception) -> HarvestedMessage:
         notes.append(reading.note("headers", f"{type(err).__name__}: {err}"))
     value = msg.value()
     properties = _properties(msg, cluster_id, ts_type, ts)
-    if value is None:
-        properties["value_is_null"] = True
     return HarvestedMessage(
-        position=_position(msg, cluster_id, ts),
-        payload=value if value is not None else b"",
-        headers=encoded,
-        properties=properties,
-        key=msg.key(),
+        **_record(msg, cluster_id, ts, value, encoded, properties, notes),
         origin=Origin(extra={"format": "unreadable"}),  # unknown: a redrive needs a destination
         reason="unreadable",
-        read_notes=notes,
     )
+
+
+def _record(msg: Message, cluster_id: str, ts, value, encoded, properties: dict, notes) -> dict:
+    """The record's own parts of its HarvestedMessage (position, payload, headers, key, notes).
+    A null value (a tombstone) is stored as b"" and flagged, so a redrive sends null again."""
+    if value is None:
+        properties["value_is_null"] = True
+    return {
+        "position": _position(msg, cluster_id, ts),
+        "payload": value if value is not None else b"",
+        "headers": encoded,
+        "properties": properties,
+        "key": msg.key(),
+        "read_notes": notes,
+    }
 
 
 async def harvest(

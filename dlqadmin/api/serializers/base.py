@@ -24,6 +24,23 @@ class StrictMixin:
         return super().to_internal_value(data)
 
 
+class ServiceWritesMixin:
+    # create / update call the model's services, which validate and audit (the view passes
+    # ``actor`` and ``remote_addr`` through ``serializer.save``). No docstring: drf-spectacular
+    # would show it as every using serializer's description.
+
+    #: (create service, update service, the keyword the update service takes the instance as)
+    services: tuple
+
+    def create(self, validated_data):
+        create, _update, _name = self.services
+        return create(**validated_data)
+
+    def update(self, instance, validated_data):
+        _create, update, name = self.services
+        return update(**{name: instance}, **validated_data)
+
+
 class StrictSerializer(StrictMixin, serializers.Serializer):
     pass
 

@@ -16,10 +16,16 @@ from dlqadmin.models import Connection, Source, SourceMode
 from dlqadmin.selectors_dashboard import capability_names, kind_capabilities, source_capabilities
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.harvest.prepare import prepare_state
-from dlqadmin.services.sources import HARVEST_NOW_LIMIT, HARVEST_NOW_MAX, source_create, source_update
+from dlqadmin.services.sources import (
+    HARVEST_NOW_LIMIT,
+    HARVEST_NOW_MAX,
+    SOURCE_SETTINGS,
+    source_create,
+    source_update,
+)
 from dlqadmin.validators import control_character
 
-from .base import StrictMixin
+from .base import ServiceWritesMixin, StrictMixin
 from .options import (
     CONNECTION_OPTIONS,
     SOURCE_OPTIONS,
@@ -64,7 +70,9 @@ def _url_has_credentials(url: str) -> bool:
     return False
 
 
-class ConnectionSerializer(StrictMixin, serializers.ModelSerializer):
+class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSerializer):
+    services = (connection_create, connection_update, "connection")
+
     password = serializers.CharField(
         write_only=True,
         required=False,
@@ -154,12 +162,6 @@ class ConnectionSerializer(StrictMixin, serializers.ModelSerializer):
             require_valid_options(options, CONNECTION_OPTIONS, kind)
         return attrs
 
-    def create(self, validated_data):
-        return connection_create(**validated_data)
-
-    def update(self, instance, validated_data):
-        return connection_update(connection=instance, **validated_data)
-
 
 class HealthSerializer(serializers.Serializer):
     ok = serializers.BooleanField()
@@ -219,7 +221,9 @@ class SourcePrepareSerializer(serializers.Serializer):
         }
 
 
-class SourceSerializer(StrictMixin, serializers.ModelSerializer):
+class SourceSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSerializer):
+    services = (source_create, source_update, "source")
+
     connection = serializers.PrimaryKeyRelatedField(
         queryset=Connection.objects.all(), help_text="Id of the connection this source reads from."
     )
@@ -256,13 +260,7 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
             "kind",
             "mode",
             "address",
-            "options",
-            "enabled",
-            "remove_after_harvest",
-            "max_redrives",
-            "auto_retry",
-            "auto_retry_max_attempts",
-            "auto_retry_backoff_seconds",
+            *SOURCE_SETTINGS,
             "auto_retry_held",
             "capabilities",
             "prepare",
@@ -300,12 +298,6 @@ class SourceSerializer(StrictMixin, serializers.ModelSerializer):
         if options is not None and mode is not None:
             require_valid_options(options, SOURCE_OPTIONS, mode)
         return attrs
-
-    def create(self, validated_data):
-        return source_create(**validated_data)
-
-    def update(self, instance, validated_data):
-        return source_update(source=instance, **validated_data)
 
 
 class HarvestRequestSerializer(StrictMixin, serializers.Serializer):

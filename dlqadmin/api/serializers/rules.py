@@ -7,10 +7,12 @@ from rest_framework import serializers
 from dlqadmin.models import AlertDelivery, AlertRule, MaskingRule, Source
 from dlqadmin.services.rules import ALERT_RULE_FIELDS, alert_rule_save, masking_rule_save
 
-from .base import StrictMixin
+from .base import ServiceWritesMixin, StrictMixin
 
 
-class AlertRuleSerializer(StrictMixin, serializers.ModelSerializer):
+class AlertRuleSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSerializer):
+    services = (alert_rule_save, alert_rule_save, "rule")
+
     class Meta:
         model = AlertRule
         fields = ["id", *ALERT_RULE_FIELDS, "created_at"]
@@ -19,12 +21,6 @@ class AlertRuleSerializer(StrictMixin, serializers.ModelSerializer):
             "target": {"help_text": "Webhook URL (http/https) or comma-separated email addresses."},
             "threshold": {"help_text": "backlog: messages waiting; failure_rate: failures per window."},
         }
-
-    def create(self, validated_data):
-        return alert_rule_save(**validated_data)
-
-    def update(self, instance, validated_data):
-        return alert_rule_save(rule=instance, **validated_data)
 
 
 class AlertDeliverySerializer(serializers.ModelSerializer):
@@ -47,7 +43,9 @@ class AlertDeliverySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MaskingRuleSerializer(StrictMixin, serializers.ModelSerializer):
+class MaskingRuleSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSerializer):
+    services = (masking_rule_save, masking_rule_save, "rule")
+
     sources = serializers.PrimaryKeyRelatedField(
         many=True,
         queryset=Source.objects.all(),
@@ -66,9 +64,3 @@ class MaskingRuleSerializer(StrictMixin, serializers.ModelSerializer):
                 "header: a header name (case-insensitive)."
             },
         }
-
-    def create(self, validated_data):
-        return masking_rule_save(**validated_data)
-
-    def update(self, instance, validated_data):
-        return masking_rule_save(rule=instance, **validated_data)

@@ -70,25 +70,51 @@ def _url_has_credentials(url: str) -> bool:
     return False
 
 
+#: what the health checks and harvests record on a connection / a source: read-only in the API
+_CONNECTION_STATE = (
+    "health_status",
+    "last_checked_at",
+    "last_error",
+    "server_version",
+    "latency_ms",
+    "created_at",
+    "updated_at",
+)
+_SOURCE_STATE = (
+    "cursor",
+    "harvested_total",
+    "backlog",
+    "last_harvest_at",
+    "last_error",
+    "last_error_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _secret(max_length: int, help_text: str, **extra) -> serializers.CharField:
+    """A write-only secret: never returned, kept when omitted, cleared by '' (taken verbatim)."""
+    return serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=max_length,
+        trim_whitespace=False,
+        help_text=help_text,
+        **extra,
+    )
+
+
 class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSerializer):
     services = (connection_create, connection_update, "connection")
 
-    password = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
-        max_length=1000,
-        trim_whitespace=False,
+    password = _secret(
+        1000,
+        "Write-only; never returned. Omit to keep the stored password, '' to clear it.",
         style={"input_type": "password"},
-        help_text="Write-only; never returned. Omit to keep the stored password, '' to clear it.",
     )
-    tls_client_key = serializers.CharField(
-        write_only=True,
-        required=False,
-        allow_blank=True,
-        max_length=20000,
-        trim_whitespace=False,
-        help_text="PEM private key; write-only. Omit to keep the stored key, '' to clear it.",
+    tls_client_key = _secret(
+        20000, "PEM private key; write-only. Omit to keep the stored key, '' to clear it."
     )
     has_password = serializers.BooleanField(read_only=True, help_text="A password is stored.")
     has_tls_client_key = serializers.SerializerMethodField(help_text="A TLS client key is stored.")
@@ -115,23 +141,9 @@ class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSer
             "has_tls_client_key",
             "options",
             "capabilities",
-            "health_status",
-            "last_checked_at",
-            "last_error",
-            "server_version",
-            "latency_ms",
-            "created_at",
-            "updated_at",
+            *_CONNECTION_STATE,
         ]
-        read_only_fields = [
-            "health_status",
-            "last_checked_at",
-            "last_error",
-            "server_version",
-            "latency_ms",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = list(_CONNECTION_STATE)
         extra_kwargs = {"username": {"trim_whitespace": False}}
 
     def get_has_tls_client_key(self, obj) -> bool:
@@ -264,26 +276,9 @@ class SourceSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSeriali
             "auto_retry_held",
             "capabilities",
             "prepare",
-            "cursor",
-            "harvested_total",
-            "backlog",
-            "last_harvest_at",
-            "last_error",
-            "last_error_at",
-            "created_at",
-            "updated_at",
+            *_SOURCE_STATE,
         ]
-        read_only_fields = [
-            "auto_retry_held",
-            "cursor",
-            "harvested_total",
-            "backlog",
-            "last_harvest_at",
-            "last_error",
-            "last_error_at",
-            "created_at",
-            "updated_at",
-        ]
+        read_only_fields = ["auto_retry_held", *_SOURCE_STATE]
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_capabilities(self, obj) -> list[str]:

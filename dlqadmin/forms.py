@@ -270,7 +270,38 @@ class ServiceErrorsMixin:
                 self.add_error(field if field in self.fields else None, message)
 
 
-class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
+def _options_field(rows: int, help_text: str) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        label="Options (JSON)",
+        widget=forms.Textarea(attrs={"rows": rows, "spellcheck": "false"}),
+        help_text=help_text,
+    )
+
+
+class OptionsJsonMixin(ServiceErrorsMixin):
+    """The model's ``options`` edited as a JSON object in an ``options_json`` field (declare it
+    with :func:`_options_field`), checked against ``options_tables`` for the chosen
+    ``options_by`` (kind or mode) as the API checks them."""
+
+    options_tables: tuple
+    options_by: str
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
+
+    def clean_options_json(self) -> dict:
+        return _json_object(self.cleaned_data["options_json"], "options")
+
+    def clean(self):
+        data = super().clean()
+        _check_options(self, data.get("options_json"), self.options_tables, data.get(self.options_by))
+        return data
+
+
+class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
     """Add or edit a connection. Credentials are write-only: never rendered back."""
 
     new_password = forms.CharField(
@@ -286,12 +317,8 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
         help_text="PEM private key; write-only. Leave empty to keep the stored key.",
     )
-    options_json = forms.CharField(
-        required=False,
-        label="Options (JSON)",
-        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false"}),
-        help_text='Kind-specific client options, e.g. {"sasl_mechanism": "PLAIN"}.',
-    )
+    options_json = _options_field(3, 'Kind-specific client options, e.g. {"sasl_mechanism": "PLAIN"}.')
+    options_tables, options_by = CONNECTION_OPTIONS, "kind"
 
     class Meta:
         model = Connection
@@ -312,8 +339,6 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.instance.pk and not self.is_bound:
-            self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
         if self.instance.pk:
             self.fields["new_password"].help_text = (
                 "Write-only. A password is stored; leave empty to keep it."
@@ -329,14 +354,6 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
         if "@" in url.split("//", 1)[-1].split("/", 1)[0]:
             raise forms.ValidationError("put credentials in the username and password fields, not in the URL")
         return url
-
-    def clean_options_json(self) -> dict:
-        return _json_object(self.cleaned_data["options_json"], "options")
-
-    def clean(self):
-        data = super().clean()
-        _check_options(self, data.get("options_json"), CONNECTION_OPTIONS, data.get("kind"))
-        return data
 
     def save(self, *, actor, remote_addr=None) -> Connection:
         """Create or update through the service. Raises ValidationError, PermissionDenied."""
@@ -364,15 +381,11 @@ class ConnectionForm(ServiceErrorsMixin, forms.ModelForm):
         )
 
 
-class SourceForm(ServiceErrorsMixin, forms.ModelForm):
+class SourceForm(OptionsJsonMixin, forms.ModelForm):
     """Add (from discovery or by hand) or edit a dead-letter source of a connection."""
 
-    options_json = forms.CharField(
-        required=False,
-        label="Options (JSON)",
-        widget=forms.Textarea(attrs={"rows": 2, "spellcheck": "false"}),
-        help_text="Kind-specific harvest options.",
-    )
+    options_json = _options_field(2, "Kind-specific harvest options.")
+    options_tables, options_by = SOURCE_OPTIONS, "mode"
 
     class Meta:
         model = Source
@@ -385,16 +398,6 @@ class SourceForm(ServiceErrorsMixin, forms.ModelForm):
         self.fields["mode"].choices = [(m, SourceMode(m).label) for m in modes]
         if SourceMode.ADVISORY not in modes:  # the model's help is about NATS advisories
             self.fields["mode"].help_text = ""
-        if self.instance.pk and not self.is_bound:
-            self.initial["options_json"] = json.dumps(self.instance.options or {}, indent=2)
-
-    def clean_options_json(self) -> dict:
-        return _json_object(self.cleaned_data["options_json"], "options")
-
-    def clean(self):
-        data = super().clean()
-        _check_options(self, data.get("options_json"), SOURCE_OPTIONS, data.get("mode"))
-        return data
 
     def _post_clean(self):
         self.instance.connection = self.connection

@@ -141,24 +141,28 @@ def alerts_evaluate(*, now=None) -> int:
     """Threshold rules (backlog, failures per window); run periodically."""
     now = now or timezone.now()
     fired = 0
+    for rule, dedup_key, subject, payload in _breaches(now):
+        fired += bool(alert_fire(rule=rule, dedup_key=dedup_key, now=now, subject=subject, payload=payload))
+    return fired
+
+
+def _breaches(now):
+    """(rule, dedup key, subject, payload) of each threshold an enabled rule sees crossed."""
     for rule in AlertRule.objects.filter(enabled=True, kind=AlertKind.BACKLOG):
         sources = Source.objects.filter(enabled=True, backlog__gte=max(1, rule.threshold))
         if rule.source_id:
             sources = sources.filter(pk=rule.source_id)
         for source in sources:
-            fired += bool(
-                alert_fire(
-                    rule=rule,
-                    dedup_key=f"backlog:{source.pk}",
-                    now=now,
-                    subject=f"Backlog of {source.name} is {source.backlog} (>= {rule.threshold})",
-                    payload={
-                        "event": "backlog",
-                        "source": source.name,
-                        "backlog": source.backlog,
-                        "threshold": rule.threshold,
-                    },
-                )
+            yield (
+                rule,
+                f"backlog:{source.pk}",
+                f"Backlog of {source.name} is {source.backlog} (>= {rule.threshold})",
+                {
+                    "event": "backlog",
+                    "source": source.name,
+                    "backlog": source.backlog,
+                    "threshold": rule.threshold,
+                },
             )
     for rule in AlertRule.objects.filter(enabled=True, kind=AlertKind.FAILURE_RATE):
         since = now - timedelta(minutes=max(1, rule.window_minutes))
@@ -167,22 +171,18 @@ def alerts_evaluate(*, now=None) -> int:
             counts = counts.filter(source_id=rule.source_id)
         for row in counts.order_by().values("source_id", "source__name").annotate(n=Count("id")):
             if row["n"] >= max(1, rule.threshold):
-                fired += bool(
-                    alert_fire(
-                        rule=rule,
-                        dedup_key=f"rate:{row['source_id']}",
-                        now=now,
-                        subject=f"{row['n']} failures in {row['source__name']} in {rule.window_minutes} min",
-                        payload={
-                            "event": "failure_rate",
-                            "source": row["source__name"],
-                            "count": row["n"],
-                            "window_minutes": rule.window_minutes,
-                            "threshold": rule.threshold,
-                        },
-                    )
+                yield (
+                    rule,
+                    f"rate:{row['source_id']}",
+                    f"{row['n']} failures in {row['source__name']} in {rule.window_minutes} min",
+                    {
+                        "event": "failure_rate",
+                        "source": row["source__name"],
+                        "count": row["n"],
+                        "window_minutes": rule.window_minutes,
+                        "threshold": rule.threshold,
+                    },
                 )
-    return fired
 
 
 def _body(delivery: AlertDelivery) -> bytes:

@@ -94,6 +94,7 @@ async def ack_batch(js: JetStream, msgs: list[Msg]) -> None:
 
 
 async def _drain(
+    jsm: JetStreamContext,
     js: JetStream,
     stream: str,
     consumer: str,
@@ -110,7 +111,7 @@ async def _drain(
     the previous one is stored (:func:`brokers.pipeline.store_ahead`). Anything that fails
     before a batch's ack naks it (explicitly, so the next harvest sees it at once) and re-raises.
     Two batches can be unacknowledged at once, so a batch is at most half the consumer's
-    ``max_ack_pending``."""
+    ``max_ack_pending``. The result's backlog is what the consumer has pending after."""
     result = HarvestResult()
     if max_ack_pending:
         batch_size = max(1, min(batch_size, max_ack_pending // 2))
@@ -143,6 +144,7 @@ async def _drain(
         await js.settle(pulled.msgs, NAK)
 
     await store_ahead(pulls(), convert, sink, acknowledge=acknowledge, release=release)
+    result.backlog = await admin.pending(jsm, stream, consumer)
     return result
 
 
@@ -171,7 +173,8 @@ async def harvest_advisory(
         failures = [msg for msg in msgs if advisory.is_failure_advisory(msg.subject)]
         return list(await asyncio.gather(*(advisory.from_capture(originals, msg) for msg in failures)))
 
-    result = await _drain(
+    return await _drain(
+        jsm,
         js,
         capture,
         durable,
@@ -182,8 +185,6 @@ async def harvest_advisory(
         max_bytes=max_bytes,
         max_ack_pending=max_ack_pending,
     )
-    result.backlog = await admin.pending(jsm, capture, durable)
-    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -291,7 +292,8 @@ async def harvest_dlq_stream(
             with contextlib.suppress(BrokerError):  # already gone is fine
                 await js.request(f"STREAM.MSG.DELETE.{stream}", body, f"delete {stream}#{body['seq']}")
 
-    result = await _drain(
+    return await _drain(
+        jsm,
         js,
         stream,
         durable,
@@ -303,8 +305,6 @@ async def harvest_dlq_stream(
         max_ack_pending=max_ack_pending,
         after_ack=delete_acked if delete else None,
     )
-    result.backlog = await admin.pending(jsm, stream, durable)
-    return result
 
 
 async def _peek_dlq_stream(

@@ -240,17 +240,17 @@ class DeadLetterAdmin(RolePermissions, ReadOnlyAdmin):
 
     @admin.action(description="Discard selected messages", permissions=["discard"])
     def discard_selected(self, request, queryset):
-        ids = _ids(self, request, queryset)
-        if ids is not None:
-            count = dead_letters_discard(actor=request.user, ids=ids, remote_addr=client_ip(request))
-            self.message_user(request, f"Discarded {count} message(s).", messages.SUCCESS)
+        self._settle(request, queryset, dead_letters_discard, "Discarded")
 
     @admin.action(description="Resolve selected messages", permissions=["resolve"])
     def resolve_selected(self, request, queryset):
+        self._settle(request, queryset, dead_letters_resolve, "Resolved")
+
+    def _settle(self, request, queryset, service, done: str) -> None:
         ids = _ids(self, request, queryset)
         if ids is not None:
-            count = dead_letters_resolve(actor=request.user, ids=ids, remote_addr=client_ip(request))
-            self.message_user(request, f"Resolved {count} message(s).", messages.SUCCESS)
+            count = service(actor=request.user, ids=ids, remote_addr=client_ip(request))
+            self.message_user(request, f"{done} {count} message(s).", messages.SUCCESS)
 
     def _export(self, request, queryset, fmt: str):
         qs = limit_to_visible(queryset, request.user).order_by("id")

@@ -49,8 +49,16 @@ def _require_visible(actor, source_id: int | None, what: str) -> None:
         raise PermissionDenied(f"this {what} belongs to a source you may not see")
 
 
-def _settle(*, actor, permission: str, status: str, ids, filters, remote_addr) -> int:
-    permissions.require(actor, permission)
+#: the permission each settled status needs
+_SETTLE_PERMISSION = {
+    DeadLetterStatus.DISCARDED: permissions.DISCARD,
+    DeadLetterStatus.RESOLVED: permissions.RESOLVE,
+    DeadLetterStatus.ARCHIVED: permissions.RESOLVE,
+}
+
+
+def _settle(status: str, *, actor, ids, filters, remote_addr) -> int:
+    permissions.require(actor, _SETTLE_PERMISSION[status])
     selection = _selection(actor, ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
     with transaction.atomic():
         count = DeadLetter.objects.filter(pk__in=selection.values("pk")).update(status=status)
@@ -66,38 +74,17 @@ def _settle(*, actor, permission: str, status: str, ids, filters, remote_addr) -
 
 def dead_letters_discard(*, actor, ids=None, filters=None, remote_addr=None) -> int:
     """Mark messages discarded (kept, never redriven by a filter job unless chosen). Returns count."""
-    return _settle(
-        actor=actor,
-        permission=permissions.DISCARD,
-        status=DeadLetterStatus.DISCARDED,
-        ids=ids,
-        filters=filters,
-        remote_addr=remote_addr,
-    )
+    return _settle(DeadLetterStatus.DISCARDED, actor=actor, ids=ids, filters=filters, remote_addr=remote_addr)
 
 
 def dead_letters_resolve(*, actor, ids=None, filters=None, remote_addr=None) -> int:
     """Mark messages resolved (fixed by other means). Returns count."""
-    return _settle(
-        actor=actor,
-        permission=permissions.RESOLVE,
-        status=DeadLetterStatus.RESOLVED,
-        ids=ids,
-        filters=filters,
-        remote_addr=remote_addr,
-    )
+    return _settle(DeadLetterStatus.RESOLVED, actor=actor, ids=ids, filters=filters, remote_addr=remote_addr)
 
 
 def dead_letters_archive(*, actor, ids=None, filters=None, remote_addr=None) -> int:
     """Mark messages archived (kept for reference, out of the working views). Returns count."""
-    return _settle(
-        actor=actor,
-        permission=permissions.RESOLVE,
-        status=DeadLetterStatus.ARCHIVED,
-        ids=ids,
-        filters=filters,
-        remote_addr=remote_addr,
-    )
+    return _settle(DeadLetterStatus.ARCHIVED, actor=actor, ids=ids, filters=filters, remote_addr=remote_addr)
 
 
 def is_json_payload(letter: DeadLetter) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+
 from dlqadmin.models import AuditEvent
 
 
@@ -32,3 +34,11 @@ def audit_record(
         detail=detail or {},
         remote_addr=remote_addr,
     )
+
+
+def audited_delete(target, *, actor, action: str, detail: dict, remote_addr: str | None) -> None:
+    """Record ``action`` on ``target`` and delete it, in one transaction (a delete that fails,
+    e.g. ProtectedError, leaves no audit event)."""
+    with transaction.atomic():
+        audit_record(actor=actor, action=action, target=target, detail=detail, remote_addr=remote_addr)
+        target.delete()

@@ -18,7 +18,7 @@ import brokers
 from brokers.base import ConnectionConfig, DiscoveredSource, Health, SourceSpec, TLSOptions
 from dlqadmin import permissions
 from dlqadmin.models import Connection, HealthStatus, Source
-from dlqadmin.services.audit import audit_record
+from dlqadmin.services.audit import audit_record, audited_delete
 from dlqadmin.services.harvest import prepare as source_prepare
 
 log = logging.getLogger(__name__)
@@ -175,14 +175,10 @@ def connection_update(
 def connection_delete(*, actor=None, connection: Connection, remote_addr: str | None = None) -> None:
     """Delete a connection without sources. Raises ProtectedError (it has sources), PermissionDenied."""
     permissions.require(actor, permissions.MANAGE_CONNECTIONS)
-    audit_record(
-        actor=actor,
-        action="connection.delete",
-        target=connection,
-        detail={"name": connection.name},
-        remote_addr=remote_addr,
+    detail = {"name": connection.name}
+    audited_delete(
+        connection, actor=actor, action="connection.delete", detail=detail, remote_addr=remote_addr
     )
-    connection.delete()
 
 
 def connection_check_health(*, connection: Connection, timeout: float = 5.0) -> Health:

@@ -10,7 +10,7 @@ from django.db import transaction
 
 from dlqadmin import permissions
 from dlqadmin.models import AlertRule, MaskingRule
-from dlqadmin.services.audit import audit_record
+from dlqadmin.services.audit import audit_record, audited_delete
 
 ALERT_RULE_FIELDS = (
     "name",
@@ -61,15 +61,9 @@ def _save(*, actor, rule, values: dict, remote_addr, m2m=None):
 def _delete(*, actor, rule, remote_addr) -> None:
     permission, _fields, audit = _KINDS[type(rule)]
     permissions.require(actor, permission)
-    with transaction.atomic():
-        audit_record(
-            actor=actor,
-            action=f"{audit}.delete",
-            target=rule,
-            detail={"name": rule.name},
-            remote_addr=remote_addr,
-        )
-        rule.delete()
+    audited_delete(
+        rule, actor=actor, action=f"{audit}.delete", detail={"name": rule.name}, remote_addr=remote_addr
+    )
 
 
 def alert_rule_save(*, actor, rule: AlertRule | None = None, remote_addr=None, **values) -> AlertRule:

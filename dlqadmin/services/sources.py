@@ -23,7 +23,7 @@ import brokers
 from brokers.base import BrokerError
 from dlqadmin import permissions
 from dlqadmin.models import Connection, Source
-from dlqadmin.services.audit import audit_record
+from dlqadmin.services.audit import audit_record, audited_delete
 from dlqadmin.services.harvest.prepare import NOT_PREPARED, needs_prepare, source_prepare
 from dlqadmin.services.harvest.store import DB_OUTAGES, HarvestReport, failure_text, source_harvest
 
@@ -155,14 +155,8 @@ def source_update(*, actor=None, source: Source, remote_addr: str | None = None,
 def source_delete(*, actor=None, source: Source, remote_addr: str | None = None) -> None:
     """Delete a source. Raises ProtectedError (messages are stored for it), PermissionDenied."""
     permissions.require(actor, permissions.MANAGE_CONNECTIONS)
-    audit_record(
-        actor=actor,
-        action="source.delete",
-        target=source,
-        detail={"name": source.name, "mode": source.mode, "address": source.address},
-        remote_addr=remote_addr,
-    )
-    source.delete()
+    detail = {"name": source.name, "mode": source.mode, "address": source.address}
+    audited_delete(source, actor=actor, action="source.delete", detail=detail, remote_addr=remote_addr)
 
 
 # ------------------------------------------------------------------------------------------

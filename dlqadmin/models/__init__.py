@@ -5,11 +5,19 @@ from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
 from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
 from .masking import MaskingKind, MaskingRule
 from .operations import ApiToken, AuditEvent, Heartbeat
-from .redrive import ACTIVE_JOB_STATUSES, RedriveAttempt, RedriveAttemptStatus, RedriveJob, RedriveJobStatus
+from .redrive import (
+    ACTIVE_JOB_STATUSES,
+    RUNNABLE_JOB_STATUSES,
+    RedriveAttempt,
+    RedriveAttemptStatus,
+    RedriveJob,
+    RedriveJobStatus,
+)
 from .tallies import FailureTally, GroupDayTally, StatusTally
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
+    "RUNNABLE_JOB_STATUSES",
     "AlertChannel",
     "AlertDelivery",
     "AlertDeliveryStatus",

@@ -26,6 +26,8 @@ ACTIVE_JOB_STATUSES = (
     RedriveJobStatus.PAUSED,
     RedriveJobStatus.CANCELLING,
 )
+#: a job in one of these may take its next chunk (not paused, not cancelling)
+RUNNABLE_JOB_STATUSES = (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING)
 
 
 class RedriveJob(models.Model):

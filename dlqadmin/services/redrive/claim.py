@@ -30,12 +30,12 @@ from django.utils import timezone
 
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
+    RUNNABLE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
     RedriveJob,
-    RedriveJobStatus,
 )
 from dlqadmin.selectors import DeadLetterFilter, dead_letters_for
 from dlqadmin.services.redrive import destination as routes
@@ -44,7 +44,6 @@ log = logging.getLogger("dlqadmin.services.redrive_claim")  # the pre-package na
 
 #: dead letters claimed per transaction
 CLAIM_CHUNK = 1000
-_RUNNABLE = (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING)
 
 
 def selection_for(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
@@ -191,7 +190,7 @@ def claim_next(job: RedriveJob) -> bool:
         if locked is None:  # claimed to the end, or another worker is claiming this very moment
             return RedriveJob.objects.filter(pk=job.pk, claim_cursor__isnull=False).exists()
         cursor, status, pinned, actor_id = locked
-        if status not in _RUNNABLE:
+        if status not in RUNNABLE_JOB_STATUSES:
             return False
         actor = None
         if actor_id is not None:

@@ -34,6 +34,7 @@ from django.db.models import Case, CharField, Count, Exists, F, Max, OuterRef, Q
 from dlqadmin import live, permissions
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
+    RUNNABLE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
     RedriveAttempt,
@@ -324,13 +325,7 @@ def _all_busy(selection, holders: set[int] | None = None) -> RedriveError:
 # verb -> (statuses it may leave, status it goes to, who may, wake the worker, publish live)
 _TRANSITIONS = {
     "cancel": (ACTIVE_JOB_STATUSES, RedriveJobStatus.CANCELLING, "an active job", True, False),
-    "pause": (
-        [RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING],
-        RedriveJobStatus.PAUSED,
-        "a pending or running job",
-        False,
-        True,
-    ),
+    "pause": (RUNNABLE_JOB_STATUSES, RedriveJobStatus.PAUSED, "a pending or running job", False, True),
     "resume": ([RedriveJobStatus.PAUSED], RedriveJobStatus.RUNNING, "a paused job", True, True),
 }
 _PAST = {"cancel": "cancelled", "pause": "paused", "resume": "resumed"}

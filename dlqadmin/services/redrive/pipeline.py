@@ -19,7 +19,7 @@ from django.db import connections as db_connections
 
 from brokers.base import ConnectionConfig
 from dlqadmin import live
-from dlqadmin.models import RedriveJob, RedriveJobStatus
+from dlqadmin.models import RUNNABLE_JOB_STATUSES, RedriveJob
 from dlqadmin.services.redrive import claim as redrive_claim
 from dlqadmin.services.redrive import send as chunks
 from dlqadmin.services.redrive.lease import Keeper
@@ -30,7 +30,6 @@ log = logging.getLogger("dlqadmin.services.redrive_worker")
 PROGRESS_SECONDS = 0.5
 #: claim chunks tried in a row when each held nothing to send (all busy or loop-guarded)
 _CLAIM_TRIES = 5
-_RUNNABLE = (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING)
 
 
 def _status(job: RedriveJob) -> str | None:
@@ -108,7 +107,7 @@ class Pipeline:
 
     def _start(self) -> None:
         chunk, self.ready = self.ready, None
-        if _status(self.job) not in _RUNNABLE:  # paused or cancelled since it was claimed
+        if _status(self.job) not in RUNNABLE_JOB_STATUSES:  # paused or cancelled since it was claimed
             chunks.unclaim(chunk)
             self.stopped = True
             return

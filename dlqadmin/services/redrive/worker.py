@@ -33,6 +33,7 @@ from django.utils import timezone
 from dlqadmin import live
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
+    RUNNABLE_JOB_STATUSES,
     DeadLetter,
     DeadLetterStatus,
     RedriveAttempt,
@@ -53,7 +54,6 @@ log = logging.getLogger("dlqadmin.services.redrive_worker")  # the pre-package n
 #: seconds one ``redrive_job_process`` call (one Celery task) keeps taking chunks of a job
 #: before it re-enqueues itself, so other jobs and tasks get the worker in turn.
 RUN_SECONDS = 2.0
-_RUNNABLE = (RedriveJobStatus.PENDING, RedriveJobStatus.RUNNING)
 #: the shortest wait before looking again at a job whose last attempts another worker holds
 _RECHECK_MIN = 0.5
 
@@ -183,7 +183,7 @@ def _drained(job: RedriveJob) -> StepResult:
     if finish(job, RedriveJobStatus.COMPLETED, only_if_drained=True):
         live.job_progress(job)
         return StepResult()
-    if _status(job) in _RUNNABLE:
+    if _status(job) in RUNNABLE_JOB_STATUSES:
         return _held_elsewhere(job)
     return StepResult(more=_status(job) == RedriveJobStatus.CANCELLING)
 
@@ -193,7 +193,7 @@ def redrive_job_step(*, job_id: int) -> StepResult:
     job = RedriveJob.objects.get(pk=job_id)
     if job.status == RedriveJobStatus.CANCELLING:
         return _cancel(job)
-    if job.status not in _RUNNABLE:
+    if job.status not in RUNNABLE_JOB_STATUSES:
         return StepResult()  # paused or finished: resume re-enqueues
     _begin(job)
     if job.claiming:
@@ -228,7 +228,7 @@ def redrive_job_process(*, job_id: int, seconds: float = RUN_SECONDS) -> StepRes
     from dlqadmin.services.redrive.pipeline import Pipeline
 
     job = RedriveJob.objects.get(pk=job_id)
-    if job.status not in _RUNNABLE:
+    if job.status not in RUNNABLE_JOB_STATUSES:
         return redrive_job_step(job_id=job_id)  # cancelling: release the rest; paused: nothing
     _begin(job)
     run = Pipeline(job, seconds)

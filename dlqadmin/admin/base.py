@@ -55,26 +55,24 @@ class ModelAdmin(admin.ModelAdmin):
         return CheckedLookupsChangeList
 
 
+def _role(permission: str):
+    """An admin ``has_<action>_permission`` hook: whether the user holds ``permission``."""
+
+    def has_permission(self, request):
+        return permissions.can(request.user, permission)
+
+    return has_permission
+
+
 class RolePermissions:
     """``has_<action>_permission`` hooks so admin actions follow dlqadmin/permissions.py."""
 
-    def has_redrive_permission(self, request):
-        return permissions.can(request.user, permissions.REDRIVE)
-
-    def has_discard_permission(self, request):
-        return permissions.can(request.user, permissions.DISCARD)
-
-    def has_resolve_permission(self, request):
-        return permissions.can(request.user, permissions.RESOLVE)
-
-    def has_export_permission(self, request):
-        return permissions.can(request.user, permissions.EXPORT)
-
-    def has_manage_groups_permission(self, request):
-        return permissions.can(request.user, permissions.MANAGE_GROUPS)
-
-    def has_harvest_permission(self, request):
-        return permissions.can(request.user, permissions.HARVEST)
+    has_redrive_permission = _role(permissions.REDRIVE)
+    has_discard_permission = _role(permissions.DISCARD)
+    has_resolve_permission = _role(permissions.RESOLVE)
+    has_export_permission = _role(permissions.EXPORT)
+    has_manage_groups_permission = _role(permissions.MANAGE_GROUPS)
+    has_harvest_permission = _role(permissions.HARVEST)
 
 
 class ReadOnlyAdmin(ModelAdmin):

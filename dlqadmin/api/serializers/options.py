@@ -71,20 +71,21 @@ def _schema(tables: dict[str, Table], what: str) -> dict:
     }
 
 
-@extend_schema_field(_schema(CONNECTION_OPTIONS, "Kind-specific client"))
-class ConnectionOptionsField(serializers.JSONField):
+class _OptionsObjectField(serializers.JSONField):
+    """A JSON object without NUL characters."""
+
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError("must be an object")
         return reject_nul(super().to_internal_value(data))
 
+
+@extend_schema_field(_schema(CONNECTION_OPTIONS, "Kind-specific client"))
+class ConnectionOptionsField(_OptionsObjectField):
     def to_representation(self, value):
         return redact(value or {})
 
 
 @extend_schema_field(_schema(SOURCE_OPTIONS, "Mode-specific harvest"))
-class SourceOptionsField(serializers.JSONField):
-    def to_internal_value(self, data):
-        if not isinstance(data, dict):
-            raise serializers.ValidationError("must be an object")
-        return reject_nul(super().to_internal_value(data))
+class SourceOptionsField(_OptionsObjectField):
+    pass

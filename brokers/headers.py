@@ -178,6 +178,16 @@ def get(headers: list, name: str, default: Any = None) -> Any:
     return default
 
 
+def as_text(value: Any) -> str:
+    """A decoded header value as text: "" for None (absent or null), bytes as UTF-8 with invalid
+    sequences replaced, anything else ``str()``."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
 def get_text(headers: list, name: str, default: str = "") -> str:
     lname = name.lower()
     for key, node in reversed(headers):
@@ -249,7 +259,7 @@ def retry_count_of(headers: list, notes: list[str] | None = None) -> int:
     value = get(headers, "x-retry-count")
     if value is None:
         return 0
-    text = bytes(value).decode("utf-8", "replace") if isinstance(value, bytes | bytearray) else str(value)
+    text = as_text(value)
     why = ""
     try:
         count = int(text.strip()) if not isinstance(value, bool | float) else None

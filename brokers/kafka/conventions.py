@@ -152,12 +152,7 @@ def _put(extra: dict[str, Any], name: str, value: Any) -> None:
 
 def text(headers: list, name: str) -> str:
     """The LAST header called ``name`` as text ("" when absent or null); invalid UTF-8 is replaced."""
-    value = h.get(headers, name)
-    if value is None:
-        return ""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
+    return h.as_text(h.get(headers, name))
 
 
 def decimal_int(value: Any) -> int | None:

@@ -115,14 +115,6 @@ def wire_value(value: Any) -> Any:
 # Harvest
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    return str(value)
-
-
 def _iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         if value.tzinfo is None:
@@ -169,15 +161,15 @@ def _death(entry: Any, notes: list[str]) -> dict[str, Any]:
     if time is not None and not isinstance(time, datetime):
         notes.append(reading.note("x-death time", f"{reading.shown(time)} is not a timestamp"))
     out = {
-        "queue": _text(entry.get("queue")),
-        "reason": _text(entry.get("reason")),
+        "queue": hdrs.as_text(entry.get("queue")),
+        "reason": hdrs.as_text(entry.get("reason")),
         "count": count,
         "time": _iso(time),
-        "exchange": _text(entry.get("exchange")),
-        "routing_keys": [_text(k) for k in keys] if isinstance(keys, list) else [_text(keys)],
+        "exchange": hdrs.as_text(entry.get("exchange")),
+        "routing_keys": [hdrs.as_text(k) for k in keys] if isinstance(keys, list) else [hdrs.as_text(keys)],
     }
     if "original-expiration" in entry:
-        out["original_expiration"] = _text(entry["original-expiration"])
+        out["original_expiration"] = hdrs.as_text(entry["original-expiration"])
     return out
 
 
@@ -241,7 +233,7 @@ def _converted(queue: str, message: DeliveredMessage) -> HarvestedMessage:
     deaths = [_death(d, notes) for d in deaths_raw] if isinstance(deaths_raw, list) else []
     last = deaths[0] if deaths else {}  # most recent first
     first = {
-        part: _text(raw_headers.get(f"x-first-death-{part}"))
+        part: hdrs.as_text(raw_headers.get(f"x-first-death-{part}"))
         for part in ("queue", "reason", "exchange")
         if f"x-first-death-{part}" in raw_headers
     }

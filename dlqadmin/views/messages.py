@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from dlqadmin import permissions, selectors_dashboard
-from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.models import BrokerKind, DeadLetter, DeadLetterStatus, Source
 from dlqadmin.selectors import (
     DeadLetterFilter,
     FilterError,
@@ -43,8 +43,8 @@ from .common import (
     requires,
     safe_next,
     selection_from,
+    url_for_pk,
 )
-from .message_rows import rows_html
 from .presenters import PREVIEW_CHARS, PayloadView, clip
 
 PAGE_SIZES = (25, 50, 100, 200)
@@ -70,6 +70,7 @@ ROW_FIELDS = (
     "payload_available",
     "payload_size",
 )
+KIND_LABELS = dict(BrokerKind.choices)
 ROW_JOINED = {"source_name": F("source__name"), "broker_kind": F("source__connection__kind")}
 
 
@@ -119,13 +120,16 @@ def _watched_sources(filters: DeadLetterFilter) -> list[int]:
 
 
 def _present_rows(masker: Masker, rows: list[DeadLetter]) -> None:
-    """What each table row shows, as this user may see it, and the row's HTML."""
+    """What each table row (``_message_rows.html``) shows, as this user may see it; the detail
+    link's route is resolved once for the page, not per row."""
     payloads = _masked_payloads(masker, rows)
+    detail_url = url_for_pk("dlq-message")
     for row in rows:
         row.preview = payload_preview_for(masker, row, payloads.get(row.pk))
         row.error_shown = masker.text(row.source_id, row.error_message)
         row.error_title, row.error_line = clip(row.error_shown, 300), clip(row.error_shown, 140)
-    rows_html(rows)
+        row.detail_url = detail_url(row.pk)
+        row.kind_label = KIND_LABELS.get(row.broker_kind, row.broker_kind)
 
 
 def results_context(request, data: QueryDict) -> tuple[dict, int]:

@@ -13,7 +13,7 @@ TEST_ENV := DEBUG=false SECURE_SSL_REDIRECT=false SECRET_KEY=test-secret-key-not
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-127.0.0.1:9092} \
 	NATS_URL=$${NATS_URL:-nats://127.0.0.1:4222}
 
-.PHONY: venv demo test lint format bench services clean lock
+.PHONY: venv demo test test-fast lint format bench services clean lock
 
 # Installs exactly the lock: requirements-dev.txt names the packages, requirements-dev.lock pins every
 # transitive dependency (a constraint pip may not leave), and `pip check` proves the set complete.
@@ -34,6 +34,12 @@ demo: venv
 
 test: venv services
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+# Development lane: the suite without the browser and fault tests (tests/browser/, tests/faults/).
+# CI runs the full `make test`.
+FAST_MARKERS := not browser and not fault
+test-fast: venv services
+	$(TEST_ENV) $(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
 
 # Benchmarks against the raw broker clients (docs/benchmarks.md); BENCH_N etc. in bench/config.py.
 bench: venv services

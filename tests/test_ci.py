@@ -5,7 +5,9 @@ fails the ones named in FAIL_TARGETS.
 """
 
 import os
+import re
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +51,25 @@ def test_a_test_failure_fails_ci(tmp_path):
     result, targets = _run_ci(tmp_path, fail_targets="test")
     assert result.returncode != 0
     assert targets == ["lint", "test"]
+
+
+def _collected(*args):
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:randomly", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_make_test_fast_leaves_out_browser_and_fault_tests_and_make_test_keeps_them():
+    (fast_markers,) = re.findall(r"^FAST_MARKERS := (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    folders = ["tests/browser", "tests/faults", "tests/test_compose.py"]
+    full = _collected(*folders)
+    fast = _collected("-m", fast_markers, *folders)
+    assert any(t.startswith("tests/browser/") for t in full)
+    assert any(t.startswith("tests/faults/") for t in full)
+    assert fast == [t for t in full if t.startswith("tests/test_compose.py")]

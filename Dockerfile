@@ -5,8 +5,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 DJANGO_SETTINGS_MODULE=dlqadmin
 WORKDIR /app
 
 RUN useradd --create-home --uid 1000 dlqadmin
-COPY requirements.txt .
-RUN pip install --no-cache-dir -r requirements.txt
+# Runtime packages only (no demo/test brokers), every transitive version from requirements.lock.
+COPY requirements.txt requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.txt -c requirements.lock && pip check
 COPY . .
 # collectstatic connects to no database, but the settings require a PostgreSQL URL to load.
 RUN DEBUG=true DATABASE_URL=postgres://build@localhost/build python manage.py collectstatic --noinput >/dev/null

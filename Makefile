@@ -13,12 +13,15 @@ TEST_ENV := DEBUG=false SECURE_SSL_REDIRECT=false SECRET_KEY=test-secret-key-not
 	KAFKA_BOOTSTRAP=$${KAFKA_BOOTSTRAP:-127.0.0.1:9092} \
 	NATS_URL=$${NATS_URL:-nats://127.0.0.1:4222}
 
-.PHONY: venv demo test lint format bench services clean
+.PHONY: venv demo test test-fast lint format bench services clean lock
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# Installs exactly the lock: requirements-dev.txt names the packages, requirements-dev.lock pins every
+# transitive dependency (a constraint pip may not leave), and `pip check` proves the set complete.
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements.lock requirements-dev.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c requirements-dev.lock
+	$(PY) -m pip check
 	touch $@
 
 venv: $(VENV)/.installed
@@ -32,6 +35,12 @@ demo: venv
 test: venv services
 	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
 
+# Development lane: the suite without the browser and fault tests (tests/browser/, tests/faults/).
+# CI runs the full `make test`.
+FAST_MARKERS := not browser and not fault
+test-fast: venv services
+	$(TEST_ENV) $(PY) -m pytest -m "$(FAST_MARKERS)" $(PYTEST_ARGS)
+
 # Benchmarks against the raw broker clients (docs/benchmarks.md); BENCH_N etc. in bench/config.py.
 bench: venv services
 	$(TEST_ENV) $(PY) -m bench
@@ -43,6 +52,17 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# Regenerates requirements.lock (runtime, the image) and requirements-dev.lock (runtime + dev, the
+# venv) with uv, keeping every existing pin; LOCK_ARGS="--upgrade-package NAME" moves one package.
+UV_VERSION := 0.13.9
+UV := var/uv/bin/uv
+lock:
+	test -x $(UV) || ($(PYTHON) -m venv var/uv && var/uv/bin/pip install --quiet uv==$(UV_VERSION))
+	$(UV) pip compile requirements.txt -o requirements.lock --python $(PYTHON) \
+		--custom-compile-command "make lock" --quiet $(LOCK_ARGS)
+	$(UV) pip compile requirements-dev.txt -c requirements.lock -o requirements-dev.lock --python $(PYTHON) \
+		--custom-compile-command "make lock" --quiet $(LOCK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -57,5 +57,7 @@ if ! up "$KAFKA_PORT"; then
 fi
 # Browser tests drive Debian's Chromium through Playwright (its own browser download is not used).
 need_pkg chromium chromium
+# tests/test_compose.py validates docker-compose.yml with `docker-compose config` (no engine needed).
+need_pkg docker-compose docker-compose
 psql -h 127.0.0.1 -U postgres -tAc "select 1" postgres >/dev/null
 echo "ensure-services: PostgreSQL, Redis, RabbitMQ, NATS and Kafka (127.0.0.1:$KAFKA_PORT) are up"

@@ -9,6 +9,20 @@ NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+# Folders whose tests carry a marker of their own, so `make test-fast` (-m "not browser and not
+# fault") can leave them out; `make test` and CI run everything.
+FOLDER_MARKERS = {"browser": "browser", "faults": "fault"}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_dir = os.path.dirname(__file__)
+    for item in items:
+        relative = os.path.relpath(str(item.path), tests_dir)
+        marker = FOLDER_MARKERS.get(relative.split(os.sep, 1)[0])
+        if marker:
+            item.add_marker(marker)
+
+
 def unique(prefix: str) -> str:
     """A resource name no other test (or parallel run) uses."""
     return f"t.{prefix}.{uuid.uuid4().hex[:10]}"

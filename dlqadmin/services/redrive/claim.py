@@ -38,23 +38,14 @@ from dlqadmin.models import (
     RedriveAttemptStatus,
     RedriveJob,
 )
-from dlqadmin.selectors import DeadLetterFilter, dead_letters_for
+from dlqadmin.selectors import DeadLetterFilter
+from dlqadmin.services.dead_letters import selection_for
 from dlqadmin.services.redrive import destination as routes
 
 log = logging.getLogger("dlqadmin.services.redrive_claim")  # the pre-package name, kept for logging configs
 
 #: dead letters claimed per transaction
 CLAIM_CHUNK = 1000
-
-
-def selection_for(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
-    """The messages ``actor`` selected: of the given ids or filter, only those they may see.
-    Raises ValueError when neither is given."""
-    if ids is not None:
-        return dead_letters_for(actor).filter(pk__in=ids)
-    if filters is None:
-        raise ValueError("give ids or a filter")
-    return dead_letters_for(actor, filters)
 
 
 @dataclass

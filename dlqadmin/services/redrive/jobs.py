@@ -43,6 +43,7 @@ from dlqadmin.models import (
 )
 from dlqadmin.selectors import DeadLetterFilter
 from dlqadmin.services.audit import audit_record
+from dlqadmin.services.dead_letters import selection_for
 from dlqadmin.services.redrive import claim as redrive_claim
 from dlqadmin.services.redrive import destination as routes
 from dlqadmin.services.redrive import options as redrive_options
@@ -100,7 +101,7 @@ class RedrivePlan:
 
 def _selection(*, actor, ids: list[int] | None, filters: DeadLetterFilter | None):
     try:
-        return redrive_claim.selection_for(actor=actor, ids=ids, filters=filters)
+        return selection_for(actor=actor, ids=ids, filters=filters)
     except ValueError as exc:
         raise RedriveError({"filter": str(exc)}) from exc
 

@@ -55,6 +55,32 @@ def env_secret(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+# Values of SECRET_KEY published in this repository or by Django: never a production key.
+SECRET_KEY_PLACEHOLDERS = frozenset(
+    {
+        "change-me",
+        "changeme",
+        "change_me",
+        "secret",
+        "test-secret-key-not-for-production",
+        "insecure-development-key-do-not-use-in-production",
+    }
+)
+SECRET_KEY_MIN_LENGTH = 50
+_KEY_HOW_TO = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+
+
+def secret_key_problem(key: str) -> str:
+    """Why ``key`` is no production SECRET_KEY ('' when it is fine)."""
+    if key.strip().lower() in SECRET_KEY_PLACEHOLDERS or key.startswith("django-insecure-"):
+        return "is a published placeholder"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"is {len(key)} characters long, shorter than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(key)) < 5:
+        return "has fewer than 5 different characters"
+    return ""
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = env_secret("SECRET_KEY")
@@ -62,9 +88,11 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY (or SECRET_KEY_FILE), "
-            "or DEBUG=true for local development."
+            f"or DEBUG=true for local development; {_KEY_HOW_TO}"
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
+elif not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(f"SECRET_KEY {problem}: refused when DEBUG is off; {_KEY_HOW_TO}")
 
 # Fernet key(s) for broker credentials at rest; comma-separated, newest first (rotation).
 DLQADMIN_ENCRYPTION_KEY = env_secret("DLQADMIN_ENCRYPTION_KEY")

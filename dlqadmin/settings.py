@@ -98,8 +98,8 @@ elif not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
 DLQADMIN_ENCRYPTION_KEY = env_secret("DLQADMIN_ENCRYPTION_KEY")
 if not DLQADMIN_ENCRYPTION_KEY and not DEBUG:
     raise ImproperlyConfigured(
-        "DLQADMIN_ENCRYPTION_KEY is required when DEBUG is off (generate one with "
-        "`python manage.py generate_encryption_key`)."
+        "DLQADMIN_ENCRYPTION_KEY is required when DEBUG is off (generate one with: python -c "
+        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
     )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG else "")

@@ -41,6 +41,9 @@ def test_it_refuses_to_start_without_encryption_key_when_debug_is_off():
     result = load_settings(SECRET_KEY=GOOD_KEY)
     assert result.returncode != 0
     assert "DLQADMIN_ENCRYPTION_KEY is required" in result.stderr
+    command = result.stderr.split("generate one with: ", 1)[1].rsplit(")", 1)[0]
+    generated = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+    assert load_settings(SECRET_KEY=GOOD_KEY, DLQADMIN_ENCRYPTION_KEY=generated).returncode == 0
 
 
 def test_debug_is_off_unless_asked_for():

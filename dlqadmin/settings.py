@@ -4,6 +4,7 @@ Every setting comes from an environment variable (see README, "Configuration"). 
 also be given as a file path in ``<NAME>_FILE`` (Docker/Kubernetes secrets).
 """
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,20 @@ def env_int(name: str, default: int) -> int:
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_networks(name: str, default: str = "") -> list[str]:
+    """Comma-separated CIDRs (or single addresses); a malformed one stops the process."""
+    networks = env_list(name, default)
+    for item in networks:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an IP address or network; give comma-separated CIDRs "
+                "such as 10.0.0.0/8,192.0.2.7 (or leave it empty)"
+            ) from None
+    return networks
 
 
 def env_secret(name: str, default: str = "") -> str:
@@ -309,9 +324,12 @@ DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST",
 # (dlqadmin.services.redrive.options.MAX_SELECTION_IDS, 10 000) plus the other fields
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 11_000
 
-# /metrics: a bearer token, or else only these networks may scrape.
+# /metrics: a bearer token, or else only clients in these networks may scrape.
 DLQADMIN_METRICS_TOKEN = env_secret("DLQADMIN_METRICS_TOKEN")
-DLQADMIN_METRICS_ALLOWED_NETS = env_list("DLQADMIN_METRICS_ALLOWED_NETS", "127.0.0.0/8,::1/128")
+DLQADMIN_METRICS_ALLOWED_NETS = env_networks("DLQADMIN_METRICS_ALLOWED_NETS", "127.0.0.0/8,::1/128")
+# Reverse proxies whose X-Forwarded-For is believed (dlqadmin/proxies.py); empty: none, the
+# client is REMOTE_ADDR.
+DLQADMIN_TRUSTED_PROXIES = env_networks("DLQADMIN_TRUSTED_PROXIES")
 
 # Content-Security-Policy: scripts only from our origin (no inline script anywhere).
 DLQADMIN_CSP = env_str(

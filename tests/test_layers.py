@@ -47,6 +47,7 @@ LAYERS = [
             "dlqadmin.broker_options",
             "dlqadmin.live",
             "dlqadmin.tally_sql",
+            "dlqadmin.proxies",
         ),
     ),
     ("project", ("dlqadmin", "dlqadmin.settings", "dlqadmin.celery")),

@@ -107,6 +107,15 @@ def test_debug_accepts_any_secret_key():
     assert load_settings(DEBUG="true", SECRET_KEY="change-me").returncode == 0
 
 
+@pytest.mark.parametrize("name", ["DLQADMIN_TRUSTED_PROXIES", "DLQADMIN_METRICS_ALLOWED_NETS"])
+def test_a_malformed_network_list_refuses_to_start(name):
+    result = load_settings(DEBUG="true", **{name: "10.0.0.0/8, 10.1.0.0/33"})
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {name}: '10.1.0.0/33' is not an IP address or network" in result.stderr
+    assert "comma-separated CIDRs such as 10.0.0.0/8" in result.stderr
+    assert load_settings(DEBUG="true", **{name: "10.0.0.0/8, 192.0.2.7,2001:db8::/32"}).returncode == 0
+
+
 def test_a_malformed_boolean_is_a_clear_error():
     result = load_settings(DEBUG="maybe")
     assert result.returncode != 0

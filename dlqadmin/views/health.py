@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import time
 
 from django.conf import settings
@@ -18,6 +17,7 @@ import brokers
 from brokers.base import Health
 from dlqadmin.metrics import DlqadminCollector
 from dlqadmin.models import Connection
+from dlqadmin.proxies import client_ip, in_networks
 from dlqadmin.services.connections import connection_config, connection_record_health
 
 READY_CACHE_SECONDS = 5.0
@@ -104,13 +104,7 @@ def _metrics_allowed(request) -> bool:
     if token:
         supplied = request.headers.get("Authorization", "")
         return hmac.compare_digest(supplied, f"Bearer {token}")
-    try:
-        address = ipaddress.ip_address(request.META.get("REMOTE_ADDR", ""))
-    except ValueError:
-        return False
-    return any(
-        address in ipaddress.ip_network(net, strict=False) for net in settings.DLQADMIN_METRICS_ALLOWED_NETS
-    )
+    return in_networks(client_ip(request), settings.DLQADMIN_METRICS_ALLOWED_NETS)
 
 
 @require_GET

@@ -4,6 +4,7 @@ Every setting comes from an environment variable (see README, "Configuration"). 
 also be given as a file path in ``<NAME>_FILE`` (Docker/Kubernetes secrets).
 """
 
+import base64
 import ipaddress
 import json
 import os
@@ -110,12 +111,30 @@ elif not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
     raise ImproperlyConfigured(f"SECRET_KEY {problem}: refused when DEBUG is off; {_KEY_HOW_TO}")
 
 # Fernet key(s) for broker credentials at rest; comma-separated, newest first (rotation).
+_FERNET_HOW_TO = "generate one with: python -c " + (
+    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
 DLQADMIN_ENCRYPTION_KEY = env_secret("DLQADMIN_ENCRYPTION_KEY")
 if not DLQADMIN_ENCRYPTION_KEY and not DEBUG:
-    raise ImproperlyConfigured(
-        "DLQADMIN_ENCRYPTION_KEY is required when DEBUG is off (generate one with: python -c "
-        '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())")'
-    )
+    raise ImproperlyConfigured(f"DLQADMIN_ENCRYPTION_KEY is required when DEBUG is off ({_FERNET_HOW_TO})")
+
+
+def fernet_key_problem(key: str) -> str:
+    """Why ``key`` is no Fernet key (32 bytes, URL-safe base64), '' when it is one."""
+    try:
+        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return "is not URL-safe base64"
+    return "" if len(raw) == 32 else f"decodes to {len(raw)} bytes, not 32"
+
+
+_fernet_keys = [k.strip() for k in DLQADMIN_ENCRYPTION_KEY.split(",") if k.strip()]
+for _number, _key in enumerate(_fernet_keys, start=1):
+    if problem := fernet_key_problem(_key):  # the key itself is never repeated in the message
+        raise ImproperlyConfigured(
+            f"DLQADMIN_ENCRYPTION_KEY: key {_number} of {len(_fernet_keys)} {problem}, so it is no "
+            f"Fernet key ({_FERNET_HOW_TO})"
+        )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")

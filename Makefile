@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export DJANGO_SETTINGS_MODULE := dlqadmin.settings
 
 # Test-suite environment (real services on this machine; see docs/development.md).
-TEST_ENV := DEBUG=false SECURE_SSL_REDIRECT=false SECRET_KEY=test-secret-key-not-for-production \
+TEST_ENV := DEBUG=false SECURE_SSL_REDIRECT=false SECRET_KEY=make-test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz \
 	DLQADMIN_ENCRYPTION_KEY=8Fq1v2o0m0vXH1bFz2C8CkQ6q0m0n7cV9wQe3rT5y7U= \
 	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/dlqadmin_$$$$} \
 	REDIS_URL=$${TEST_REDIS_URL:-redis://127.0.0.1:6379/0} \

@@ -14,9 +14,12 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 
+from dlqadmin.proxies import client_ip
+
 
 def _client_ip(request) -> str:
-    return (request.META.get("REMOTE_ADDR") or "unknown") if request is not None else "unknown"
+    """The client's address (behind trusted proxies, from X-Forwarded-For: dlqadmin/proxies.py)."""
+    return (client_ip(request) or "unknown") if request is not None else "unknown"
 
 
 def _keys(request, username: str | None) -> list[str]:

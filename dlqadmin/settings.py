@@ -4,6 +4,8 @@ Every setting comes from an environment variable (see README, "Configuration"). 
 also be given as a file path in ``<NAME>_FILE`` (Docker/Kubernetes secrets).
 """
 
+import base64
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -44,6 +46,20 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_networks(name: str, default: str = "") -> list[str]:
+    """Comma-separated CIDRs (or single addresses); a malformed one stops the process."""
+    networks = env_list(name, default)
+    for item in networks:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {item!r} is not an IP address or network; give comma-separated CIDRs "
+                "such as 10.0.0.0/8,192.0.2.7 (or leave it empty)"
+            ) from None
+    return networks
+
+
 def env_secret(name: str, default: str = "") -> str:
     """A secret from ``NAME`` or from the file named by ``NAME_FILE``."""
     path = os.environ.get(f"{name}_FILE")
@@ -55,6 +71,32 @@ def env_secret(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+# Values of SECRET_KEY published in this repository or by Django: never a production key.
+SECRET_KEY_PLACEHOLDERS = frozenset(
+    {
+        "change-me",
+        "changeme",
+        "change_me",
+        "secret",
+        "test-secret-key-not-for-production",
+        "insecure-development-key-do-not-use-in-production",
+    }
+)
+SECRET_KEY_MIN_LENGTH = 50
+_KEY_HOW_TO = 'generate one with: python -c "import secrets; print(secrets.token_urlsafe(50))"'
+
+
+def secret_key_problem(key: str) -> str:
+    """Why ``key`` is no production SECRET_KEY ('' when it is fine)."""
+    if key.strip().lower() in SECRET_KEY_PLACEHOLDERS or key.startswith("django-insecure-"):
+        return "is a published placeholder"
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"is {len(key)} characters long, shorter than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(key)) < 5:
+        return "has fewer than 5 different characters"
+    return ""
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = env_secret("SECRET_KEY")
@@ -62,17 +104,37 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG is off. Set SECRET_KEY (or SECRET_KEY_FILE), "
-            "or DEBUG=true for local development."
+            f"or DEBUG=true for local development; {_KEY_HOW_TO}"
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
+elif not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    raise ImproperlyConfigured(f"SECRET_KEY {problem}: refused when DEBUG is off; {_KEY_HOW_TO}")
 
 # Fernet key(s) for broker credentials at rest; comma-separated, newest first (rotation).
+_FERNET_HOW_TO = "generate one with: python -c " + (
+    '"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+)
 DLQADMIN_ENCRYPTION_KEY = env_secret("DLQADMIN_ENCRYPTION_KEY")
 if not DLQADMIN_ENCRYPTION_KEY and not DEBUG:
-    raise ImproperlyConfigured(
-        "DLQADMIN_ENCRYPTION_KEY is required when DEBUG is off (generate one with "
-        "`python manage.py generate_encryption_key`)."
-    )
+    raise ImproperlyConfigured(f"DLQADMIN_ENCRYPTION_KEY is required when DEBUG is off ({_FERNET_HOW_TO})")
+
+
+def fernet_key_problem(key: str) -> str:
+    """Why ``key`` is no Fernet key (32 bytes, URL-safe base64), '' when it is one."""
+    try:
+        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return "is not URL-safe base64"
+    return "" if len(raw) == 32 else f"decodes to {len(raw)} bytes, not 32"
+
+
+_fernet_keys = [k.strip() for k in DLQADMIN_ENCRYPTION_KEY.split(",") if k.strip()]
+for _number, _key in enumerate(_fernet_keys, start=1):
+    if problem := fernet_key_problem(_key):  # the key itself is never repeated in the message
+        raise ImproperlyConfigured(
+            f"DLQADMIN_ENCRYPTION_KEY: key {_number} of {len(_fernet_keys)} {problem}, so it is no "
+            f"Fernet key ({_FERNET_HOW_TO})"
+        )
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1" if DEBUG else "")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
@@ -282,9 +344,12 @@ DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST",
 # (dlqadmin.services.redrive.options.MAX_SELECTION_IDS, 10 000) plus the other fields
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 11_000
 
-# /metrics: a bearer token, or else only these networks may scrape.
+# /metrics: a bearer token, or else only clients in these networks may scrape.
 DLQADMIN_METRICS_TOKEN = env_secret("DLQADMIN_METRICS_TOKEN")
-DLQADMIN_METRICS_ALLOWED_NETS = env_list("DLQADMIN_METRICS_ALLOWED_NETS", "127.0.0.0/8,::1/128")
+DLQADMIN_METRICS_ALLOWED_NETS = env_networks("DLQADMIN_METRICS_ALLOWED_NETS", "127.0.0.0/8,::1/128")
+# Reverse proxies whose X-Forwarded-For is believed (dlqadmin/proxies.py); empty: none, the
+# client is REMOTE_ADDR.
+DLQADMIN_TRUSTED_PROXIES = env_networks("DLQADMIN_TRUSTED_PROXIES")
 
 # Content-Security-Policy: scripts only from our origin (no inline script anywhere).
 DLQADMIN_CSP = env_str(
@@ -301,6 +366,8 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    # probes and scrapers talk plain HTTP to the process itself, past the TLS-terminating proxy
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", True)
     CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)

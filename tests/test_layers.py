@@ -48,6 +48,7 @@ LAYERS = [
             "dlqadmin.live",
             "dlqadmin.tally_sql",
             "dlqadmin.search_sql",
+            "dlqadmin.proxies",
         ),
     ),
     ("project", ("dlqadmin", "dlqadmin.settings", "dlqadmin.celery")),

@@ -14,10 +14,6 @@ from django.core.exceptions import ValidationError
 from dlqadmin import permissions
 
 
-def client_ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
 def per_request(request, key: str, build: Callable[[], list]) -> list:
     """``build()`` once per request. Django admin compares fields by identity across
     ``get_fields`` / ``get_readonly_fields``, so callables made for one request (closing over its

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from brokers.base import BrokerError
 from dlqadmin.models import Connection, Source
+from dlqadmin.proxies import client_ip
 from dlqadmin.selectors import visible_sources
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.connections import (
@@ -29,7 +30,7 @@ from dlqadmin.services.sources import (
     source_validate,
 )
 
-from .base import ModelAdmin, RolePermissions, ServiceValidatedForm, client_ip
+from .base import ModelAdmin, RolePermissions, ServiceValidatedForm
 
 
 class ConnectionForm(ServiceValidatedForm):

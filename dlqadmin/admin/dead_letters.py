@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, ErrorGroup, ErrorGroupStatus
+from dlqadmin.proxies import client_ip
 from dlqadmin.selectors import DeadLetterFilter, error_groups_for, limit_to_visible
 from dlqadmin.selectors_dashboard import job_skipped_reasons
 from dlqadmin.services.audit import audit_record
@@ -32,7 +33,7 @@ from dlqadmin.services.masking import Masker
 from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
 from dlqadmin.services.redrive.options import MAX_SELECTION_IDS, ids_message
 
-from .base import ModelAdmin, ReadOnlyAdmin, RolePermissions, client_ip, per_request
+from .base import ModelAdmin, ReadOnlyAdmin, RolePermissions, per_request
 
 PRE = "<pre style='white-space:pre-wrap;max-height:30em;overflow:auto'>{}</pre>"
 

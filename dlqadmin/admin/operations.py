@@ -6,6 +6,7 @@ from django.contrib import admin
 
 from dlqadmin import permissions
 from dlqadmin.models import AlertDelivery, AlertRule, AuditEvent, MaskingRule, RedriveAttempt, RedriveJob
+from dlqadmin.proxies import client_ip
 from dlqadmin.services.rules import (
     ALERT_RULE_FIELDS,
     MASKING_RULE_FIELDS,
@@ -15,7 +16,7 @@ from dlqadmin.services.rules import (
     masking_rule_save,
 )
 
-from .base import ModelAdmin, ReadOnlyAdmin, client_ip
+from .base import ModelAdmin, ReadOnlyAdmin
 
 
 class RedriveAttemptInline(admin.TabularInline):

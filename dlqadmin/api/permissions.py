@@ -13,6 +13,7 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 
 from dlqadmin import permissions as roles
+from dlqadmin.proxies import client_ip
 
 
 class RolePermission(BasePermission):
@@ -57,7 +58,15 @@ def _rate(scope: str) -> str | None:
     return configured.get(scope, DEFAULT_RATES.get(scope))
 
 
-class UserThrottle(UserRateThrottle):
+class _ClientIdent:
+    """Anonymous requests are counted per client address (behind trusted proxies, from
+    X-Forwarded-For: dlqadmin/proxies.py), never per a header any client can write."""
+
+    def get_ident(self, request):
+        return client_ip(request) or "unknown"
+
+
+class UserThrottle(_ClientIdent, UserRateThrottle):
     """Per user (token or session): 600 requests a minute unless configured."""
 
     scope = "dlq-user"
@@ -73,7 +82,7 @@ class UserThrottle(UserRateThrottle):
         return super().allow_request(request, view)
 
 
-class AnonThrottle(AnonRateThrottle):
+class AnonThrottle(_ClientIdent, AnonRateThrottle):
     """Per client address for unauthenticated requests: 30 a minute unless configured."""
 
     scope = "dlq-anon"

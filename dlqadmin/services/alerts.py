@@ -6,6 +6,11 @@ Triggers:
 - a source's backlog, or its failures per window, crosses a threshold: ``alerts_evaluate``
   (Celery beat).
 
+Masking: an alert leaves the product (a chat channel, a mailbox) for readers who hold no role, so
+its error text (pattern, sample message, job error) is masked as for the most restricted viewer:
+every enabled masking rule of the source applies (of every source for a redrive job), before the
+delivery is stored or sent.
+
 De-duplication: ``AlertDelivery`` is UNIQUE on (rule, dedup key, window start), so however many
 times a trigger runs within a window, one alert goes out. Delivery is a Celery task with
 retries; every attempt's outcome is stored on the delivery.
@@ -20,6 +25,7 @@ import urllib.request
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
@@ -36,6 +42,7 @@ from dlqadmin.models import (
     RedriveJob,
     Source,
 )
+from dlqadmin.services.masking import Masker
 
 log = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT = 10
@@ -84,12 +91,19 @@ def _rules(kind: str, source_id: int | None = None):
     return rules
 
 
+def _audience() -> Masker:
+    """What an alert's readers may see: as little as the most restricted viewer (no role at all)."""
+    return Masker(AnonymousUser())
+
+
 def alerts_on_groups_appeared(*, groups: list[ErrorGroup]) -> int:
     fired = 0
+    masker = _audience()
     for group in groups:
         for rule in _rules(AlertKind.NEW_ERROR_GROUP, group.source_id):
             source = Source.objects.filter(pk=group.source_id).values_list("name", flat=True).first()
-            subject = f"New failure in {source}: {group.error_class or group.reason} {group.message_pattern}"
+            pattern = masker.text(group.source_id, group.message_pattern)
+            subject = f"New failure in {source}: {group.error_class or group.reason} {pattern}"
             fired += bool(
                 alert_fire(
                     rule=rule,
@@ -102,8 +116,8 @@ def alerts_on_groups_appeared(*, groups: list[ErrorGroup]) -> int:
                         "count": group.count,
                         "error_class": group.error_class,
                         "reason": group.reason,
-                        "pattern": group.message_pattern,
-                        "sample": group.sample_message[:500],
+                        "pattern": pattern,
+                        "sample": masker.text(group.source_id, group.sample_message)[:500],
                         "first_seen": group.first_seen.isoformat(),
                     },
                 )
@@ -130,7 +144,7 @@ def alerts_on_job_finished(*, job: RedriveJob) -> int:
                     "succeeded": job.succeeded,
                     "failed": job.failed,
                     "skipped": job.skipped,
-                    "error": job.error,
+                    "error": _audience().text(None, job.error),
                 },
             )
         )

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 import brokers
 from brokers.base import ConnectionConfig, DiscoveredSource, Health, SourceSpec, TLSOptions
-from dlqadmin import permissions
+from dlqadmin import crypto, permissions
 from dlqadmin.models import Connection, HealthStatus, Source
 from dlqadmin.services.audit import audit_record, audited_delete
 from dlqadmin.services.harvest import prepare as source_prepare
@@ -228,3 +228,41 @@ def connection_discover(*, connection: Connection, timeout: float = 10.0) -> lis
     for item in found:
         item.options = {**item.options, "already_added": (item.mode, item.address) in known}
     return found
+
+
+#: the Connection columns that hold a credential encrypted with DLQADMIN_ENCRYPTION_KEY
+ENCRYPTED_FIELDS = ("password_encrypted", "tls_client_key_encrypted")
+
+
+@transaction.atomic
+def connections_reencrypt(*, actor=None) -> dict[str, int]:
+    """Encrypt every stored credential again under the newest key of DLQADMIN_ENCRYPTION_KEY.
+
+    One transaction: a credential no configured key can decrypt raises DecryptionError (naming
+    the connection) and nothing changes. Credentials already under the newest key are left as
+    they are, so a second run changes nothing. Returns the counts."""
+    counts = {"connections": 0, "reencrypted": 0, "already_current": 0, "empty": 0}
+    for connection in Connection.objects.select_for_update().order_by("pk"):
+        counts["connections"] += 1
+        changed = {}
+        for field in ENCRYPTED_FIELDS:
+            token = getattr(connection, field)
+            if not token:
+                counts["empty"] += 1
+            elif crypto.is_under_newest_key(token):
+                counts["already_current"] += 1
+            else:
+                try:
+                    changed[field] = crypto.reencrypt(token)
+                except crypto.DecryptionError:
+                    raise crypto.DecryptionError(
+                        f"connection {connection.name!r}: {field} cannot be decrypted with any key of "
+                        "DLQADMIN_ENCRYPTION_KEY (nothing was changed)"
+                    ) from None
+        if changed:
+            # no save(): updated_at stays the time of the last edit by a person
+            Connection.objects.filter(pk=connection.pk).update(**changed)
+            counts["reencrypted"] += len(changed)
+    if counts["reencrypted"]:
+        audit_record(actor=actor, action="connection.reencrypt", count=counts["reencrypted"], detail=counts)
+    return counts

@@ -2,7 +2,8 @@
 
 JSON-lines is the lossless format: one object per message with the payload and key in base64
 and the headers in the stored typed encoding, so ``import`` gives back byte-identical rows.
-CSV is a flat summary for spreadsheets (no payload bytes). Both stream: rows are read with
+CSV is a flat summary for spreadsheets (no payload bytes; every text cell defused against
+formula injection). Both stream: rows are read with
 ``iterator()`` and written one at a time, so memory stays flat in the export size.
 
 Both take the ``user`` the export is for: a masked user (dlqadmin.services.masking) gets masked
@@ -117,30 +118,35 @@ def iter_csv(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:
     writer.writerow(CSV_COLUMNS)
     yield flush()
     for row in _rows(qs):
-        writer.writerow(
-            [
-                row.pk,
-                row.source.name,
-                row.status,
-                row.failed_at.isoformat(),
-                row.reason,
-                row.error_class,
-                _csv_safe(masker.text(row.source_id, row.error_message)[:1000]),
-                row.original_destination,
-                row.origin_partition,
-                row.origin_offset,
-                row.origin_seq,
-                row.payload_size,
-                row.redrive_count,
-                row.position,
-            ]
-        )
+        cells = [
+            row.pk,
+            row.source.name,
+            row.status,
+            row.failed_at.isoformat(),
+            row.reason,
+            row.error_class,
+            masker.text(row.source_id, row.error_message)[:1000],
+            row.original_destination,
+            row.origin_partition,
+            row.origin_offset,
+            row.origin_seq,
+            row.payload_size,
+            row.redrive_count,
+            row.position,
+        ]
+        writer.writerow([_csv_safe(cell) if isinstance(cell, str) else cell for cell in cells])
         yield flush()
 
 
+#: a spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_safe(text: str) -> str:
-    """Defuse spreadsheet formula injection (a cell starting with = + - @ runs as a formula)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """Defuse formula injection in a text cell: a leading ' makes the spreadsheet show it as text.
+    Every text column goes through here (source and queue names, error class and text, position
+    come from brokers and producers); numbers are written as numbers."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Heartbeats: long-running components say they are alive (read by /metrics and /readyz)."""
+"""Heartbeats: long-running components say they are alive (read by /metrics)."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from dlqadmin import permissions
+from dlqadmin.proxies import client_ip
 from dlqadmin.selectors import DeadLetterFilter, FilterError, visibility_snapshot
 from dlqadmin.services.masking import Masker
 from dlqadmin.services.redrive import options as redrive_options
@@ -105,7 +106,8 @@ def safe_next(request: HttpRequest, value: str | None = None) -> str:
 
 
 def client_addr(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
+    """The client's address for the audit trail (dlqadmin/proxies.py)."""
+    return client_ip(request)
 
 
 def filter_query(filter_dict: dict) -> str:

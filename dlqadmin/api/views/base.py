@@ -14,6 +14,7 @@ from dlqadmin.api.pagination import IdCursorPagination
 from dlqadmin.api.parsers import PARSER_CLASSES
 from dlqadmin.api.permissions import THROTTLE_CLASSES, AnonThrottle, RolePermission
 from dlqadmin.api.schema import ApiAutoSchema
+from dlqadmin.proxies import client_ip
 
 
 class ApiViewMixin:
@@ -45,7 +46,7 @@ class ApiViewMixin:
             raise
 
     def remote_addr(self) -> str | None:
-        return self.request.META.get("REMOTE_ADDR") or None
+        return client_ip(self.request)
 
 
 class ApiViewSet(ApiViewMixin, viewsets.GenericViewSet):

@@ -2,6 +2,7 @@
 
 from .alerts import AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind, AlertRule
 from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
+from .counters import CounterName, SourceCounter
 from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
 from .masking import MaskingKind, MaskingRule
 from .operations import ApiToken, AuditEvent, Heartbeat
@@ -27,6 +28,7 @@ __all__ = [
     "AuditEvent",
     "BrokerKind",
     "Connection",
+    "CounterName",
     "DeadLetter",
     "DeadLetterRevision",
     "DeadLetterStatus",
@@ -43,6 +45,7 @@ __all__ = [
     "RedriveJob",
     "RedriveJobStatus",
     "Source",
+    "SourceCounter",
     "SourceMode",
     "StatusTally",
 ]

@@ -35,6 +35,7 @@ from brokers.base import (
 )
 from dlqadmin.models import (
     Connection,
+    CounterName,
     DeadLetter,
     DeadLetterRevision,
     DeadLetterStatus,
@@ -43,6 +44,7 @@ from dlqadmin.models import (
     RedriveJob,
 )
 from dlqadmin.services.connections import connection_config
+from dlqadmin.services.counters import counters_add_for_letters
 from dlqadmin.services.redrive import lease as redrive_lease
 from dlqadmin.services.redrive.lease import Keeper
 
@@ -353,6 +355,9 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
             )
         if failed:
             DeadLetter.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
+        # monotonic counters for /metrics (a purge never lowers them)
+        counters_add_for_letters(name=CounterName.REDRIVEN, letter_ids=sent)
+        counters_add_for_letters(name=CounterName.REDRIVE_FAILED, letter_ids=failed)
         if recorded:
             RedriveJob.objects.filter(pk=job.pk).update(
                 succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now

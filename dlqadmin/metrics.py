@@ -87,7 +87,7 @@ class DlqadminCollector:
 
         up = GaugeMetricFamily(
             "dlqadmin_broker_up",
-            "1 when the last health check of the connection passed.",
+            "1 when the connection's last recorded health was ok (see dlqadmin_broker_health_age_seconds).",
             labels=["connection", "kind"],
         )
         checked = GaugeMetricFamily(
@@ -95,11 +95,20 @@ class DlqadminCollector:
             "Time of the last check.",
             labels=["connection", "kind"],
         )
+        age = GaugeMetricFamily(
+            "dlqadmin_broker_health_age_seconds",
+            "Seconds since the connection's health was last recorded (harvester, redrive worker, "
+            "beat check or a test).",
+            labels=["connection", "kind", "checked_by"],
+        )
         for c in Connection.objects.all():
             up.add_metric([c.name, c.kind], 1 if c.health_status == HealthStatus.OK else 0)
             if c.last_checked_at:
                 checked.add_metric([c.name, c.kind], c.last_checked_at.timestamp())
-        yield from (up, checked)
+                age.add_metric(
+                    [c.name, c.kind, c.health_checked_by], (now - c.last_checked_at).total_seconds()
+                )
+        yield from (up, checked, age)
 
         alive = GaugeMetricFamily(
             "dlqadmin_component_up",

@@ -226,6 +226,7 @@ CELERY_BEAT_SCHEDULE = {
     "auto-retry": {"task": "dlqadmin.tasks.auto_retry_run", "schedule": 15.0},
     "worker-heartbeat": {"task": "dlqadmin.tasks.worker_heartbeat", "schedule": 30.0},
     "alerts-evaluate": {"task": "dlqadmin.tasks.alerts_evaluate", "schedule": 60.0},
+    "connections-health": {"task": "dlqadmin.tasks.connections_check_idle", "schedule": 60.0},
     "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
@@ -280,6 +281,12 @@ DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST",
 # a dashboard or admin selection posts one field per id: room for the id limit of a selection
 # (dlqadmin.services.redrive.options.MAX_SELECTION_IDS, 10 000) plus the other fields
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 11_000
+
+# Connection health: the harvester and redrive workers record what they see at most this often
+# per connection (at once when it changes); beat checks the connections nobody reported on for
+# DLQADMIN_HEALTH_IDLE_SECONDS.
+DLQADMIN_HEALTH_RECORD_SECONDS = env_int("DLQADMIN_HEALTH_RECORD_SECONDS", 15)
+DLQADMIN_HEALTH_IDLE_SECONDS = env_int("DLQADMIN_HEALTH_IDLE_SECONDS", 120)
 
 # /metrics: a bearer token, or else only these networks may scrape.
 DLQADMIN_METRICS_TOKEN = env_secret("DLQADMIN_METRICS_TOKEN")

@@ -67,4 +67,14 @@ class Migration(migrations.Migration):
             },
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name="connection",
+            name="health_checked_by",
+            field=models.CharField(
+                blank=True,
+                editable=False,
+                help_text="Who saw the health last: harvester, redrive worker, beat check, test connection.",
+                max_length=32,
+            ),
+        ),
     ]

@@ -194,13 +194,26 @@ class HealthSerializer(serializers.Serializer):
     checked_at = serializers.DateTimeField(source="last_checked_at", allow_null=True, required=False)
 
 
+class DiscoveredConsumerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    max_deliver = serializers.IntegerField(
+        allow_null=True, help_text="Deliveries before a message is dead; null = unlimited."
+    )
+
+
 class DiscoveredSourceSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=SourceMode.choices)
     address = serializers.CharField()
     reason = serializers.CharField(help_text="Why it looks like a dead-letter location.")
     messages = serializers.IntegerField(allow_null=True)
     already_added = serializers.BooleanField()
-    options = serializers.DictField(help_text="Suggested source options.")
+    options = serializers.DictField(
+        help_text="Suggested source options (needs_prepare: saving the source sets the broker up)."
+    )
+    consumers = DiscoveredConsumerSerializer(
+        many=True,
+        help_text="The location's consumers and their max_deliver (NATS streams; empty elsewhere).",
+    )
 
     def to_representation(self, instance):
         options = dict(instance.options or {})
@@ -212,6 +225,7 @@ class DiscoveredSourceSerializer(serializers.Serializer):
             "messages": instance.messages,
             "already_added": already,
             "options": options,
+            "consumers": [{"name": c.name, "max_deliver": c.max_deliver} for c in instance.consumers],
         }
 
 

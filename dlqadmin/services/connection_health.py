@@ -3,8 +3,8 @@
 The harvester and the redrive workers talk to the brokers all the time; each success or failure
 they see is evidence of the connection's health. ``connection_observe`` records it, at most once
 per ``DLQADMIN_HEALTH_RECORD_SECONDS`` per connection and process (a harvester polling every
-half second does not write twice a second), but at once when the state changes (ok -> error or
-back), so an outage shows within one pass. ``connections_check_idle`` (beat) asks the broker
+half second does not write twice a second), but at once when the state or the error changes
+(ok -> error or back), so an outage shows within one pass. ``connections_check_idle`` (beat) asks the broker
 about the connections nobody has reported on for ``DLQADMIN_HEALTH_IDLE_SECONDS`` (no enabled
 source, no redrive), so every connection's health has an age.
 """
@@ -31,15 +31,16 @@ HARVESTER = "harvester"
 REDRIVE_WORKER = "redrive worker"
 BEAT_CHECK = "beat check"
 
-#: connection id -> (monotonic time of this process's last write, ok then)
-_written: dict[int, tuple[float, bool]] = {}
+#: connection id -> (monotonic time of this process's last write, ok then, error then)
+_written: dict[int, tuple[float, bool, str]] = {}
 
 
-def observe_due(connection_id: int, ok: bool) -> bool:
-    """Whether an observation would be written now (no database access: callers on an event
-    loop ask before hopping to a thread)."""
+def observe_due(connection_id: int, ok: bool, error: str = "") -> bool:
+    """Whether an observation would be written now: always when the state or the error changed,
+    else once per DLQADMIN_HEALTH_RECORD_SECONDS (no database access: callers on an event loop
+    ask before hopping to a thread)."""
     last = _written.get(connection_id)
-    if last is None or last[1] != ok:
+    if last is None or last[1:] != (ok, error):
         return True
     return time.monotonic() - last[0] >= settings.DLQADMIN_HEALTH_RECORD_SECONDS
 
@@ -48,9 +49,10 @@ def connection_observe(*, connection_id: int, ok: bool, by: str, error: str = ""
     """Record that ``by`` found the connection working (``ok``) or not (``error``: the cause).
     Rate-limited (see the module docstring); returns whether it wrote. Never raises for a
     connection deleted meanwhile."""
-    if not observe_due(connection_id, ok):
+    error = "" if ok else error
+    if not observe_due(connection_id, ok, error):
         return False
-    _written[connection_id] = (time.monotonic(), ok)
+    _written[connection_id] = (time.monotonic(), ok, error)
     changes = {
         "health_status": HealthStatus.OK if ok else HealthStatus.ERROR,
         "last_checked_at": timezone.now(),
@@ -78,7 +80,8 @@ def connections_check_idle(*, now=None, timeout: float = 5.0) -> int:
         results = {pk: Health(ok=False, error=str(exc)) for pk in configs}
     for connection in idle:
         connection_record_health(connection=connection, health=results[connection.pk], by=BEAT_CHECK)
-        _written[connection.pk] = (time.monotonic(), results[connection.pk].ok)
+        health = results[connection.pk]
+        _written[connection.pk] = (time.monotonic(), health.ok, "" if health.ok else health.error)
     return len(idle)
 
 

@@ -191,7 +191,7 @@ class Harvester:
     async def _observe(self, source: Source, *, ok: bool, error: str = "") -> None:
         """Record what this pass saw on the source's connection (rate-limited: no thread hop
         when nothing would be written)."""
-        if connection_health.observe_due(source.connection_id, ok):
+        if connection_health.observe_due(source.connection_id, ok, "" if ok else error):
             await sync_to_async(connection_health.connection_observe, thread_sensitive=True)(
                 connection_id=source.connection_id, ok=ok, by=connection_health.HARVESTER, error=error
             )

@@ -67,3 +67,20 @@ def test_counters_survive_a_retention_purge_and_gauges_follow_the_table(client, 
     # and the scrape reads neither big table
     read = " ".join(q["sql"] for q in queries.captured_queries)
     assert "dlqadmin_deadletter" not in read and "dlqadmin_redriveattempt" not in read, read
+
+
+def test_folding_the_counters_keeps_every_total():
+    from dlqadmin.models import SourceCounter
+    from dlqadmin.services.counters import counter_totals, counters_add, counters_fold
+
+    for n in (1, 2, 3):
+        counters_add(name="redriven", by_source={7: n, 8: 10 * n})
+    counters_add(name="purged", by_source={7: 4, 8: 0})
+    before = counter_totals()
+    assert before == {(7, "redriven"): 6, (8, "redriven"): 60, (7, "purged"): 4}
+    counters_fold()
+    counters_add(name="redriven", by_source={7: 1})
+    counters_fold()
+    assert counter_totals() == {**before, (7, "redriven"): 7}
+    assert not SourceCounter.objects.filter(delta=True).exists()
+    assert SourceCounter.objects.count() == 3  # one base row per (source, counter)

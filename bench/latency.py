@@ -1,4 +1,4 @@
-"""Measurement 4: dashboard and API server time over the large dead-letter table.
+"""Measurement 4: dashboard, API and /metrics server time over the large dead-letter table.
 
 Each case is requested through Django's in-process test client as a signed-in operator: the
 time is the server's (URL resolution, middleware, queries, template rendering), with no network
@@ -22,6 +22,7 @@ from .table import Fixture
 
 LIST_MS = 50
 SEARCH_MS = 300
+METRICS_MS = 50
 WARM_UP = 3
 
 
@@ -72,6 +73,8 @@ def cases(fixture: Fixture) -> list[tuple[str, str | None, dict, int]]:
             found.append(
                 ("dashboard: header filter's match count", count, {**header, "capped": "1"}, LIST_MS)
             )
+    # what Prometheus scrapes (every 15 s or so): tallies and counters, never the big tables
+    found.append(("metrics: /metrics scrape", users.url("dlq-metrics"), {}, METRICS_MS))
     return found
 
 

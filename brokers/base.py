@@ -279,6 +279,15 @@ class Health:
 
 
 @dataclass
+class DiscoveredConsumer:
+    """A consumer of a discovered location, with its redelivery limit (NATS: the ``max_deliver``
+    that makes a message dead; None = unlimited, only terminated messages would be dead)."""
+
+    name: str
+    max_deliver: int | None = None
+
+
+@dataclass
 class DiscoveredSource:
     mode: str
     address: str
@@ -286,6 +295,8 @@ class DiscoveredSource:
     reason: str
     messages: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    #: the consumers of the location that decide what dies there (NATS streams), if known
+    consumers: list[DiscoveredConsumer] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------

@@ -289,6 +289,7 @@ CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "dlqadmin.tasks.worker_heartbeat", "schedule": 30.0},
     "search-index": {"task": "dlqadmin.tasks.search_index", "schedule": 5.0},
     "alerts-evaluate": {"task": "dlqadmin.tasks.alerts_evaluate", "schedule": 60.0},
+    "connections-health": {"task": "dlqadmin.tasks.connections_check_idle", "schedule": 60.0},
     "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
@@ -344,7 +345,13 @@ DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST",
 # (dlqadmin.services.redrive.options.MAX_SELECTION_IDS, 10 000) plus the other fields
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 11_000
 
-# /metrics: a bearer token, or else only clients in these networks may scrape.
+# Connection health: the harvester and redrive workers record what they see at most this often
+# per connection (at once when it changes); beat checks the connections nobody reported on for
+# DLQADMIN_HEALTH_IDLE_SECONDS.
+DLQADMIN_HEALTH_RECORD_SECONDS = env_int("DLQADMIN_HEALTH_RECORD_SECONDS", 15)
+DLQADMIN_HEALTH_IDLE_SECONDS = env_int("DLQADMIN_HEALTH_IDLE_SECONDS", 120)
+
+# /metrics: a bearer token, or else only these networks may scrape.
 DLQADMIN_METRICS_TOKEN = env_secret("DLQADMIN_METRICS_TOKEN")
 DLQADMIN_METRICS_ALLOWED_NETS = env_networks("DLQADMIN_METRICS_ALLOWED_NETS", "127.0.0.0/8,::1/128")
 # Reverse proxies whose X-Forwarded-For is believed (dlqadmin/proxies.py); empty: none, the

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from brokers import shared as brokers_shared
 from dlqadmin.models import AlertDelivery
-from dlqadmin.services import alerts, maintenance, search
+from dlqadmin.services import alerts, connection_health, maintenance, search
 from dlqadmin.services.heartbeat import heartbeat_beat
 from dlqadmin.services.redrive import worker as redrive_worker
 
@@ -58,6 +58,12 @@ def search_index() -> int:
 def worker_heartbeat() -> None:
     """Periodic (beat): proves a worker is consuming tasks (dlqadmin_component_up{component="worker"})."""
     heartbeat_beat(component="worker", every=0)
+
+
+@shared_task(ignore_result=True)
+def connections_check_idle() -> int:
+    """Periodic (beat): ask the brokers of connections no harvester or worker reported on lately."""
+    return connection_health.connections_check_idle()
 
 
 @shared_task(

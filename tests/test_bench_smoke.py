@@ -55,6 +55,7 @@ def expected_metrics() -> list[str]:
     names += ["time to visibility, all brokers", "worker peak RSS, redrive of 300"]
     names += [f"{surface}: {case}" for surface in ("dashboard", "API") for case in LATENCY_CASES]
     names.append("dashboard: header filter's match count")
+    names.append("metrics: /metrics scrape")
     return names
 
 

@@ -28,7 +28,7 @@ from brokers.base import (
     SourceSpec,
 )
 
-from . import admin, harvest, redrive
+from . import admin, discovery, harvest, redrive
 from .connection import JetStream, api_prefix, connect, translate
 
 _STORED = Capability.HARVEST | Capability.REDRIVE | Capability.REMOVE_FROM_DLQ | Capability.PEEK
@@ -142,7 +142,7 @@ class NatsAdapter(BrokerAdapter):
 
     async def discover(self) -> list[DiscoveredSource]:
         jsm, _ = await self._jetstream()
-        return await admin.discover(jsm)
+        return await discovery.discover(jsm)
 
     async def prepare(self, source: SourceSpec) -> Preparation:
         """Advisory sources: create the capture stream, or find the user's stream that already

@@ -1,5 +1,5 @@
 """Streams and consumers the adapter manages or inspects: the advisory capture stream
-(``prepare``), the harvester's durable consumers, discovery, backlog."""
+(``prepare``), the harvester's durable consumers, backlog (discovery: ``discovery.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from nats.js.api import (
     StreamInfo,
 )
 
-from brokers.base import BrokerError, DiscoveredSource, Preparation, SourceSpec
+from brokers.base import BrokerError, Preparation, SourceSpec
 
 from .connection import translate
 
@@ -252,7 +252,7 @@ async def prepare_capture(js: JetStreamContext, source: SourceSpec) -> Preparati
                     raise
                 info = await js.stream_info(name)
         current = list(info.config.subjects or [])
-        if not any(_captured(s) for s in current):
+        if not any(watched_stream(s) for s in current):
             raise BrokerError(f"stream {name} exists and does not capture advisories", permanent=True)
         missing = [s for s in subjects if not any(covers(c, s) for c in current)]
         if missing:
@@ -305,11 +305,7 @@ async def _owner_of(js: JetStreamContext, subject: str) -> str:
         return "another stream"
 
 
-# --------------------------------------------------------------------------------------------
-# discover
-
-
-def _captured(subject: str) -> str | None:
+def watched_stream(subject: str) -> str | None:
     """The watched stream of an advisory capture subject ("*" for any), None if not a capture."""
     if subject in ("$JS.>", "$JS.EVENT.>", "$JS.EVENT.ADVISORY.>", ADVISORY_PREFIX + ">"):
         return "*"
@@ -331,75 +327,3 @@ async def list_streams(js: JetStreamContext) -> list[StreamInfo]:
             if not page:
                 return streams
             streams += page
-
-
-async def discover(js: JetStreamContext) -> list[DiscoveredSource]:
-    """Capture streams (mode ``advisory``), DLQ-named streams (``dlq_stream``) and streams
-    whose consumers set ``max_deliver`` but whose advisories nobody keeps yet (``advisory``,
-    with ``needs_prepare``). Read-only."""
-    streams = await list_streams(js)
-    found: list[DiscoveredSource] = []
-    captured: dict[str, list[StreamInfo]] = {}
-    regular: list[StreamInfo] = []
-    for info in streams:
-        watched = {w for s in info.config.subjects or [] if (w := _captured(s))}
-        for stream in watched:
-            captured.setdefault(stream, []).append(info)
-        if watched:
-            continue
-        if DLQ_NAME.search(info.config.name or ""):
-            found.append(
-                DiscoveredSource(
-                    mode="dlq_stream",
-                    address=info.config.name,
-                    reason=f"stream name {info.config.name!r} looks like a dead-letter queue",
-                    messages=info.state.messages,
-                )
-            )
-        else:
-            regular.append(info)
-    for stream, captures in sorted(captured.items()):
-        if stream == "*":
-            continue
-        for capture in captures:
-            found.append(_advisory_source(stream, capture))
-    wildcard = captured.get("*", [])
-    for info in regular:
-        name = info.config.name
-        if name in captured:
-            continue
-        with translate(f"list consumers of {name}"):
-            try:
-                consumers = await js.consumers_info(name)
-            except nats.js.errors.NotFoundError:  # deleted since it was listed
-                continue
-        limited = [(c.name, c.config.max_deliver) for c in consumers if (c.config.max_deliver or -1) > 0]
-        if not limited:
-            continue
-        if wildcard:
-            found.append(_advisory_source(name, wildcard[0]))
-            continue
-        why = ", ".join(f"consumer {c} has max_deliver {n}" for c, n in limited)
-        found.append(
-            DiscoveredSource(
-                mode="advisory",
-                address=name,
-                reason=f"{why}; enable capture (advisories are lost while nothing keeps them)",
-                options={"needs_prepare": True},
-            )
-        )
-    return found
-
-
-def _advisory_source(stream: str, capture: StreamInfo) -> DiscoveredSource:
-    options: dict = {"capture_stream": capture.config.name}
-    if capture.config.name != CAPTURE_PREFIX + sanitize(stream):
-        # possibly shared by several watched streams: one durable (and filter) per stream
-        options["durable"] = f"{DEFAULT_DURABLE}-{sanitize(stream)}"
-    return DiscoveredSource(
-        mode="advisory",
-        address=stream,
-        reason=f"stream {capture.config.name} captures the dead-letter advisories of {stream}",
-        messages=capture.state.messages,
-        options=options,
-    )

@@ -64,12 +64,22 @@ class ConnectionForm(ServiceValidatedForm):
 @admin.register(Connection)
 class ConnectionAdmin(ModelAdmin):
     form = ConnectionForm
-    list_display = ["name", "kind", "url", "health_status", "server_version", "last_checked_at", "last_error"]
+    list_display = [
+        "name",
+        "kind",
+        "url",
+        "health_status",
+        "server_version",
+        "last_checked_at",
+        "health_checked_by",
+        "last_error",
+    ]
     list_filter = ["kind", "health_status"]
     search_fields = ["name", "url"]
     readonly_fields = [
         "health_status",
         "last_checked_at",
+        "health_checked_by",
         "last_error",
         "server_version",
         "latency_ms",

@@ -2,6 +2,7 @@
 
 from .alerts import AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind, AlertRule
 from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
+from .counters import CounterName, SourceCounter
 from .dead_letters import (
     DeadLetter,
     DeadLetterRevision,
@@ -36,6 +37,7 @@ __all__ = [
     "AuditEvent",
     "BrokerKind",
     "Connection",
+    "CounterName",
     "DeadLetter",
     "DeadLetterRevision",
     "DeadLetterSearch",
@@ -55,6 +57,7 @@ __all__ = [
     "RedriveJobStatus",
     "SearchBacklog",
     "Source",
+    "SourceCounter",
     "SourceMode",
     "StatusTally",
 ]

@@ -44,6 +44,12 @@ class Connection(models.Model):
     )
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    health_checked_by = models.CharField(
+        max_length=32,
+        blank=True,
+        editable=False,
+        help_text="Who saw the health last: harvester, redrive worker, beat check, test connection.",
+    )
     server_version = models.CharField(max_length=100, blank=True)
     latency_ms = models.FloatField(null=True, blank=True)
 

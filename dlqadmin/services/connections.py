@@ -181,8 +181,11 @@ def connection_delete(*, actor=None, connection: Connection, remote_addr: str | 
     )
 
 
-def connection_check_health(*, connection: Connection, timeout: float = 5.0) -> Health:
-    """Ask the broker, record the answer on the connection. Never raises for broker trouble."""
+def connection_check_health(
+    *, connection: Connection, timeout: float = 5.0, by: str = "test connection"
+) -> Health:
+    """Ask the broker, record the answer on the connection (``by``: who asked). Never raises for
+    broker trouble."""
 
     async def check() -> Health:
         async with brokers.get_adapter(connection_config(connection, timeout=timeout)) as adapter:
@@ -192,14 +195,18 @@ def connection_check_health(*, connection: Connection, timeout: float = 5.0) -> 
         health = brokers.run(check)
     except brokers.BrokerError as exc:
         health = Health(ok=False, error=str(exc))
-    connection_record_health(connection=connection, health=health)
+    connection_record_health(connection=connection, health=health, by=by)
     return health
 
 
-def connection_record_health(*, connection: Connection, health: Health) -> None:
+def connection_record_health(*, connection: Connection, health: Health, by: str = "health check") -> None:
+    """Write ``health`` on the connection, saying who saw it (``by``: "harvester", "redrive
+    worker", "beat check", "test connection" ...). An update of the health columns only: the
+    connection's ``updated_at`` (which the harvester watches for edits) does not move."""
     connection.health_status = HealthStatus.OK if health.ok else HealthStatus.ERROR
     connection.last_checked_at = timezone.now()
-    connection.last_error = "" if health.ok else health.error
+    connection.last_error = "" if health.ok else (health.error or "unreachable")[:2000]
+    connection.health_checked_by = by[:32]
     if health.server_version:
         connection.server_version = health.server_version[:100]
     connection.latency_ms = health.latency_ms
@@ -207,11 +214,12 @@ def connection_record_health(*, connection: Connection, health: Health) -> None:
         health_status=connection.health_status,
         last_checked_at=connection.last_checked_at,
         last_error=connection.last_error,
+        health_checked_by=connection.health_checked_by,
         server_version=connection.server_version,
         latency_ms=connection.latency_ms,
     )
     if not health.ok:
-        log.warning("connection %s unhealthy: %s", connection.name, health.error)
+        log.warning("connection %s unhealthy (%s): %s", connection.name, by, health.error)
 
 
 def connection_discover(*, connection: Connection, timeout: float = 10.0) -> list[DiscoveredSource]:

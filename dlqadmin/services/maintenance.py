@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from dlqadmin.models import DeadLetter, DeadLetterState, DeadLetterStatus, RedriveAttempt, Source
+from dlqadmin.models import (
+    CounterName,
+    DeadLetter,
+    DeadLetterState,
+    DeadLetterStatus,
+    RedriveAttempt,
+    Source,
+)
 from dlqadmin.services.audit import audit_record
+from dlqadmin.services.counters import counters_add
 from dlqadmin.services.redrive import destination as routes
 from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
 
@@ -124,7 +133,11 @@ def retention_purge(*, days: int, now=None, chunk: int = 5000) -> int:
         if not ids:
             break
         with transaction.atomic():
-            deleted, _ = DeadLetter.objects.filter(pk__in=ids).delete()
+            # lock what is deleted, so the purged counter counts exactly these rows per source
+            doomed = DeadLetterState.objects.select_for_update().filter(pk__in=ids).order_by()
+            by_source = Counter(doomed.values_list("source_id", flat=True))
+            DeadLetter.objects.filter(pk__in=ids).delete()
+            counters_add(name=CounterName.PURGED, by_source=by_source)
         total += len(ids)
         if len(ids) < chunk:
             break

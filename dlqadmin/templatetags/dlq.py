@@ -15,6 +15,8 @@ from django.template.defaultfilters import timesince_filter
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
+from dlqadmin.services.connection_health import age_text, health_age_seconds
+
 register = template.Library()
 NEVER = mark_safe('<span class="muted">never</span>')
 
@@ -42,6 +44,21 @@ def reltime(when) -> SafeString:
         utc=f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
         f"{local.hour:02d}:{local.minute:02d}:{local.second:02d}",  # its "Y-m-d H:i:s"
         ago=timesince_filter(when),
+    )
+
+
+@register.simple_tag
+def health_age(connection) -> SafeString:
+    """How old a connection's health is and who saw it: "12 s ago, by the harvester"."""
+    age = health_age_seconds(connection)
+    if age is None:
+        return mark_safe('<span class="muted small health-age">never checked</span>')  # noqa: S308
+    by = f", by the {connection.health_checked_by}" if connection.health_checked_by else ""
+    return quick_html(
+        '<span class="muted small health-age" data-age-seconds="{age}">{text} ago{by}</span>',
+        age=int(age),
+        text=age_text(age),
+        by=by,
     )
 
 

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from dlqadmin.models import Connection, Source, SourceMode
 from dlqadmin.selectors_dashboard import capability_names, kind_capabilities, source_capabilities
+from dlqadmin.services.connection_health import health_age_seconds
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.harvest.prepare import prepare_state
 from dlqadmin.services.sources import (
@@ -74,6 +75,8 @@ def _url_has_credentials(url: str) -> bool:
 _CONNECTION_STATE = (
     "health_status",
     "last_checked_at",
+    "health_checked_by",
+    "health_age_seconds",
     "last_error",
     "server_version",
     "latency_ms",
@@ -119,6 +122,10 @@ class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSer
     has_password = serializers.BooleanField(read_only=True, help_text="A password is stored.")
     has_tls_client_key = serializers.SerializerMethodField(help_text="A TLS client key is stored.")
     capabilities = serializers.SerializerMethodField()
+    health_age_seconds = serializers.SerializerMethodField(
+        help_text="Seconds since the health was last recorded (by a harvest, a redrive, the beat "
+        "check or a test); null when never."
+    )
     options = ConnectionOptionsField(
         required=False, help_text="Kind-specific client options; secret-looking values are returned as ***."
     )
@@ -148,6 +155,10 @@ class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSer
 
     def get_has_tls_client_key(self, obj) -> bool:
         return bool(obj.tls_client_key_encrypted)
+
+    def get_health_age_seconds(self, obj) -> float | None:
+        age = health_age_seconds(obj)
+        return None if age is None else round(age, 1)
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_capabilities(self, obj) -> list[str]:
@@ -183,13 +194,26 @@ class HealthSerializer(serializers.Serializer):
     checked_at = serializers.DateTimeField(source="last_checked_at", allow_null=True, required=False)
 
 
+class DiscoveredConsumerSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    max_deliver = serializers.IntegerField(
+        allow_null=True, help_text="Deliveries before a message is dead; null = unlimited."
+    )
+
+
 class DiscoveredSourceSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=SourceMode.choices)
     address = serializers.CharField()
     reason = serializers.CharField(help_text="Why it looks like a dead-letter location.")
     messages = serializers.IntegerField(allow_null=True)
     already_added = serializers.BooleanField()
-    options = serializers.DictField(help_text="Suggested source options.")
+    options = serializers.DictField(
+        help_text="Suggested source options (needs_prepare: saving the source sets the broker up)."
+    )
+    consumers = DiscoveredConsumerSerializer(
+        many=True,
+        help_text="The location's consumers and their max_deliver (NATS streams; empty elsewhere).",
+    )
 
     def to_representation(self, instance):
         options = dict(instance.options or {})
@@ -201,6 +225,7 @@ class DiscoveredSourceSerializer(serializers.Serializer):
             "messages": instance.messages,
             "already_added": already,
             "options": options,
+            "consumers": [{"name": c.name, "max_deliver": c.max_deliver} for c in instance.consumers],
         }
 
 

@@ -24,9 +24,10 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
 
 import brokers
-from brokers.base import BrokerAdapter, BrokerError, Health
+from brokers.base import BrokerAdapter, BrokerError
 from dlqadmin.models import Source
-from dlqadmin.services.connections import connection_config, connection_record_health
+from dlqadmin.services import connection_health
+from dlqadmin.services.connections import connection_config
 from dlqadmin.services.harvest.store import (
     DB_OUTAGES,
     HarvestReport,
@@ -171,17 +172,18 @@ class Harvester:
             self._source_failed(source, own, exc)
             # a transient error may be this source's alone (an exclusive queue, a busy group):
             # the connection backs off too only when the broker itself is unhealthy
-            if not exc.permanent and not await self._healthy(adapter):
-                await self._on_failure(source, state, exc)
+            if not await self._healthy(adapter):
+                if exc.permanent:  # e.g. refused credentials: the source waits the longest already
+                    await self._observe(source, ok=False, error=str(exc))
+                else:
+                    await self._on_failure(source, state, exc)
             return None
         except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others
             self._source_failed(source, own, exc)  # recorded on the source by source_harvest_with
             return None
         if state.failures:
             log.info("connection %s recovered", source.connection.name)
-            await sync_to_async(connection_record_health, thread_sensitive=True)(
-                connection=source.connection, health=Health(ok=True)
-            )
+        await self._observe(source, ok=True)  # a pass worked: the connection is healthy
         state.failures = 0
         if own.failures:
             log.info("source %s recovered after %d failed pass(es)", source.name, own.failures)
@@ -191,6 +193,14 @@ class Harvester:
         if report.inserted:
             log.info("%s: stored %d new dead letter(s)", source.name, report.inserted)
         return report
+
+    async def _observe(self, source: Source, *, ok: bool, error: str = "") -> None:
+        """Record what this pass saw on the source's connection (rate-limited: no thread hop
+        when nothing would be written)."""
+        if connection_health.observe_due(source.connection_id, ok, "" if ok else error):
+            await sync_to_async(connection_health.connection_observe, thread_sensitive=True)(
+                connection_id=source.connection_id, ok=ok, by=connection_health.HARVESTER, error=error
+            )
 
     async def _healthy(self, adapter: BrokerAdapter) -> bool:
         try:
@@ -236,9 +246,7 @@ class Harvester:
             delay,
             exc,
         )
-        await sync_to_async(connection_record_health, thread_sensitive=True)(
-            connection=source.connection, health=Health(ok=False, error=str(exc))
-        )
+        await self._observe(source, ok=False, error=str(exc))
         await self._drop(state)
 
     async def _drop(self, state: _ConnectionState) -> None:

@@ -35,6 +35,7 @@ from brokers.base import (
 )
 from dlqadmin.models import (
     Connection,
+    CounterName,
     DeadLetterRevision,
     DeadLetterState,
     DeadLetterStatus,
@@ -42,7 +43,9 @@ from dlqadmin.models import (
     RedriveAttemptStatus,
     RedriveJob,
 )
+from dlqadmin.services import connection_health
 from dlqadmin.services.connections import connection_config
+from dlqadmin.services.counters import counters_add_for_letters
 from dlqadmin.services.redrive import lease as redrive_lease
 from dlqadmin.services.redrive.lease import Keeper
 
@@ -353,10 +356,14 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
             )
         if failed:
             DeadLetterState.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
+        # monotonic counters for /metrics (a purge never lowers them)
+        counters_add_for_letters(name=CounterName.REDRIVEN, letter_ids=sent)
+        counters_add_for_letters(name=CounterName.REDRIVE_FAILED, letter_ids=failed)
         if recorded:
             RedriveJob.objects.filter(pk=job.pk).update(
                 succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now
             )
+    _observe_connections(results)
     if len(recorded) < len(rows):
         refused = len(rows) - len(recorded)
         log.warning(
@@ -367,6 +374,26 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
             chunk.token,
         )
     return len(recorded)
+
+
+def _observe_connections(results: list[tuple[Item, RedriveOutcome]]) -> None:
+    """What this chunk says about its connections' health: a confirmed message means the broker
+    works; only transient failures and no success mean it does not (a permanent failure is the
+    message's problem, e.g. a missing destination). Rate-limited in ``connection_observe``."""
+    seen: dict[int, tuple[bool, str]] = {}
+    for item, outcome in results:
+        if item.message is None:
+            continue  # nothing was sent
+        ok, error = seen.get(item.connection_id, (False, ""))
+        if outcome.ok:
+            seen[item.connection_id] = (True, "")
+        elif not ok and not outcome.permanent and not error:
+            seen[item.connection_id] = (False, f"redrive publish failed: {outcome.error}")
+    for connection_id, (ok, error) in seen.items():
+        if ok or error:
+            connection_health.connection_observe(
+                connection_id=connection_id, ok=ok, by=connection_health.REDRIVE_WORKER, error=error
+            )
 
 
 def _update_claimed(rows: list[tuple], now, token) -> set[int]:

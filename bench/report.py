@@ -131,7 +131,7 @@ def broker_table(metrics: list[Metric]) -> list[list[str]]:
         cells.setdefault(m.numbers["broker"], {})[column] = text
     if not cells:
         return []
-    header = ["msg/s", *BROKER_COLUMNS.values()]
+    header = ["broker", *BROKER_COLUMNS.values()]
     return [header] + [[broker, *(row.get(c, "") for c in header[1:])] for broker, row in cells.items()]
 
 

@@ -36,6 +36,7 @@ MESSAGES = "bench_peer_message"
 STATUS = "bench_peer_status"
 SOURCE_IDS = {"rabbitmq": 1, "kafka": 2, "nats": 3}
 FILL_SOURCES = 12  # the prefilled rows are spread over sources that no pipeline reads
+TIMEOUT = 600.0  # seconds for one pass; a pass that stalls (a lost confirm) fails the run
 #: headers the broker (or the dead-lettering code) added; not sent again on redrive
 DEATH_HEADERS = ("x-death", "x-first-death-", "x-last-death-", "kafka_dlt-", "x-original-", "x-exception-")
 DEATH_HEADERS += ("x-failed-at",)
@@ -136,21 +137,20 @@ async def _rabbit_connect(bench) -> aio_pika.abc.AbstractConnection:
 
 
 async def _rabbit_harvest(bench, pg: psycopg.Connection, count: int, batch: int) -> None:
-    connection = await _rabbit_connect(bench)
-    channel = await connection.channel()
-    await channel.set_qos(prefetch_count=batch)
-    queue = await channel.get_queue(bench.dlq)
-    pending, done = [], 0
-    async with queue.iterator() as messages:
-        async for message in messages:
-            pending.append(message)
-            if len(pending) == batch or done + len(pending) == count:
-                _store(pg, SOURCE_IDS["rabbitmq"], [_rabbit_row(m) for m in pending])
-                await pending[-1].ack(multiple=True)
-                done, pending = done + len(pending), []
-                if done >= count:
-                    break
-    await connection.close()
+    async with await _rabbit_connect(bench) as connection:
+        channel = await connection.channel()
+        await channel.set_qos(prefetch_count=batch)
+        queue = await channel.get_queue(bench.dlq)
+        pending, done = [], 0
+        async with queue.iterator() as messages:
+            async for message in messages:
+                pending.append(message)
+                if len(pending) == batch or done + len(pending) == count:
+                    _store(pg, SOURCE_IDS["rabbitmq"], [_rabbit_row(m) for m in pending])
+                    await pending[-1].ack(multiple=True)
+                    done, pending = done + len(pending), []
+                    if done >= count:
+                        break
 
 
 def _rabbit_target(headers: dict) -> tuple[str, str]:
@@ -161,22 +161,21 @@ def _rabbit_target(headers: dict) -> tuple[str, str]:
 
 
 async def _rabbit_redrive(bench, pg: psycopg.Connection, batch: int) -> None:
-    connection = await _rabbit_connect(bench)
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-    exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
-    for rows in _batches(pg, _ids(pg, SOURCE_IDS["rabbitmq"]), batch):
-        sends = []
-        for _, payload, headers, _ in rows:
-            name, routing_key = _rabbit_target(headers)
-            if name not in exchanges:
-                exchanges[name] = await channel.get_exchange(name) if name else channel.default_exchange
-            message = aio_pika.Message(
-                payload, headers=_resend(headers), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-            )
-            sends.append(exchanges[name].publish(message, routing_key=routing_key, mandatory=True))
-        await asyncio.gather(*sends)  # every publish confirmed
-        _mark(pg, rows)
-    await connection.close()
+    async with await _rabbit_connect(bench) as connection:
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        for rows in _batches(pg, _ids(pg, SOURCE_IDS["rabbitmq"]), batch):
+            sends = []
+            for _, payload, headers, _ in rows:
+                name, routing_key = _rabbit_target(headers)
+                if name not in exchanges:
+                    exchanges[name] = await channel.get_exchange(name) if name else channel.default_exchange
+                message = aio_pika.Message(
+                    payload, headers=_resend(headers), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+                )
+                sends.append(exchanges[name].publish(message, routing_key=routing_key, mandatory=True))
+            await asyncio.gather(*sends)  # every publish confirmed
+            _mark(pg, rows)
 
 
 # ---- Kafka (confluent-kafka) --------------------------------------------------------------------
@@ -206,7 +205,7 @@ def _kafka_harvest(bench, pg: psycopg.Connection, count: int, batch: int) -> Non
         }
     )
     consumer.assign([TopicPartition(bench.dlt, p) for p in range(PARTITIONS)])
-    done, deadline = 0, time.monotonic() + 600
+    done, deadline = 0, time.monotonic() + TIMEOUT
     try:
         while done < count and time.monotonic() < deadline:
             messages = [m for m in consumer.consume(batch, 0.5) if m.error() is None]
@@ -254,42 +253,36 @@ def _kafka_redrive(bench, pg: psycopg.Connection, batch: int) -> None:
 
 # ---- NATS JetStream (nats-py) -------------------------------------------------------------------
 async def _nats_harvest(bench, pg: psycopg.Connection, count: int, batch: int) -> None:
-    nc = await nats.connect(bench.config.nats_url)
-    js = nc.jetstream(timeout=10)
-    durable = "bench-peer"
-    await js.add_consumer(
-        bench.dlq_stream, ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT, ack_wait=60)
-    )
-    sub = await js.pull_subscribe_bind(durable, stream=bench.dlq_stream)
-    done, deadline = 0, time.monotonic() + 600
-    while done < count and time.monotonic() < deadline:
-        with contextlib.suppress(nats.errors.TimeoutError):
-            messages = await sub.fetch(min(batch, count - done), timeout=2)
-            rows = [
-                (f"{bench.dlq_stream}:{m.metadata.sequence.stream}", m.data, dict(m.headers or {}), None)
-                for m in messages
-            ]
-            _store(pg, SOURCE_IDS["nats"], rows)
-            for message in messages:
-                await message.ack()
-            done += len(messages)
-    await nc.flush()
-    await sub.unsubscribe()
-    await js.delete_consumer(bench.dlq_stream, durable)
-    await nc.close()
+    async with await nats.connect(bench.config.nats_url) as nc:
+        js = nc.jetstream(timeout=10)
+        config = ConsumerConfig(durable_name="bench-peer", ack_policy=AckPolicy.EXPLICIT, ack_wait=60)
+        await js.add_consumer(bench.dlq_stream, config)
+        sub = await js.pull_subscribe_bind(config.durable_name, stream=bench.dlq_stream)
+        done, deadline = 0, time.monotonic() + TIMEOUT
+        while done < count and time.monotonic() < deadline:
+            with contextlib.suppress(nats.errors.TimeoutError):
+                messages = await sub.fetch(min(batch, count - done), timeout=2)
+                rows = [
+                    (f"{bench.dlq_stream}:{m.metadata.sequence.stream}", m.data, dict(m.headers or {}), None)
+                    for m in messages
+                ]
+                _store(pg, SOURCE_IDS["nats"], rows)
+                for message in messages:
+                    await message.ack()
+                done += len(messages)
+        await nc.flush()  # the acks are out
 
 
 async def _nats_redrive(bench, pg: psycopg.Connection, batch: int) -> None:
-    nc = await nats.connect(bench.config.nats_url)
-    js = nc.jetstream(timeout=10)
-    for rows in _batches(pg, _ids(pg, SOURCE_IDS["nats"]), batch):
-        futures = [
-            await js.publish_async(headers["x-original-subject"], payload, headers=_resend(headers))
-            for _, payload, headers, _ in rows
-        ]
-        await asyncio.gather(*futures)  # every PubAck in
-        _mark(pg, rows)
-    await nc.close()
+    async with await nats.connect(bench.config.nats_url) as nc:
+        js = nc.jetstream(timeout=10)
+        for rows in _batches(pg, _ids(pg, SOURCE_IDS["nats"]), batch):
+            futures = [
+                await js.publish_async(headers["x-original-subject"], payload, headers=_resend(headers))
+                for _, payload, headers, _ in rows
+            ]
+            await asyncio.gather(*futures)  # every PubAck in
+            _mark(pg, rows)
 
 
 # ---- what throughput.py calls -------------------------------------------------------------------
@@ -298,11 +291,11 @@ def harvest(bench, url: str, count: int, batch: int, loop) -> float:
     with psycopg.connect(url) as pg:
         started = time.perf_counter()
         if bench.kind == "rabbitmq":
-            loop.run(_rabbit_harvest(bench, pg, count, batch))
+            loop.run(asyncio.wait_for(_rabbit_harvest(bench, pg, count, batch), TIMEOUT))
         elif bench.kind == "kafka":
             _kafka_harvest(bench, pg, count, batch)
         else:
-            loop.run(_nats_harvest(bench, pg, count, batch))
+            loop.run(asyncio.wait_for(_nats_harvest(bench, pg, count, batch), TIMEOUT))
         return time.perf_counter() - started
 
 
@@ -311,9 +304,9 @@ def redrive(bench, url: str, batch: int, loop) -> float:
     with psycopg.connect(url) as pg:
         started = time.perf_counter()
         if bench.kind == "rabbitmq":
-            loop.run(_rabbit_redrive(bench, pg, batch))
+            loop.run(asyncio.wait_for(_rabbit_redrive(bench, pg, batch), TIMEOUT))
         elif bench.kind == "kafka":
             _kafka_redrive(bench, pg, batch)
         else:
-            loop.run(_nats_redrive(bench, pg, batch))
+            loop.run(asyncio.wait_for(_nats_redrive(bench, pg, batch), TIMEOUT))
         return time.perf_counter() - started

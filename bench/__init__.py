@@ -4,9 +4,10 @@ Run with ``python -m bench`` (environment: see :mod:`bench.config`). One module 
 
 * :mod:`bench.throughput`  raw drain / publish per broker vs dlqadmin harvest / redrive (1-3)
 * :mod:`bench.ceiling`     what PostgreSQL alone absorbs: COPY and status updates (with 1-3)
+* :mod:`bench.peer`        the pipeline a team would write by hand, per broker (with 1-3)
 * :mod:`bench.latency`     dashboard and API server time over a large dead-letter table (4)
 * :mod:`bench.memory`      peak RSS of the Celery worker during a large redrive (5)
-* :mod:`bench.visibility`  dead-lettered on the broker -> visible through the API (6)
+* :mod:`bench.visibility`  dead-lettered on the broker -> visible, then searchable, through the API (6)
 
 Everything runs against a database of its own (created, migrated and dropped by the run) and
 uniquely named broker resources (deleted at the end). Results are ratios measured side by side

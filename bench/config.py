@@ -10,6 +10,8 @@
 ``BENCH_REDRIVE_RSS_N``     messages in the redrive whose worker RSS is measured (50 000)
 ``BENCH_VISIBILITY_SAMPLES``  time-to-visibility samples, spread over the brokers (200)
 ``BENCH_REDRIVE_BATCH``     redrive job batch size (500, the dashboard / API default)
+``BENCH_PEER_BATCH``        the peer pipeline's batch size, harvest and redrive (500)
+``BENCH_SEARCHABLE_SAMPLES``  of the visibility samples, how many also wait for ``q=`` (60)
 ``BENCH_OUTPUT``            the Markdown report (docs/benchmarks.md)
 ``BENCH_JSON``              also write the results as JSON here (optional)
 ``BENCH_DATABASE_URL``      server to create the bench database on (default: DATABASE_URL's)
@@ -55,6 +57,8 @@ class BenchConfig:
     rss_n: int = 50_000
     visibility_samples: int = 200
     redrive_batch: int = 500
+    peer_batch: int = 500
+    searchable_samples: int = 60
     output: Path = ROOT / "docs" / "benchmarks.md"
     json_path: Path | None = None
     database_url: str = ""
@@ -77,6 +81,8 @@ class BenchConfig:
             rss_n=_int("BENCH_REDRIVE_RSS_N", 50_000),
             visibility_samples=_int("BENCH_VISIBILITY_SAMPLES", 200),
             redrive_batch=_int("BENCH_REDRIVE_BATCH", 500),
+            peer_batch=_int("BENCH_PEER_BATCH", 500),
+            searchable_samples=_int("BENCH_SEARCHABLE_SAMPLES", 60),
             output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "docs" / "benchmarks.md"),
             json_path=Path(json_path) if json_path else None,
             database_url=os.environ.get("BENCH_DATABASE_URL")

@@ -20,10 +20,12 @@ END = "<!-- bench:results:end -->"
 
 @dataclass
 class Metric:
-    """One row. ``ratio``: dlqadmin / raw client for throughput rows (dlqadmin / min(raw client,
-    database ceiling) for the informational ``/ min(raw, database)`` rows, which have no target),
-    measured / target for the others (latency, memory, visibility): >= 0.70 passes the former,
-    <= 1.0 the latter."""
+    """One row. ``ratio``: dlqadmin / raw client for throughput rows (dlqadmin / peer pipeline for
+    the ``/ peer`` rows; dlqadmin / min(raw client, database ceiling) for the informational
+    ``/ min(raw, database)`` rows, which have no target), measured / target for the others
+    (latency, memory, visibility): >= 0.70 passes the former, <= 1.0 the latter. Throughput rows
+    tag ``numbers`` with ``broker``, ``flow`` (harvest / redrive) and ``side`` (raw, peer,
+    dlqadmin, ratio) for the per-broker table."""
 
     part: str
     name: str
@@ -100,8 +102,40 @@ def table(metrics: list[Metric]) -> list[list[str]]:
     return rows
 
 
-def render_text(metrics: list[Metric]) -> str:
-    rows = table(metrics)
+#: (flow, side) -> column of the per-broker table, in order
+BROKER_COLUMNS = {
+    ("harvest", "raw"): "raw drain",
+    ("harvest", "peer"): "peer harvest",
+    ("harvest", "dlqadmin"): "dlqadmin harvest",
+    ("harvest", "ratio"): "harvest dlqadmin / peer",
+    ("redrive", "raw"): "raw publish",
+    ("redrive", "peer"): "peer redrive",
+    ("redrive", "dlqadmin"): "dlqadmin redrive",
+    ("redrive", "ratio"): "redrive dlqadmin / peer",
+}
+
+
+def broker_table(metrics: list[Metric]) -> list[list[str]]:
+    """One row per broker: raw client, peer pipeline, dlqadmin and dlqadmin / peer, for harvest
+    and for redrive (msg/s), from the throughput rows tagged with ``broker``, ``flow`` and
+    ``side``. Empty when the throughput part did not run."""
+    cells: dict[str, dict[str, str]] = {}
+    for m in metrics:
+        column = BROKER_COLUMNS.get((m.numbers.get("flow"), m.numbers.get("side")))
+        if column is None or "broker" not in m.numbers:
+            continue
+        if m.numbers["side"] == "ratio":
+            text = f"{m.ratio:.2f}" + ("" if m.passed is None else f" ({m.verdict})")
+        else:
+            text = f"{m.numbers['rate']:,.0f}"
+        cells.setdefault(m.numbers["broker"], {})[column] = text
+    if not cells:
+        return []
+    header = ["broker", *BROKER_COLUMNS.values()]
+    return [header] + [[broker, *(row.get(c, "") for c in header[1:])] for broker, row in cells.items()]
+
+
+def _text_table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, r in enumerate(rows):
@@ -109,6 +143,17 @@ def render_text(metrics: list[Metric]) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def render_text(metrics: list[Metric]) -> str:
+    text = _text_table(table(metrics))
+    per_broker = broker_table(metrics)
+    return text + ("\n\n" + _text_table(per_broker) if per_broker else "")
+
+
+def _markdown_table(rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join(["---"] * len(rows[0])) + "|"]
+    return out + ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows[1:]]
 
 
 def render_markdown(metrics: list[Metric], facts: dict, settings: dict, notes: list[str]) -> str:
@@ -123,10 +168,12 @@ def render_markdown(metrics: list[Metric], facts: dict, settings: dict, notes: l
         "",
         "Settings: " + ", ".join(f"{k} = {v}" for k, v in settings.items()) + ".",
         "",
-        "| " + " | ".join(rows[0]) + " |",
-        "|" + "|".join(["---"] * len(rows[0])) + "|",
+        *_markdown_table(rows),
     ]
-    out += ["| " + " | ".join(_cell(c) for c in r) + " |" for r in rows[1:]]
+    per_broker = broker_table(metrics)
+    if per_broker:
+        out += ["", "Per broker, side by side in this run (msg/s; peer: `bench/peer.py`):", ""]
+        out += _markdown_table(per_broker)
     details = [m for m in metrics if m.detail]
     if details:
         out += ["", "Details:", ""]

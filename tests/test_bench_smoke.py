@@ -22,6 +22,7 @@ TINY = {
     "BENCH_LATENCY_SECONDS": "2",
     "BENCH_REDRIVE_RSS_N": "300",
     "BENCH_VISIBILITY_SAMPLES": "3",
+    "BENCH_PEER_BATCH": "64",  # several batches and a partial last one
 }
 BROKERS = ("RabbitMQ", "Kafka", "NATS JetStream")
 LATENCY_CASES = (
@@ -42,6 +43,8 @@ CEILINGS = (
     "database: status-update ceiling without the payload trigram index",
 )
 VERSUS = (": harvest / min(raw, database)", ": redrive / min(raw, database)")
+PEER = (": peer harvest", ": peer redrive")
+VERSUS_PEER = (": harvest / peer", ": redrive / peer")
 
 
 def expected_metrics() -> list[str]:
@@ -50,9 +53,10 @@ def expected_metrics() -> list[str]:
         names += [
             f"{broker}{suffix}" for suffix in (": raw drain", ": harvest", ": raw publish", ": redrive")
         ]
-        names += [f"{broker}{suffix}" for suffix in VERSUS]
+        names += [f"{broker}{suffix}" for suffix in (*VERSUS, *PEER, *VERSUS_PEER)]
         names.append(f"time to visibility, {broker}")
-    names += ["time to visibility, all brokers", "worker peak RSS, redrive of 300"]
+    names += ["time to visibility, all brokers", "time to searchable, all brokers"]
+    names.append("worker peak RSS, redrive of 300")
     names += [f"{surface}: {case}" for surface in ("dashboard", "API") for case in LATENCY_CASES]
     names.append("dashboard: header filter's match count")
     names.append("metrics: /metrics scrape")
@@ -84,9 +88,24 @@ def test_the_bench_runs_end_to_end_and_reports_every_metric(tmp_path):
         bound = by_name[name]["numbers"]["bound"]
         assert 0 < bound <= by_name[name]["numbers"]["raw"], by_name[name]
         assert by_name[name]["ratio"] > 0 and not by_name[name]["target"], by_name[name]
+    for broker in BROKERS:  # the peer pipeline ran on every broker, against dlqadmin in the same run
+        for flow in ("harvest", "redrive"):
+            peer, versus = by_name[f"{broker}: peer {flow}"], by_name[f"{broker}: {flow} / peer"]
+            assert peer["numbers"]["rate"] > 0, peer
+            assert versus["numbers"]["peer"] == peer["numbers"]["rate"], versus
+            assert versus["ratio"] == pytest.approx(
+                by_name[f"{broker}: {flow}"]["numbers"]["rate"] / peer["numbers"]["rate"]
+            )
+    searchable = by_name["time to searchable, all brokers"]
+    assert searchable["numbers"]["samples"] == 3 and searchable["numbers"]["p95"] > 0, searchable
 
     text = report.read_text()
     assert "| metric | value | target | result | ratio |" in text
+    header = "| broker | raw drain | peer harvest | dlqadmin harvest | harvest dlqadmin / peer |"
+    assert header in text, text
+    for broker in BROKERS:  # one row per broker in the side-by-side table, every cell filled
+        row = next(line for line in text.splitlines() if line.startswith(f"| {broker} |"))
+        assert "|  |" not in row and row.count("|") == 10, row
     for name in names:
         assert name.replace("|", "\\|") in text
     assert (DOCS.read_bytes() if DOCS.exists() else None) == before, "the smoke run wrote docs/benchmarks.md"

@@ -37,7 +37,7 @@ def cases(fixture: Fixture) -> list[tuple[str, str | None, dict, int]]:
     common = {"q": data.COMMON_PHRASE}
     letter = DeadLetter.objects.order_by("id").values_list("id", flat=True)[fixture.rows // 3]
     group = (
-        ErrorGroup.objects.annotate(n=Count("dead_letters"))
+        ErrorGroup.objects.annotate(n=Count("dead_letter_states"))
         .order_by("-n")
         .values_list("id", flat=True)
         .first()

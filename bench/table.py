@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
@@ -206,7 +206,7 @@ def copy_rows(rows, count: int, *, index: bool = True) -> float:
     start = time.perf_counter()
     body, state = copy_layout(DeadLetter), copy_layout(DeadLetterState)
     first, states = reserve_ids(count), []
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:  # the body's key to its state: at commit
         with cursor.copy(body.statement) as copy:
             copy.set_types(body.types)
             for pk, values in enumerate(rows, start=first):

@@ -39,8 +39,7 @@ LATENCY_CASES = (
 CEILINGS = (
     "database: store ceiling",
     "database: status-update ceiling",
-    "database: store ceiling without the payload trigram index",
-    "database: status-update ceiling without the payload trigram index",
+    "database: search index ceiling",
 )
 VERSUS = (": harvest / min(raw, database)", ": redrive / min(raw, database)")
 PEER = (": peer harvest", ": peer redrive")

@@ -331,7 +331,7 @@ class Migration(migrations.Migration):
                         db_index=False,
                         null=True,
                         on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
+                        related_name="dead_letter_states",
                         to="dlqadmin.errorgroup",
                     ),
                 ),
@@ -341,7 +341,7 @@ class Migration(migrations.Migration):
                     field=models.ForeignKey(
                         db_index=False,
                         on_delete=django.db.models.deletion.PROTECT,
-                        related_name="+",
+                        related_name="dead_letter_states",
                         to="dlqadmin.source",
                     ),
                 ),

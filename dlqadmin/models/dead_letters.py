@@ -70,7 +70,9 @@ class DeadLetterState(models.Model):
 
     # no single-column index on the foreign keys: the statestatus / statesource / stategroup
     # indexes start with them (each index costs every status change)
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
+    source = models.ForeignKey(
+        Source, on_delete=models.PROTECT, related_name="dead_letter_states", db_index=False
+    )
     failed_at = models.DateTimeField(default=timezone.now)
     status = models.CharField(max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.NEW)
     reason = models.CharField(max_length=100, blank=True)  # indexed by deadletter_reason (exact match only)
@@ -81,7 +83,7 @@ class DeadLetterState(models.Model):
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
-        related_name="+",
+        related_name="dead_letter_states",
         db_index=False,
     )
 

@@ -41,14 +41,21 @@ WITH batch AS (
         FOR UPDATE SKIP LOCKED
     ) RETURNING dead_letter_id
 )
-INSERT INTO {SEARCH} (dead_letter_id, error_class, error_text, payload_text)
-SELECT d.id, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT}
+INSERT INTO {SEARCH} (dead_letter_id, source_id, error_class, error_text, payload_text)
+SELECT d.id, d.source_key, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT}
 FROM batch JOIN {LETTERS} d ON d.id = batch.dead_letter_id
+ON CONFLICT (dead_letter_id) DO NOTHING
+"""  # noqa: S608 - constant identifiers only
+
+#: one dead letter, now (``DeadLetter.save``: a row written through the ORM, not the harvest)
+INDEX_ONE = f"""
+INSERT INTO {SEARCH} (dead_letter_id, source_id, error_class, error_text, payload_text)
+SELECT d.id, d.source_key, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT} FROM {LETTERS} d WHERE d.id = %s
 ON CONFLICT (dead_letter_id) DO NOTHING
 """  # noqa: S608 - constant identifiers only
 
 #: every stored dead letter (migration 0016's backfill, before the indexes are built)
 BACKFILL = f"""
-INSERT INTO {SEARCH} (dead_letter_id, error_class, error_text, payload_text)
-SELECT d.id, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT} FROM {LETTERS} d
+INSERT INTO {SEARCH} (dead_letter_id, source_id, error_class, error_text, payload_text)
+SELECT d.id, d.source_key, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT} FROM {LETTERS} d
 """  # noqa: S608 - constant identifiers only

@@ -35,10 +35,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import BinaryField, Exists, Field, Lookup, OuterRef, Q, QuerySet
-from django.db.models.functions import Substr
+from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet
 
-from dlqadmin import permissions, search_sql
+from dlqadmin import permissions
 from dlqadmin.masking import mask_text, masked_for
 from dlqadmin.models import (
     Connection,
@@ -50,7 +49,6 @@ from dlqadmin.models import (
     MaskingRule,
     RedriveAttempt,
     RedriveJob,
-    SearchBacklog,
     Source,
 )
 from dlqadmin.validators import MAX_BIGINT, is_id, is_integer_text, parse_id, parse_instant
@@ -244,39 +242,32 @@ class DeadLetterFilter:
                 match &= _outside(_regexes_changing(value))
             qs = qs.filter(match)
         if self.q:
-            error_class, error_text, payload = _text_matches(self.q)
-            if masked:  # the error class is never masked
-                error_text &= _outside(_rules(MaskingKind.REGEX))
-                payload &= _outside(_rules(MaskingKind.REGEX, MaskingKind.JSON_PATH))
-            qs = qs.alias(payload_head=PAYLOAD_HEAD).filter(error_class | error_text | payload)
+            qs = qs.filter(_text_match(self.q, masked=masked))
         if self.max_id is not None:
             qs = qs.filter(id__lte=self.max_id)
         return qs
 
 
-#: the searchable part of a payload (``search_sql.PAYLOAD_BYTES``), for rows not indexed yet
-PAYLOAD_HEAD = Substr("payload", 1, search_sql.PAYLOAD_BYTES, output_field=BinaryField())
-
-
-def _text_matches(q: str) -> tuple[Q, Q, Q]:
-    """Dead letters whose error class / error message / payload prefix contains ``q``: in the
-    search index (``DeadLetterSearch``, trigram GIN), or, for rows stored since the last indexing
-    run, in the row itself (the backlog is short: the indexer runs every second or so). Error
-    text matches case-insensitively, the payload byte for byte (as ``BytesContains``)."""
+def _text_match(q: str, *, masked: bool) -> Q:
+    """Dead letters whose error class, error message or payload prefix contains ``q``, from the
+    search index (``DeadLetterSearch``, a trigram GIN per column) as one ``id IN (...)``: a
+    semi-join, so the planner either walks the list index and probes (a common word) or collects
+    the few hits and sorts them (a rare one). A message is in the index a second or so after it
+    is stored (``dlqadmin.services.search``; the filter's help text says so). Error text matches
+    case-insensitively, the payload byte for byte (as ``BytesContains``). ``masked``: message
+    and payload match only where no masking rule could hide the text (the error class is never
+    masked)."""
     encoded = q.encode("utf-8")
-    index = DeadLetterSearch.objects
-    backlog = Q(pk__in=SearchBacklog.objects.values("dead_letter_id"))
-    error_class = Q(pk__in=index.filter(error_class__icontains=q).values("dead_letter_id")) | (
-        backlog & Q(error_class__icontains=q)
-    )
-    error_text = Q(pk__in=index.filter(error_text__icontains=q).values("dead_letter_id")) | (
-        backlog & Q(error_message__icontains=q)
-    )
-    payload = Q(pk__in=index.filter(payload_text__contains=_escape_encoded(encoded)).values("dead_letter_id"))
+    text_mask = _outside(_rules(MaskingKind.REGEX)) if masked else Q()
+    payload_mask = _outside(_rules(MaskingKind.REGEX, MaskingKind.JSON_PATH)) if masked else Q()
+    payload = Q(payload_text__contains=_escape_encoded(encoded))
     if any(c.isdigit() or c == "\\" for c in q):
         # the escape-encoded text could match across an escape (``\ooo``): check the bytes too
-        payload &= Q(payload_head__bytes_contains=encoded)
-    return error_class, error_text, payload | (backlog & Q(payload_head__bytes_contains=encoded))
+        payload &= Q(dead_letter__payload__bytes_contains=encoded)
+    hits = DeadLetterSearch.objects.filter(
+        Q(error_class__icontains=q) | (Q(error_text__icontains=q) & text_mask) | (payload & payload_mask)
+    )
+    return Q(pk__in=hits.values("dead_letter_id"))
 
 
 def _as_list(value) -> list:

@@ -111,7 +111,8 @@ def forwards(apps, schema_editor):
         run(statement)
     run(
         f"CREATE TABLE {search_sql.SEARCH} (dead_letter_id bigint NOT NULL PRIMARY KEY, "
-        "error_class varchar(500) NOT NULL, error_text text NOT NULL, payload_text text NOT NULL)"
+        "source_id bigint NOT NULL, error_class varchar(500) NOT NULL, error_text text NOT NULL, "
+        "payload_text text NOT NULL)"
     )
     run(f"CREATE TABLE {search_sql.BACKLOG} (dead_letter_id bigint NOT NULL PRIMARY KEY)")
     run(search_sql.BACKFILL)
@@ -199,6 +200,7 @@ class Migration(migrations.Migration):
                                 to="dlqadmin.deadletter",
                             ),
                         ),
+                        ("source_id", models.BigIntegerField()),
                         ("error_class", models.CharField(blank=True, max_length=500)),
                         (
                             "error_text",

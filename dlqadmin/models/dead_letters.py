@@ -1,8 +1,10 @@
 """Harvested dead letters, their edited revisions and the error groups they fall into."""
 
 from django.conf import settings
-from django.db import models
+from django.db import connections, models
 from django.utils import timezone
+
+from dlqadmin import search_sql
 
 from .brokers import Source
 
@@ -164,13 +166,14 @@ class DeadLetter(DeadLetterState):
         return f"{self.source_id}:{self.position}"
 
     def save(self, *args, **kwargs):
-        """An ORM save (tests, tools; the harvest writes in bulk) keeps the same invariants as the
-        harvest: the source id in ``source_key``, a new row in the search backlog."""
+        """An ORM save (tests, tools; the harvest writes in bulk) keeps the harvest's invariants:
+        the source id in ``source_key``; the new row searchable (indexed at once)."""
         self.source_key = self.source_id
         adding = self._state.adding
         super().save(*args, **kwargs)
         if adding:
-            SearchBacklog.objects.get_or_create(dead_letter_id=self.pk)
+            with connections[self._state.db or "default"].cursor() as cursor:
+                cursor.execute(search_sql.INDEX_ONE, [self.pk])
 
     @property
     def original_destination(self) -> str:
@@ -187,6 +190,7 @@ class DeadLetterSearch(models.Model):
     dead_letter = models.OneToOneField(
         DeadLetter, on_delete=models.CASCADE, primary_key=True, related_name="+", db_constraint=False
     )
+    source_id = models.BigIntegerField()  # for the masking rules' per-source conditions
     error_class = models.CharField(max_length=500, blank=True)
     error_text = models.TextField(blank=True, help_text="The error message (a prefix).")
     payload_text = models.TextField(blank=True, help_text="The payload prefix, escape-encoded.")

@@ -29,6 +29,7 @@ from dlqadmin.services.audit import audit_record
 from dlqadmin.services.dead_letters import dead_letters_discard, dead_letters_resolve
 from dlqadmin.services.export import iter_jsonl
 from dlqadmin.services.masking import Masker
+from dlqadmin.services.search import search_backlog_size
 from dlqadmin.validators import is_id, parse_id
 
 from .common import (
@@ -183,6 +184,8 @@ def results_context(request, data: QueryDict) -> tuple[dict, int]:
         selection_filter=filter_query(pinned.to_dict()),
         watched_sources=",".join(str(pk) for pk in _watched_sources(filters)),
     )
+    if filters.q:
+        context["search_pending"], context["search_pending_more"] = search_backlog_size()
     return context, 200
 
 

@@ -56,7 +56,7 @@ FILTER_PARAMETERS = [
         "q",
         _FILTER["q"],
         description="Free text in the error class/message (any case) and the first 4 KiB of the raw "
-        "payload (exact bytes), for messages stored a moment ago too (for a caller who "
+        "payload (exact bytes); a message is searchable a few seconds after it is stored (for a caller who "
         "sees masked messages: only where no masking rule applies, so masked values cannot be probed).",
     ),
     OpenApiParameter("max_id", _FILTER["max_id"], description="Only messages with id <= max_id."),

@@ -45,6 +45,7 @@ from dlqadmin.services import alerts
 from dlqadmin.services.redrive import claim as redrive_claim
 from dlqadmin.services.redrive import lease as redrive_lease
 from dlqadmin.services.redrive import send as chunks
+from dlqadmin.services.redrive import velocity
 from dlqadmin.services.redrive.claim import CLAIM_CHUNK
 from dlqadmin.services.redrive.lease import ACTIVE_ATTEMPT, Keeper
 from dlqadmin.services.redrive.send import TRANSIENT_RETRIES
@@ -64,16 +65,31 @@ __all__ = [
     "StepResult",
     "enqueue",
     "finish",
+    "lanes_for",
     "redrive_job_process",
     "redrive_job_step",
     "redrive_jobs_watchdog",
 ]
 
 
+def lanes_for(job: RedriveJob) -> int:
+    """How many tasks work ``job`` at once (``DLQADMIN_REDRIVE_LANES``, fewer for a job whose
+    attempts are all known and fit in fewer chunks). Each lane claims its own chunks (SKIP
+    LOCKED), all lanes share the job's velocity (:mod:`dlqadmin.services.redrive.velocity`)."""
+    lanes = max(1, settings.DLQADMIN_REDRIVE_LANES)
+    if job.claim_cursor is None and job.total:
+        lanes = min(lanes, math.ceil(job.total / _chunk_size(job)))
+    return max(1, lanes)
+
+
 def enqueue(job_id: int, countdown: float = 0) -> None:
+    """Hand ``job_id`` to the workers: one task per lane (:func:`lanes_for`). Each task works the
+    job for a time slice and re-enqueues itself at the back of the queue, so jobs take turns."""
     from dlqadmin.tasks import redrive_job_run
 
-    redrive_job_run.apply_async(args=[job_id], countdown=countdown)
+    job = RedriveJob.objects.filter(pk=job_id).first()
+    for _ in range(lanes_for(job) if job is not None else 1):
+        redrive_job_run.apply_async(args=[job_id], countdown=countdown)
 
 
 @dataclass
@@ -201,14 +217,18 @@ def redrive_job_step(*, job_id: int) -> StepResult:
     chunk = chunks.claim(job, _chunk_size(job))
     if chunk is None:
         return _drained(job)
+    keeper = Keeper(job.pk, lambda: [chunk.token])
+    if job.velocity:  # the job-wide schedule, shared with every worker on the job
+        _, wait = velocity.reserve(
+            job_id=job.pk, count=len(chunk.items), velocity=job.velocity, lanes=lanes_for(job)
+        )
+        if wait > 0:
+            keeper.wait(seconds=wait)
     chunk.start({})
-    chunks.record(chunk, chunk.results(Keeper(job.pk, lambda: [chunk.token])))
+    chunks.record(chunk, chunk.results(keeper))
     job.refresh_from_db()
     live.job_progress(job)
-    delay = 0.0
-    if job.velocity:
-        delay = max(0.0, len(chunk.items) / job.velocity - (time.monotonic() - chunk.started))
-    return StepResult(processed=len(chunk.items), more=True, delay=delay)
+    return StepResult(processed=len(chunk.items), more=True)
 
 
 def _status(job: RedriveJob) -> str | None:

@@ -22,6 +22,9 @@ TINY = {
     "BENCH_LATENCY_SECONDS": "2",
     "BENCH_REDRIVE_RSS_N": "300",
     "BENCH_VISIBILITY_SAMPLES": "3",
+    "BENCH_SCALE_N": "300",
+    "BENCH_SCALE_VELOCITY": "200",
+    "BENCH_SCALE_BIG_N": "2000",
 }
 BROKERS = ("RabbitMQ", "Kafka", "NATS JetStream")
 LATENCY_CASES = (
@@ -55,6 +58,11 @@ def expected_metrics() -> list[str]:
     names += ["time to visibility, all brokers", "worker peak RSS, redrive of 300"]
     names += [f"{surface}: {case}" for surface in ("dashboard", "API") for case in LATENCY_CASES]
     names.append("dashboard: header filter's match count")
+    names += [
+        "redrive, 2 workers on one job of 300 at velocity 200/s",
+        "redrive fairness: a 10-message job during a 2,000-message job",
+        "redrive per core, 2 workers, 2,000 messages",
+    ]
     return names
 
 

@@ -2,9 +2,11 @@
 
 Every chunk reserves its start before it publishes: :func:`reserve` keeps, per job, the
 earliest time the next message may go (GCRA's "theoretical arrival time"); a chunk of ``n``
-messages starts at ``max(that time, now)`` and moves it ``n / velocity`` seconds on. Workers on
-several machines therefore share one schedule: two workers at 2,000/s send 2,000/s together, not
-4,000. Idle time is never saved up (no burst beyond one chunk).
+messages starts at that time (at once if it has passed) and moves it ``n / velocity`` seconds on.
+Workers on several machines therefore share one schedule: two workers at 2,000/s send 2,000/s
+together, not 4,000. A slot nobody took in time can be made up for one chunk's time (the GCRA
+burst tolerance: a chunk that started late does not lower the job's rate; the job's first chunk
+gets none); idle time beyond that is never saved up.
 
 * **With Redis** (``REDIS_URL``) the schedule is one key per job (``dlqadmin:velocity:<database>:<job>``),
   moved by a Lua script on Redis's own clock (one round trip, atomic, the same clock for every
@@ -37,8 +39,11 @@ _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-local start = math.max(tat, now)
-local wait = start - now
+local start = now
+if tat > 0 then
+  start = math.max(tat, now - tonumber(ARGV[1]) / tonumber(ARGV[2]))
+end
+local wait = math.max(0, start - now)
 if wait > tonumber(ARGV[3]) then
   return {0, tostring(wait)}
 end
@@ -72,8 +77,9 @@ def _redis_script():
 def _reserve_local(job_id: int, count: int, velocity: float, max_wait: float) -> tuple[bool, float]:
     with _lock:
         now = time.monotonic()
-        start = max(_local.get(job_id, 0.0), now)
-        wait = start - now
+        tat = _local.get(job_id)
+        start = now if tat is None else max(tat, now - count / velocity)
+        wait = max(0.0, start - now)
         if wait > max_wait:
             return False, wait
         _local[job_id] = start + count / velocity

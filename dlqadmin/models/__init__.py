@@ -4,7 +4,7 @@ from .alerts import AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind,
 from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
 from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
 from .masking import MaskingKind, MaskingRule
-from .operations import ApiToken, AuditEvent, Heartbeat
+from .operations import HARVESTER_BEAT_SECONDS, SILENT_SECONDS, ApiToken, AuditEvent, Heartbeat
 from .redrive import (
     ACTIVE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
@@ -37,7 +37,9 @@ __all__ = [
     "HealthStatus",
     "MaskingKind",
     "MaskingRule",
+    "HARVESTER_BEAT_SECONDS",
     "Heartbeat",
+    "SILENT_SECONDS",
     "RedriveAttempt",
     "RedriveAttemptStatus",
     "RedriveJob",

@@ -13,6 +13,7 @@
 ``BENCH_SCALE_N``           messages of the job two workers redrive at a velocity (50 000)
 ``BENCH_SCALE_VELOCITY``    that job's velocity, msg/s (2 000)
 ``BENCH_SCALE_BIG_N``       the big job a 10-message job must not wait behind (200 000)
+``BENCH_SCALE_HARVEST_N``   dead letters two harvester replicas store, per broker (20 000)
 ``BENCH_OUTPUT``            the Markdown report (docs/benchmarks.md)
 ``BENCH_JSON``              also write the results as JSON here (optional)
 ``BENCH_DATABASE_URL``      server to create the bench database on (default: DATABASE_URL's)
@@ -61,6 +62,7 @@ class BenchConfig:
     scale_n: int = 50_000
     scale_velocity: int = 2_000
     scale_big_n: int = 200_000
+    scale_harvest_n: int = 20_000
     output: Path = ROOT / "docs" / "benchmarks.md"
     json_path: Path | None = None
     database_url: str = ""
@@ -86,6 +88,7 @@ class BenchConfig:
             scale_n=_int("BENCH_SCALE_N", 50_000),
             scale_velocity=_int("BENCH_SCALE_VELOCITY", 2_000),
             scale_big_n=_int("BENCH_SCALE_BIG_N", 200_000),
+            scale_harvest_n=_int("BENCH_SCALE_HARVEST_N", 20_000),
             output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "docs" / "benchmarks.md"),
             json_path=Path(json_path) if json_path else None,
             database_url=os.environ.get("BENCH_DATABASE_URL")

@@ -9,6 +9,8 @@
   created once it runs must finish within 5 s.
 * **Per-core redrive cost, no velocity**: the big job's messages / the CPU seconds of both
   worker trees while it ran (the model in docs/benchmarks.md).
+* **Per-core harvest cost**, per broker: two follow-mode harvester replicas on one source of
+  ``BENCH_SCALE_HARVEST_N`` dead letters; messages / the CPU seconds both replicas used.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.db.models import Max, Min
 from django.utils import timezone
 
 from dlqadmin.models import Source
+from dlqadmin.selectors import DeadLetterFilter
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.redrive.jobs import redrive_job_create
 
@@ -70,15 +73,18 @@ def _source(ctx: Context, tag: str, count: int):
     return bench, source
 
 
-def _ids(source: Source) -> list[int]:
-    return list(source.dead_letters.values_list("id", flat=True))
+def _every(source: Source) -> DeadLetterFilter:
+    """The whole source as a filter job (a 50 000-message job is beyond a selection of ids)."""
+    return DeadLetterFilter(sources=[str(source.pk)])
 
 
 def _velocity_row(ctx: Context, workers, n: int, velocity: int) -> Metric:
     bench, source = _source(ctx, "scale-v", n)
     try:
         cpu_before = sum(cpu_seconds(w.pid) for w in workers)
-        job = redrive_job_create(ids=_ids(source), velocity=velocity, batch_size=ctx.config.redrive_batch)
+        job = redrive_job_create(
+            filters=_every(source), velocity=velocity, batch_size=ctx.config.redrive_batch
+        )
         job = wait_for_job(job, timeout=max(120.0, 3 * n / velocity))
         arrived = bench.destination_count()
         cpu = sum(cpu_seconds(w.pid) for w in workers) - cpu_before
@@ -111,13 +117,13 @@ def _fairness_rows(ctx: Context, workers, big_n: int) -> list[Metric]:
     small_bench, small_source = _source(ctx, "scale-small", 10)
     try:
         cpu_before = sum(cpu_seconds(w.pid) for w in workers)
-        big = redrive_job_create(ids=_ids(big_source), batch_size=ctx.config.redrive_batch)
+        big = redrive_job_create(filters=_every(big_source), batch_size=ctx.config.redrive_batch)
         deadline = time.monotonic() + 60
         while big.succeeded == 0 and big.finished_at is None and time.monotonic() < deadline:
             time.sleep(0.02)
             big.refresh_from_db()
         posted = time.monotonic()
-        small = redrive_job_create(ids=_ids(small_source))
+        small = redrive_job_create(filters=_every(small_source))
         small = wait_for_job(small, timeout=60)
         took = time.monotonic() - posted
         big.refresh_from_db()
@@ -157,6 +163,54 @@ def _fairness_rows(ctx: Context, workers, big_n: int) -> list[Metric]:
     ]
 
 
+BROKER_NAMES = {"rabbitmq": "RabbitMQ", "kafka": "Kafka", "nats": "NATS JetStream"}
+
+
+def _harvest_row(ctx: Context, kind: str, n: int) -> Metric:
+    """Two follow-mode harvester replicas on one source holding ``n`` dead letters: the source is
+    enabled once both are up (their start-up CPU is not counted); the row is ``n`` / the CPU
+    seconds both replicas used until every dead letter was stored."""
+    prefix = ctx.config.prefix("-")
+    bench = ctx.broker(kind, "scale-h")
+    bench.setup()
+    replicas = []
+    try:
+        bench.make_dead_letters(n)
+        conn = connection_create(name=f"{prefix}-scale-h-{kind}", **bench.connection_kwargs())
+        source = Source.objects.create(
+            connection=conn, name=f"{prefix}-scale-h-{kind}", enabled=False, **bench.source_kwargs()
+        )
+        for i in range(2):
+            log = ctx.log_dir / f"harvester-scale-{kind}-{i}.log"
+            replicas.append(processes.follow_harvester(ctx.env, [source.name], log))
+        before = [cpu_seconds(p.pid) for p in replicas]
+        started = time.monotonic()
+        Source.objects.filter(pk=source.pk).update(enabled=True)
+        deadline = started + max(120.0, n / 50)
+        while source.dead_letters.count() < n:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind}: {source.dead_letters.count()} of {n} stored")
+            time.sleep(0.1)
+        seconds = time.monotonic() - started
+        used = [cpu_seconds(p.pid) - b for p, b in zip(replicas, before, strict=True)]
+    finally:
+        for replica in replicas:
+            replica.stop()
+        bench.cleanup()
+    cpu = sum(used)
+    return Metric(
+        "scale",
+        f"harvest per core, 2 replicas, {BROKER_NAMES[kind]} {n:,}",
+        f"{n / cpu:,.0f} msg/s per core",
+        "",
+        None,
+        None,
+        f"{n:,} stored in {seconds:.1f} s = {n / seconds:,.0f} msg/s wall; replicas' CPU "
+        f"{' + '.join(f'{u:.1f}' for u in used)} s (PostgreSQL and the broker not counted)",
+        {"per_core": n / cpu, "cpu_seconds": cpu, "per_replica": used, "rate": n / seconds},
+    )
+
+
 def run(ctx: Context) -> list[Metric]:
     config = ctx.config
     env = {**ctx.env, "DLQADMIN_REDRIVE_LANES": "2"}
@@ -171,4 +225,6 @@ def run(ctx: Context) -> list[Metric]:
     finally:
         for worker in workers:
             worker.stop()
+    for kind in config.brokers:
+        metrics.append(_harvest_row(ctx, kind, config.scale_harvest_n))
     return metrics

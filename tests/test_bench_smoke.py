@@ -25,6 +25,7 @@ TINY = {
     "BENCH_SCALE_N": "300",
     "BENCH_SCALE_VELOCITY": "200",
     "BENCH_SCALE_BIG_N": "2000",
+    "BENCH_SCALE_HARVEST_N": "300",
 }
 BROKERS = ("RabbitMQ", "Kafka", "NATS JetStream")
 LATENCY_CASES = (
@@ -62,6 +63,7 @@ def expected_metrics() -> list[str]:
         "redrive, 2 workers on one job of 300 at velocity 200/s",
         "redrive fairness: a 10-message job during a 2,000-message job",
         "redrive per core, 2 workers, 2,000 messages",
+        *(f"harvest per core, 2 replicas, {broker} 300" for broker in BROKERS),
     ]
     return names
 

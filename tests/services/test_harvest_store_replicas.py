@@ -16,6 +16,7 @@ from django.db import connections
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, ErrorGroup, Source
 from dlqadmin.services.connections import connection_create
+from dlqadmin.selectors_dashboard import status_counts
 from dlqadmin.services.harvest.store import dead_letters_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -74,4 +75,6 @@ def test_replicas_storing_overlapping_batches_at_once_count_every_message_exactl
         )
     source.refresh_from_db()
     assert source.harvested_total == total
+    counts = status_counts()  # the dashboard tallies (trigger delta rows)
+    assert counts["new"] == total and sum(counts.values()) == total
     assert set(DeadLetter.objects.values_list("error_group__error_class", flat=True)) == set(CLASSES)

@@ -15,8 +15,8 @@ from django.db import connections
 
 from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, ErrorGroup, Source
-from dlqadmin.services.connections import connection_create
 from dlqadmin.selectors_dashboard import status_counts
+from dlqadmin.services.connections import connection_create
 from dlqadmin.services.harvest.store import dead_letters_store
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -57,6 +57,9 @@ log = logging.getLogger("dlqadmin.services.redrive_worker")  # the pre-package n
 RUN_SECONDS = 2.0
 #: the shortest wait before looking again at a job whose last attempts another worker holds
 _RECHECK_MIN = 0.5
+#: wait before a lane looks again when another lane of the job is claiming or holds every chunk
+#: (instead of re-enqueueing itself at once, in a loop)
+_CLAIMING_ELSEWHERE = 0.2
 
 __all__ = [
     "CLAIM_CHUNK",
@@ -195,7 +198,7 @@ def _drained(job: RedriveJob) -> StepResult:
     """Nothing pending this worker could claim: complete the job unless messages are still to be
     claimed or an attempt is still pending or claimed (another worker holds it)."""
     if RedriveJob.objects.filter(pk=job.pk, claim_cursor__isnull=False).exists():
-        return StepResult(more=True)
+        return StepResult(more=True, delay=_CLAIMING_ELSEWHERE)  # another lane is claiming
     if finish(job, RedriveJobStatus.COMPLETED, only_if_drained=True):
         live.job_progress(job)
         return StepResult()
@@ -265,7 +268,10 @@ def redrive_job_process(*, job_id: int, seconds: float = RUN_SECONDS) -> StepRes
         return StepResult(processed=run.processed, more=result.more, delay=result.delay)
     job.refresh_from_db()
     live.job_progress(job)
-    return StepResult(processed=run.processed, more=True, delay=max(0.0, run.next_start - time.monotonic()))
+    delay = max(0.0, run.next_start - time.monotonic())
+    if not run.processed and not delay:  # nothing this lane could take: another lane holds it
+        delay = _CLAIMING_ELSEWHERE
+    return StepResult(processed=run.processed, more=True, delay=delay)
 
 
 def redrive_jobs_watchdog() -> int:

@@ -310,6 +310,10 @@ class BrokerAdapter(abc.ABC):
     def __init__(self, config: ConnectionConfig):
         self.config = config
 
+    async def release(self, *, keep: set[str]) -> None:  # noqa: B027 - optional hook
+        """Follow mode: give up what is held for any address not in ``keep`` (a source that was
+        disabled, deleted or moved), so the other replicas or members get it at once."""
+
     def holdings(self) -> dict[str, list[int]]:
         """What this adapter holds of the broker's shared work: source address -> partitions
         (Kafka group members). Empty when the broker hands out messages, not partitions."""

@@ -260,6 +260,12 @@ class KafkaAdapter(BrokerAdapter):
     def holdings(self) -> dict[str, list[int]]:
         return {topic: member.held() for (topic, _), member in self._members.items()}
 
+    async def release(self, *, keep: set[str]) -> None:
+        """Leave the groups of topics no longer harvested here (the source was disabled, deleted
+        or moved): the remaining members get the partitions at once."""
+        for key in [key for key in self._members if key[0] not in keep]:
+            await asyncio.to_thread(self._members.pop(key).close)
+
     async def backlog(self, source: SourceSpec) -> int | None:
         """Sum over partitions of high watermark - committed offset (low watermark when nothing
         is committed). Against tansu the high watermark is under-reported (last batch base offset

@@ -119,6 +119,13 @@ def test_kafka_replicas_split_the_partitions_and_take_over_a_killed_ones(harvest
             held_now += int(float(metrics.split(line, 1)[1].split()[0]))
         assert held_now == partitions
 
+        # a disabled source's partitions are given up at once (the replicas leave its group)
+        Source.objects.filter(pk=source.pk).update(enabled=False)
+        for proc in survivors:
+            assert wait_until(lambda proc=proc: "(holding [])" in proc.output(), 15, 0.2), proc.output()[
+                -1500:
+            ]
+        assert wait_until(lambda: not taken(), 15, 0.2), taken()
         for proc in survivors:
             assert proc.stop() == 0
         assert all("stopped_at" in heartbeat(proc) for proc in survivors)

@@ -145,6 +145,19 @@ class Harvester:
             "stored": self._stored,
         }
 
+    async def _release_unharvested(self, sources: list[Source]) -> None:
+        """Give up what an adapter holds for sources this replica no longer harvests (disabled,
+        deleted, moved): e.g. leave their Kafka groups, so no partition stays with a replica that
+        will not read it."""
+        for pk, state in self._connections.items():
+            if state.adapter is None:
+                continue
+            keep = {source.address for source in sources if source.connection_id == pk}
+            try:
+                await state.adapter.release(keep=keep)
+            except Exception:  # noqa: BLE001 - releasing is best effort; the session timeout does it
+                log.warning("could not release what connection %s held", pk, exc_info=True)
+
     async def _beat(self) -> None:
         await sync_to_async(heartbeat_beat, thread_sensitive=True)(
             component="harvester", every=HARVESTER_BEAT_SECONDS, details=self.holdings()
@@ -155,6 +168,7 @@ class Harvester:
         received = 0
         sources = await sync_to_async(self._load_sources, thread_sensitive=True)()
         self._harvesting = {source.pk: source for source in sources}
+        await self._release_unharvested(sources)
         await self._beat()
         for source in sources:
             if self.stopping:

@@ -8,6 +8,7 @@ Run with ``python -m bench`` (environment: see :mod:`bench.config`). One module 
 * :mod:`bench.latency`     dashboard and API server time over a large dead-letter table (4)
 * :mod:`bench.memory`      peak RSS of the Celery worker during a large redrive (5)
 * :mod:`bench.visibility`  dead-lettered on the broker -> visible, then searchable, through the API (6)
+* :mod:`bench.scale`       two workers on one job at a velocity, fairness, redrive per core (7)
 
 Everything runs against a database of its own (created, migrated and dropped by the run) and
 uniquely named broker resources (deleted at the end). Results are ratios measured side by side

@@ -3,7 +3,7 @@
 ==========================  =================================================================
 ``BENCH_N``                 messages per broker for the raw / harvest / redrive runs (20 000)
 ``BENCH_BROKERS``           comma-separated subset of rabbitmq,kafka,nats (all)
-``BENCH_ONLY``              comma-separated subset of throughput,visibility,memory,latency (all)
+``BENCH_ONLY``              comma-separated subset of throughput,visibility,memory,latency,scale (all)
 ``BENCH_TABLE_ROWS``        dead letters COPYed into the database before anything runs (1 000 000)
 ``BENCH_LATENCY_SAMPLES``   requests per latency case (200)
 ``BENCH_LATENCY_SECONDS``   time cap per latency case, seconds (10)
@@ -12,6 +12,10 @@
 ``BENCH_REDRIVE_BATCH``     redrive job batch size (500, the dashboard / API default)
 ``BENCH_PEER_BATCH``        the peer pipeline's batch size, harvest and redrive (500)
 ``BENCH_SEARCHABLE_SAMPLES``  of the visibility samples, how many also wait for ``q=`` (60)
+``BENCH_SCALE_N``           messages of the job two workers redrive at a velocity (50 000)
+``BENCH_SCALE_VELOCITY``    that job's velocity, msg/s (2 000)
+``BENCH_SCALE_BIG_N``       the big job a 10-message job must not wait behind (200 000)
+``BENCH_SCALE_HARVEST_N``   dead letters two harvester replicas store, per broker (20 000)
 ``BENCH_OUTPUT``            the Markdown report (docs/benchmarks.md)
 ``BENCH_JSON``              also write the results as JSON here (optional)
 ``BENCH_DATABASE_URL``      server to create the bench database on (default: DATABASE_URL's)
@@ -27,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKERS = ("rabbitmq", "kafka", "nats")
-PARTS = ("throughput", "visibility", "memory", "latency")
+PARTS = ("throughput", "visibility", "memory", "latency", "scale")
 
 
 def _int(name: str, default: int) -> int:
@@ -59,6 +63,10 @@ class BenchConfig:
     redrive_batch: int = 500
     peer_batch: int = 500
     searchable_samples: int = 60
+    scale_n: int = 50_000
+    scale_velocity: int = 2_000
+    scale_big_n: int = 200_000
+    scale_harvest_n: int = 20_000
     output: Path = ROOT / "docs" / "benchmarks.md"
     json_path: Path | None = None
     database_url: str = ""
@@ -83,6 +91,10 @@ class BenchConfig:
             redrive_batch=_int("BENCH_REDRIVE_BATCH", 500),
             peer_batch=_int("BENCH_PEER_BATCH", 500),
             searchable_samples=_int("BENCH_SEARCHABLE_SAMPLES", 60),
+            scale_n=_int("BENCH_SCALE_N", 50_000),
+            scale_velocity=_int("BENCH_SCALE_VELOCITY", 2_000),
+            scale_big_n=_int("BENCH_SCALE_BIG_N", 200_000),
+            scale_harvest_n=_int("BENCH_SCALE_HARVEST_N", 20_000),
             output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "docs" / "benchmarks.md"),
             json_path=Path(json_path) if json_path else None,
             database_url=os.environ.get("BENCH_DATABASE_URL")

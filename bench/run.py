@@ -23,6 +23,7 @@ PART_TITLES = {
     "visibility": "time to visibility",
     "memory": "worker memory",
     "latency": "dashboard and API latency",
+    "scale": "redrive scale-out (two workers, fairness, per core)",
 }
 
 
@@ -69,6 +70,10 @@ def _run_part(part: str, ctx: Context, fixture) -> list[report.Metric]:
         from . import memory
 
         return memory.run(ctx)
+    if part == "scale":
+        from . import scale
+
+        return scale.run(ctx)
     from . import latency
 
     return latency.run(ctx, fixture)
@@ -131,6 +136,8 @@ def main() -> int:
             "BENCH_REDRIVE_RSS_N": f"{config.rss_n:,}",
             "visibility samples": config.visibility_samples,
             "redrive batch": config.redrive_batch,
+            "scale-out": f"{config.scale_n:,} at {config.scale_velocity:,}/s, "
+            f"fairness vs {config.scale_big_n:,}",
             "harvest batch": django_settings.DLQADMIN_HARVEST_BATCH_SIZE,
         }
         print()

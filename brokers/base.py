@@ -311,8 +311,24 @@ class BrokerAdapter(abc.ABC):
     #: source modes this adapter harvests
     modes: ClassVar[tuple[str, ...]]
 
+    #: True when a long-running harvester owns this adapter (``manage.py harvest --follow``):
+    #: it may keep broker-side membership across harvest passes, so replicas share the work the
+    #: broker's way (Kafka: the adapter joins the source's consumer group and holds some of its
+    #: partitions). RabbitMQ competing consumers and a NATS durable shared by every replica need
+    #: nothing kept.
+    follow: bool = False
+
     def __init__(self, config: ConnectionConfig):
         self.config = config
+
+    async def release(self, *, keep: set[str]) -> None:  # noqa: B027 - optional hook
+        """Follow mode: give up what is held for any address not in ``keep`` (a source that was
+        disabled, deleted or moved), so the other replicas or members get it at once."""
+
+    def holdings(self) -> dict[str, list[int]]:
+        """What this adapter holds of the broker's shared work: source address -> partitions
+        (Kafka group members). Empty when the broker hands out messages, not partitions."""
+        return {}
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities

@@ -6,6 +6,8 @@ milliseconds at a million dead letters (``make bench``, latency part, "metrics: 
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import Count, Sum
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -19,6 +21,7 @@ from dlqadmin.models import (
     Source,
     StatusTally,
 )
+from dlqadmin.selectors_dashboard import harvester_replicas
 from dlqadmin.services.counters import counter_totals
 from dlqadmin.services.heartbeat import ALIVE_SECONDS
 
@@ -129,3 +132,35 @@ class DlqadminCollector:
         for component, ts in newest.items():
             seen.add_metric([component], ts)
         yield from (alive, seen)
+        yield from _replica_metrics()
+
+
+def _replica_metrics():
+    """Each harvester replica (heartbeat within the last day): up, last beat, partitions held
+    per source, last batch."""
+    up = GaugeMetricFamily(
+        "dlqadmin_harvester_replica_up",
+        "1 while a harvester replica beats (within 15 s, no clean stop), 0 once it stopped.",
+        labels=["instance"],
+    )
+    seen = GaugeMetricFamily(
+        "dlqadmin_harvester_replica_last_seen_timestamp_seconds", "Last heartbeat.", labels=["instance"]
+    )
+    held = GaugeMetricFamily(
+        "dlqadmin_harvester_replica_partitions_held",
+        "Kafka partitions of a source's consumer group this replica holds.",
+        labels=["instance", "source"],
+    )
+    batch = GaugeMetricFamily(
+        "dlqadmin_harvester_replica_last_batch_timestamp_seconds",
+        "When this replica last received dead letters.",
+        labels=["instance"],
+    )
+    for replica in harvester_replicas():
+        up.add_metric([replica.instance], 1 if replica.running else 0)
+        seen.add_metric([replica.instance], replica.last_seen.timestamp())
+        for source, partitions in replica.partitions.items():
+            held.add_metric([replica.instance, source], len(partitions))
+        if replica.last_batch.get("at"):
+            batch.add_metric([replica.instance], datetime.fromisoformat(replica.last_batch["at"]).timestamp())
+    yield from (up, seen, held, batch)

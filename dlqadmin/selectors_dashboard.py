@@ -21,6 +21,7 @@ import brokers
 from brokers.base import Capability
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
+    SILENT_SECONDS,
     Connection,
     DeadLetter,
     DeadLetterStatus,
@@ -28,6 +29,7 @@ from dlqadmin.models import (
     ErrorGroupStatus,
     FailureTally,
     GroupDayTally,
+    Heartbeat,
     RedriveAttemptStatus,
     RedriveJob,
     Source,
@@ -93,6 +95,51 @@ class SourceRow:
 class ConnectionRow:
     connection: Connection
     sources: list[SourceRow] = field(default_factory=list)
+
+
+@dataclass
+class ReplicaRow:
+    """One harvester replica as its heartbeat tells it (sources limited to what the viewer sees)."""
+
+    instance: str
+    last_seen: datetime
+    running: bool
+    stopped_at: str = ""
+    sources: list[str] = field(default_factory=list)
+    partitions: dict[str, list[int]] = field(default_factory=dict)
+    last_batch: dict = field(default_factory=dict)
+    stored: int = 0
+
+
+def harvester_replicas(*, user=None, now: datetime | None = None) -> list[ReplicaRow]:
+    """Every harvester replica that beat in the last day, newest first: running (a beat within
+    ``SILENT_SECONDS`` and no clean stop) or stopped, with the sources and Kafka partitions it
+    holds and its last batch. Source names ``user`` may not see are left out."""
+    now = now or timezone.now()
+    beats = Heartbeat.objects.filter(component="harvester", last_seen__gte=now - timedelta(days=1))
+    visible = None if user is None else set(visible_sources(user).values_list("name", flat=True))
+
+    def shown(name: str) -> bool:
+        return visible is None or name in visible
+
+    rows = []
+    for hb in beats.order_by("-last_seen", "instance"):
+        details = hb.details or {}
+        last_batch = details.get("last_batch") or {}
+        rows.append(
+            ReplicaRow(
+                instance=hb.instance,
+                last_seen=hb.last_seen,
+                running=not details.get("stopped_at")
+                and (now - hb.last_seen).total_seconds() <= SILENT_SECONDS,
+                stopped_at=details.get("stopped_at") or "",
+                sources=[name for name in details.get("sources", []) if shown(name)],
+                partitions={k: v for k, v in (details.get("partitions") or {}).items() if shown(k)},
+                last_batch=last_batch if shown(last_batch.get("source", "")) else {},
+                stored=int(details.get("stored") or 0),
+            )
+        )
+    return rows
 
 
 def _status_rows(user):

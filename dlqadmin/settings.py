@@ -339,6 +339,8 @@ DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
 # The lease of a claimed redrive chunk: its worker renews it while alive; once it expired (the
 # worker died), another worker claims the chunk again under a new fencing token.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)
+# tasks that work one redrive job at once (each claims its own chunks; the velocity is job-wide)
+DLQADMIN_REDRIVE_LANES = env_int("DLQADMIN_REDRIVE_LANES", 2)
 # a redrive over a filter claims this many messages in the request; the worker claims the rest
 DLQADMIN_REDRIVE_CLAIM_IN_REQUEST = env_int("DLQADMIN_REDRIVE_CLAIM_IN_REQUEST", 2000)
 # a dashboard or admin selection posts one field per id: room for the id limit of a selection

@@ -23,6 +23,10 @@ TINY = {
     "BENCH_REDRIVE_RSS_N": "300",
     "BENCH_VISIBILITY_SAMPLES": "3",
     "BENCH_PEER_BATCH": "64",  # several batches and a partial last one
+    "BENCH_SCALE_N": "300",
+    "BENCH_SCALE_VELOCITY": "200",
+    "BENCH_SCALE_BIG_N": "2000",
+    "BENCH_SCALE_HARVEST_N": "300",
 }
 BROKERS = ("RabbitMQ", "Kafka", "NATS JetStream")
 LATENCY_CASES = (
@@ -59,6 +63,12 @@ def expected_metrics() -> list[str]:
     names += [f"{surface}: {case}" for surface in ("dashboard", "API") for case in LATENCY_CASES]
     names.append("dashboard: header filter's match count")
     names.append("metrics: /metrics scrape")
+    names += [
+        "redrive, 2 workers on one job of 300 at velocity 200/s",
+        "redrive fairness: a 10-message job during a 2,000-message job",
+        "redrive per core, 2 workers, 2,000 messages",
+        *(f"harvest per core, 2 replicas, {broker} 300" for broker in BROKERS),
+    ]
     return names
 
 

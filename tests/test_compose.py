@@ -51,6 +51,14 @@ def test_app_services_use_postgres_redis_and_the_env_file():
     assert "--follow" in SERVICES["harvester"]["command"]
 
 
+@pytest.mark.parametrize("name", ["harvester", "worker"])
+def test_harvester_and_worker_run_two_replicas_that_can_scale(name):
+    service = SERVICES[name]
+    assert service["deploy"]["replicas"] == 2
+    assert "container_name" not in service and "ports" not in service  # either would stop scaling
+    assert service["restart"] == "unless-stopped"  # a replica that dies comes back
+
+
 def test_data_lives_in_named_volumes():
     for name in ("postgres", "redis", "rabbitmq", "kafka", "nats"):
         mounts = SERVICES[name]["volumes"]

@@ -33,6 +33,7 @@ from brokers.base import (
 )
 
 from . import harvest as harvesting
+from . import member as membership
 from .client import ErrorLog, broker_error, describe, list_offsets, log, new_admin, topic_partitions
 from .redrive import RedriveProducer
 
@@ -67,7 +68,8 @@ class KafkaAdapter(BrokerAdapter):
     ``discover_sample_topics`` (default 50), ``discover_sample_records`` (per partition, default
     5), ``discover_sample_seconds``.
 
-    Source options: ``group_id`` (default ``dlqadmin-harvester``), ``idle_timeout``.
+    Source options: ``group_id`` (default ``dlqadmin-harvester``), ``idle_timeout``,
+    ``session_timeout`` (s, follow mode: how long a dead replica keeps its partitions, default 10).
     """
 
     kind = "kafka"
@@ -81,6 +83,7 @@ class KafkaAdapter(BrokerAdapter):
         self._admin: AdminClient | None = None
         self._admin_errors = ErrorLog()
         self._producer: RedriveProducer | None = None
+        self._members: dict[tuple[str, str], membership.GroupMember] = {}
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
@@ -233,7 +236,35 @@ class KafkaAdapter(BrokerAdapter):
         partition, at ``limit``, or after ``idle_timeout`` seconds without records. Raises
         BrokerError: permanent for an unknown topic, transient when the cluster is unreachable.
         """
+        if source.mode == "topic" and self.follow:
+            return await self._harvest_as_member(source, sink, limit=limit, batch_size=batch_size)
         return await harvesting.harvest(self.config, source, sink, limit=limit, batch_size=batch_size)
+
+    async def _harvest_as_member(
+        self, source: SourceSpec, sink: Sink, *, limit: int | None, batch_size: int
+    ) -> HarvestResult:
+        """Follow mode: harvest as a member of the source's consumer group (cooperative-sticky),
+        so replicas split the partitions (:mod:`brokers.kafka.member`). The membership is kept
+        across passes; an error drops it (the next pass joins again)."""
+        key = (source.address, harvesting.group_of(source))
+        member = self._members.get(key)
+        if member is None:
+            member = self._members[key] = await asyncio.to_thread(membership.GroupMember, self.config, source)
+        try:
+            return await membership.harvest(member, source, sink, limit=limit, batch_size=batch_size)
+        except BaseException:
+            self._members.pop(key, None)
+            await asyncio.to_thread(member.close)
+            raise
+
+    def holdings(self) -> dict[str, list[int]]:
+        return {topic: member.held() for (topic, _), member in self._members.items()}
+
+    async def release(self, *, keep: set[str]) -> None:
+        """Leave the groups of topics no longer harvested here (the source was disabled, deleted
+        or moved): the remaining members get the partitions at once."""
+        for key in [key for key in self._members if key[0] not in keep]:
+            await asyncio.to_thread(self._members.pop(key).close)
 
     async def backlog(self, source: SourceSpec) -> int | None:
         """Sum over partitions of high watermark - committed offset (low watermark when nothing
@@ -347,3 +378,6 @@ class KafkaAdapter(BrokerAdapter):
         if self._producer is not None:
             await asyncio.to_thread(self._producer.flush, self.config.timeout)
         self._admin = None
+        members, self._members = list(self._members.values()), {}
+        for member in members:  # leave the groups: the other replicas take the partitions now
+            await asyncio.to_thread(member.close)

@@ -10,8 +10,9 @@ generation -1, the way ``kafka-consumer-groups --reset-offsets`` does. It never 
   that application: the broker refuses our commits instead (reported as a BrokerError);
 * the partitions and their EOFs are known up front, so "drained" is exact.
 
-Two harvesters on one group at once would both read the same records; the UNIQUE position makes
-the second copy a no-op in the database.
+Two one-shot harvests on one group at once would both read the same records; the UNIQUE
+position makes the second copy a no-op in the database. The long-running harvester's replicas do
+join the group (:mod:`brokers.kafka.member`), so they split the partitions instead.
 """
 
 from __future__ import annotations
@@ -103,7 +104,9 @@ def _commit_error(err: KafkaError | None, group: str, exc: Exception | None) -> 
     if isinstance(err, KafkaError) and err.code() in ACTIVE_GROUP_CODES:
         return BrokerError(
             f"cannot commit offsets of consumer group {group!r}: it has active members "
-            f"(use a group of its own for harvesting) [{err.name()}]",
+            f"(dlqadmin's follow-mode harvester replicas, which harvest this source continuously "
+            f"and commit themselves, or another application: then give the source a group of its "
+            f"own) [{err.name()}]",
             permanent=False,
         )
     if isinstance(err, KafkaError):

@@ -14,7 +14,7 @@ from .dead_letters import (
     SearchBacklog,
 )
 from .masking import MaskingKind, MaskingRule
-from .operations import ApiToken, AuditEvent, Heartbeat
+from .operations import HARVESTER_BEAT_SECONDS, SILENT_SECONDS, ApiToken, AuditEvent, Heartbeat
 from .redrive import (
     ACTIVE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
@@ -50,7 +50,9 @@ __all__ = [
     "HealthStatus",
     "MaskingKind",
     "MaskingRule",
+    "HARVESTER_BEAT_SECONDS",
     "Heartbeat",
+    "SILENT_SECONDS",
     "RedriveAttempt",
     "RedriveAttemptStatus",
     "RedriveJob",

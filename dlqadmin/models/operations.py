@@ -49,12 +49,21 @@ class ApiToken(models.Model):
         return self.revoked_at is None
 
 
+#: a harvester replica beats at least this often while it runs (after every source of a pass)
+HARVESTER_BEAT_SECONDS = 5.0
+#: a replica not heard of for this long is shown as stopped (three missed beats)
+SILENT_SECONDS = 3 * HARVESTER_BEAT_SECONDS
+
+
 class Heartbeat(models.Model):
     """Liveness of the long-running parts (harvester processes, Celery workers)."""
 
     component = models.CharField(max_length=32)
     instance = models.CharField(max_length=200, help_text="host:pid")
     last_seen = models.DateTimeField(default=timezone.now)
+    #: what the replica holds and did (harvester: sources, partitions per source, last batch;
+    #: ``stopped_at`` once it shut down cleanly)
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["component", "instance"], name="heartbeat_unique")]

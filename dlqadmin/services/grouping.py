@@ -97,35 +97,64 @@ def _update_counted(groups: list[ErrorGroup]) -> None:
         )
 
 
+def _locked(prints) -> dict[str, ErrorGroup]:
+    """The groups of ``prints`` that exist, locked FOR UPDATE in fingerprint order (two storing
+    transactions take their common groups in the same order, so they queue instead of
+    deadlocking)."""
+    rows = ErrorGroup.objects.select_for_update().filter(fingerprint__in=prints).order_by("fingerprint")
+    return {g.fingerprint: g for g in rows}
+
+
+def _create_missing(missing: list[str], first: dict[str, tuple[str, Failure]], source_id: int) -> None:
+    """Insert the groups of ``missing`` with count 0, ``ON CONFLICT DO NOTHING``: when another
+    harvester's transaction creates the same group meanwhile, this insert waits for its commit
+    and then leaves the row to it (or takes over if it rolled back)."""
+    ErrorGroup.objects.bulk_create(
+        [
+            ErrorGroup(
+                fingerprint=fp,
+                source_id=source_id,
+                error_class=first[fp][1].error_class[:500],
+                reason=first[fp][1].reason[:100],
+                message_pattern=first[fp][0],
+                sample_message=first[fp][1].message[:2000],
+                count=0,
+                first_seen=first[fp][1].failed_at,
+                last_seen=first[fp][1].failed_at,
+            )
+            for fp in sorted(missing)
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> GroupsRecorded:
     """Count ``failures`` into their groups (created as needed): one group per failure, in order.
-    A failure in a resolved group reopens it. Call inside the storing transaction."""
+    A failure in a resolved group reopens it. Call inside the storing transaction.
+
+    Safe with concurrent callers (harvester replicas storing into one source at once, no lock
+    around the source): every group counted is locked FOR UPDATE first and its count read under
+    the lock, so increments add up exactly; a missing group is inserted with ``ON CONFLICT DO
+    NOTHING`` and then locked like the others. A group is new (``appeared``) when its locked count
+    is still 0: a group another transaction created is committed with its first failures
+    counted, and counts never go down."""
     failures = list(failures)
     keyed = [
         (fingerprint(source_id=source_id, error_class=f.error_class, message=f.message, reason=f.reason), f)
         for f in failures
     ]
-    prints = {fp for (fp, _), _ in keyed}
-    groups = {g.fingerprint: g for g in ErrorGroup.objects.select_for_update().filter(fingerprint__in=prints)}
-    now = timezone.now()
-    touched: dict[str, ErrorGroup] = {}
-    appeared: dict[str, ErrorGroup] = {}
+    first: dict[str, tuple[str, Failure]] = {}
     for (fp, pattern), f in keyed:
-        group = groups.get(fp)
-        if group is None:
-            group = ErrorGroup(
-                fingerprint=fp,
-                source_id=source_id,
-                error_class=f.error_class[:500],
-                reason=f.reason[:100],
-                message_pattern=pattern,
-                sample_message=f.message[:2000],
-                count=0,
-                first_seen=f.failed_at,
-                last_seen=f.failed_at,
-            )
-            groups[fp] = group
-            appeared[fp] = group
+        first.setdefault(fp, (pattern, f))
+    groups = _locked(first)
+    missing = [fp for fp in first if fp not in groups]
+    if missing:
+        _create_missing(missing, first, source_id)
+        groups.update(_locked(missing))
+    now = timezone.now()
+    appeared: dict[str, ErrorGroup] = {fp: g for fp, g in groups.items() if g.count == 0}
+    for (fp, _), f in keyed:
+        group = groups[fp]
         group.count += 1
         group.first_seen = min(group.first_seen, f.failed_at)
         group.last_seen = max(group.last_seen, f.failed_at)
@@ -133,12 +162,5 @@ def error_groups_record(*, source_id: int, failures: Iterable[Failure]) -> Group
             group.status = ErrorGroupStatus.OPEN
             group.status_changed_at = now
             appeared[fp] = group
-        touched[fp] = group
-    # One INSERT for the new groups and one UPDATE for the others (not one query per group).
-    created = [g for g in touched.values() if g.pk is None]
-    changed = [g for g in touched.values() if g.pk is not None]
-    if created:
-        ErrorGroup.objects.bulk_create(created)
-    if changed:
-        _update_counted(changed)
+    _update_counted(list(groups.values()))
     return GroupsRecorded(per_failure=[groups[fp] for (fp, _), _ in keyed], appeared=list(appeared.values()))

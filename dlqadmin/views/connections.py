@@ -30,7 +30,12 @@ def connection_list(request):
             source_row.live_only = Capability.LIVE_ONLY in caps
             source_row.keeps_copy = Capability.REMOVE_FROM_DLQ not in caps
             source_row.prepare = prepare_state(source_row.source)
-    return page(request, "dlqadmin/connections.html", {"connections": rows, "nav": "connections"})
+    replicas = selectors_dashboard.harvester_replicas(user=request.user)
+    return page(
+        request,
+        "dlqadmin/connections.html",
+        {"connections": rows, "replicas": replicas, "nav": "connections"},
+    )
 
 
 @require_http_methods(["GET", "POST"])

@@ -8,8 +8,13 @@ foresaw) is recorded on that source, which then backs off on its own: one bad so
 stops the others. ``stop()`` (wired to SIGTERM/SIGINT) lets the pass in progress finish its batch:
 a batch is always committed to the database before the broker acks it, so nothing is lost.
 
-Several harvesters may run at once: the brokers share work (RabbitMQ competing consumers, a
-Kafka consumer group, a NATS durable consumer) and the UNIQUE position keeps rows single.
+Several harvesters (replicas) may run at once on the same sources, and the brokers share the
+work between them: RabbitMQ competing consumers on the dead-letter queue, one Kafka consumer
+group per source whose partitions the replicas split (cooperative-sticky; the adapters are
+created with ``follow=True``, :mod:`brokers.kafka.member`), one NATS durable pull consumer that
+every replica fetches from. There is no lock around a source: the UNIQUE position keeps rows
+single and error groups are counted under row locks. Each replica's heartbeat says what it
+holds (sources, Kafka partitions) and its last batch (connections page, ``/metrics``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, connections
@@ -35,7 +41,7 @@ from dlqadmin.services.harvest.store import (
     source_harvest_with,
     source_record_failure,
 )
-from dlqadmin.services.heartbeat import heartbeat_beat
+from dlqadmin.services.heartbeat import HARVESTER_BEAT_SECONDS, heartbeat_beat, heartbeat_stopped
 from dlqadmin.services.search import BacklogIndexer
 
 log = logging.getLogger("dlqadmin.services.harvester")  # the pre-package name, kept for logging configs
@@ -77,6 +83,9 @@ class Harvester:
     _stop: asyncio.Event | None = None
     _connections: dict[int, _ConnectionState] = field(default_factory=dict)
     _sources: dict[int, _SourceState] = field(default_factory=dict)
+    _harvesting: dict[int, Source] = field(default_factory=dict)
+    _last_batch: dict = field(default_factory=dict)
+    _stored: int = 0
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -121,18 +130,60 @@ class Harvester:
             if indexer is not None:
                 await asyncio.to_thread(indexer.stop)
             await self.close()
+            with contextlib.suppress(Exception):  # the database may be what stopped us
+                await sync_to_async(heartbeat_stopped, thread_sensitive=True)(
+                    component="harvester", details=self.holdings()
+                )
             log.info("harvester stopped")
+
+    def holdings(self) -> dict:
+        """What this replica holds and did, for its heartbeat: the sources it harvests, the
+        Kafka partitions it holds per source, its last batch and what it stored since start."""
+        partitions: dict[str, list[int]] = {}
+        for source in self._harvesting.values():
+            state = self._connections.get(source.connection_id)
+            held = state.adapter.holdings() if state is not None and state.adapter is not None else {}
+            if source.address in held:
+                partitions[source.name] = held[source.address]
+        return {
+            "sources": sorted(source.name for source in self._harvesting.values()),
+            "partitions": partitions,
+            "last_batch": self._last_batch,
+            "stored": self._stored,
+        }
+
+    async def _release_unharvested(self, sources: list[Source]) -> None:
+        """Give up what an adapter holds for sources this replica no longer harvests (disabled,
+        deleted, moved): e.g. leave their Kafka groups, so no partition stays with a replica that
+        will not read it."""
+        for pk, state in self._connections.items():
+            if state.adapter is None:
+                continue
+            keep = {source.address for source in sources if source.connection_id == pk}
+            try:
+                await state.adapter.release(keep=keep)
+            except Exception:  # noqa: BLE001 - releasing is best effort; the session timeout does it
+                log.warning("could not release what connection %s held", pk, exc_info=True)
+
+    async def _beat(self) -> None:
+        await sync_to_async(heartbeat_beat, thread_sensitive=True)(
+            component="harvester", every=HARVESTER_BEAT_SECONDS, details=self.holdings()
+        )
 
     async def run_once(self) -> int:
         """One pass over every source; returns how many messages were received."""
         received = 0
-        await sync_to_async(heartbeat_beat, thread_sensitive=True)(component="harvester")
-        for source in await sync_to_async(self._load_sources, thread_sensitive=True)():
+        sources = await sync_to_async(self._load_sources, thread_sensitive=True)()
+        self._harvesting = {source.pk: source for source in sources}
+        await self._release_unharvested(sources)
+        await self._beat()
+        for source in sources:
             if self.stopping:
                 break
             report = await self.harvest_source(source)
             if report is not None:
                 received += report.received
+            await self._beat()  # a long pass still beats (at most every HARVESTER_BEAT_SECONDS)
         return received
 
     async def _adapter_for(self, source: Source) -> BrokerAdapter | None:
@@ -145,6 +196,7 @@ class Harvester:
             return None
         if state.adapter is None:
             state.adapter = brokers.get_adapter(connection_config(conn))
+            state.adapter.follow = True  # keep broker-side membership across passes (Kafka groups)
             state.fingerprint = fingerprint
         return state.adapter
 
@@ -190,6 +242,14 @@ class Harvester:
         own.failures, own.retry_at = 0, 0.0
         self.reports.append(report)
         del self.reports[:-100]
+        if report.received:
+            self._last_batch = {
+                "source": source.name,
+                "at": datetime.now(UTC).isoformat(),
+                "received": report.received,
+                "stored": report.inserted,
+            }
+            self._stored += report.inserted
         if report.inserted:
             log.info("%s: stored %d new dead letter(s)", source.name, report.inserted)
         return report

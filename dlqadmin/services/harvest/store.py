@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from dataclasses import dataclass, field
 
 import psycopg
@@ -23,7 +25,6 @@ from django.db import (
     connections,
     transaction,
 )
-from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -40,8 +41,8 @@ from .prepare import harvest_preparing
 
 log = logging.getLogger("dlqadmin.services.harvest")  # the pre-package name, kept for logging configs
 
-#: advisory-lock namespace for "storing into source N" (serialises concurrent harvesters)
-_LOCK_NAMESPACE = 0x646C71  # "dlq"
+#: times a batch is stored again after a deadlock with another replica
+_DEADLOCK_RETRIES = 5
 
 
 @dataclass
@@ -71,11 +72,6 @@ def _json_safe(value):
     if value is not None and not isinstance(value, bool | int | float):
         return _text(str(value))  # a type JSON has no room for (Decimal, datetime, bytes ...)
     return value
-
-
-def _lock_source(source_id: int) -> None:
-    with db_connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, source_id])
 
 
 def _json(value) -> str:
@@ -313,20 +309,30 @@ def _store_isolating(source: Source, messages: list[HarvestedMessage]) -> list[i
 
 
 def _store_unique(source: Source, messages: list[HarvestedMessage]) -> list[int]:
-    """Store ``messages`` (unique positions), skipping those stored before."""
-    new = messages
-    while True:  # ends: each retry stores strictly fewer messages
+    """Store ``messages`` (unique positions), skipping those stored before. A deadlock with
+    another replica storing into the same source (they lock error groups and insert positions
+    in their own orders) rolls this transaction back; it is retried a few times."""
+    new, deadlocks = messages, 0
+    while True:  # ends: each retry stores strictly fewer messages, deadlocks are bounded
         try:
             return _store_new(source, new)
         except _AlreadyStored as stored:
             new = [m for m in new if _position(m) in stored.new]
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != "40P01" or deadlocks >= _DEADLOCK_RETRIES:
+                raise
+            deadlocks += 1
+            log.info("source %s: deadlock with another harvester, storing the batch again", source.name)
+            time.sleep(random.uniform(0, 0.05 * deadlocks))  # noqa: S311 - jitter, not a secret
 
 
 @transaction.atomic
 def _store_new(source: Source, new: list[HarvestedMessage]) -> list[int]:
     """Store ``new`` (unique positions) in one transaction, all or none: raises _AlreadyStored
-    (rolling back) when some are stored already. Returns the new ids, in order."""
-    _lock_source(source.pk)
+    (rolling back) when some are stored already. Returns the new ids, in order. Harvester
+    replicas store into one source concurrently: the UNIQUE (source, position) makes a second
+    copy a no-op (its insert waits for the first one's commit), and error groups are counted
+    under row locks (:func:`error_groups_record`)."""
     now = timezone.now()
     failures = [
         Failure(_text(m.error_class, 500), _text(m.error_message), _text(m.reason, 100), m.failed_at or now)

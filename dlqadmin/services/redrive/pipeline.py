@@ -22,6 +22,7 @@ from dlqadmin import live
 from dlqadmin.models import RUNNABLE_JOB_STATUSES, RedriveJob
 from dlqadmin.services.redrive import claim as redrive_claim
 from dlqadmin.services.redrive import send as chunks
+from dlqadmin.services.redrive import velocity
 from dlqadmin.services.redrive.lease import Keeper
 
 log = logging.getLogger("dlqadmin.services.redrive_worker")
@@ -47,9 +48,10 @@ class Pipeline:
     case's) everything is recorded on the calling thread."""
 
     def __init__(self, job: RedriveJob, seconds: float):
-        from dlqadmin.services.redrive.worker import _chunk_size
+        from dlqadmin.services.redrive.worker import _chunk_size, lanes_for
 
         self.job, self.size, self.velocity = job, _chunk_size(job), job.velocity
+        self.lanes = lanes_for(job)
         self.deadline = time.monotonic() + seconds
         self.configs: dict[int, ConnectionConfig] = {}
         self.ready: chunks.Chunk | None = None
@@ -83,15 +85,10 @@ class Pipeline:
             self.confirmed, self.publishing = self.publishing, None
             if self.confirmed is not None:
                 self.confirmed.results(self.keeper)  # wait for the broker, leases renewed
-            if self.ready is not None:
-                if self.next_start > time.monotonic():
-                    self._record()  # before waiting: only the chunk in flight stays unrecorded
-                    self._recorded()
-                    self.keeper.wait(seconds=max(0.0, self.next_start - time.monotonic()))
+            if self.ready is not None and self._paced():
                 self._start()
             self._record()
-            now = time.monotonic()
-            if self.publishing is not None and now < self.deadline and self.next_start <= self.deadline:
+            if self.publishing is not None and time.monotonic() < self.deadline:
                 self._claim()
 
     def _claim(self) -> None:
@@ -105,6 +102,32 @@ class Pipeline:
                 break
         self.drained = self.ready is None and not self.claiming
 
+    def _paced(self) -> bool:
+        """Reserve the ready chunk's start in the job's velocity schedule (shared by every worker
+        on the job, :mod:`dlqadmin.services.redrive.velocity`) and wait for it, recording the
+        confirmed chunk first. A start beyond this call's time slice is not reserved: the chunk
+        goes back to pending and ``next_start`` says when to come back."""
+        if not self.velocity:
+            return True
+        left = max(0.0, self.deadline - time.monotonic())
+        ok, wait = velocity.reserve(
+            job_id=self.job.pk,
+            count=len(self.ready.items),
+            velocity=self.velocity,
+            lanes=self.lanes,
+            max_wait=left,
+        )
+        if not ok:
+            chunks.unclaim(self.ready)
+            self.ready = None
+            self.next_start = time.monotonic() + wait
+            return False
+        if wait > 0:
+            self._record()  # before waiting: only the chunk in flight stays unrecorded
+            self._recorded()
+            self.keeper.wait(seconds=wait)
+        return True
+
     def _start(self) -> None:
         chunk, self.ready = self.ready, None
         if _status(self.job) not in RUNNABLE_JOB_STATUSES:  # paused or cancelled since it was claimed
@@ -113,8 +136,6 @@ class Pipeline:
             return
         chunk.start(self.configs)
         self.publishing = chunk
-        if self.velocity:
-            self.next_start = chunk.started + len(chunk.items) / self.velocity
 
     def _record(self) -> None:
         chunk, self.confirmed = self.confirmed, None

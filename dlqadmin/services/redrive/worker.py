@@ -45,6 +45,7 @@ from dlqadmin.services import alerts
 from dlqadmin.services.redrive import claim as redrive_claim
 from dlqadmin.services.redrive import lease as redrive_lease
 from dlqadmin.services.redrive import send as chunks
+from dlqadmin.services.redrive import velocity
 from dlqadmin.services.redrive.claim import CLAIM_CHUNK
 from dlqadmin.services.redrive.lease import ACTIVE_ATTEMPT, Keeper
 from dlqadmin.services.redrive.send import TRANSIENT_RETRIES
@@ -56,6 +57,9 @@ log = logging.getLogger("dlqadmin.services.redrive_worker")  # the pre-package n
 RUN_SECONDS = 2.0
 #: the shortest wait before looking again at a job whose last attempts another worker holds
 _RECHECK_MIN = 0.5
+#: wait before a lane looks again when another lane of the job is claiming or holds every chunk
+#: (instead of re-enqueueing itself at once, in a loop)
+_CLAIMING_ELSEWHERE = 0.2
 
 __all__ = [
     "CLAIM_CHUNK",
@@ -64,16 +68,31 @@ __all__ = [
     "StepResult",
     "enqueue",
     "finish",
+    "lanes_for",
     "redrive_job_process",
     "redrive_job_step",
     "redrive_jobs_watchdog",
 ]
 
 
+def lanes_for(job: RedriveJob) -> int:
+    """How many tasks work ``job`` at once (``DLQADMIN_REDRIVE_LANES``, fewer for a job whose
+    attempts are all known and fit in fewer chunks). Each lane claims its own chunks (SKIP
+    LOCKED), all lanes share the job's velocity (:mod:`dlqadmin.services.redrive.velocity`)."""
+    lanes = max(1, settings.DLQADMIN_REDRIVE_LANES)
+    if job.claim_cursor is None and job.total:
+        lanes = min(lanes, math.ceil(job.total / _chunk_size(job)))
+    return max(1, lanes)
+
+
 def enqueue(job_id: int, countdown: float = 0) -> None:
+    """Hand ``job_id`` to the workers: one task per lane (:func:`lanes_for`). Each task works the
+    job for a time slice and re-enqueues itself at the back of the queue, so jobs take turns."""
     from dlqadmin.tasks import redrive_job_run
 
-    redrive_job_run.apply_async(args=[job_id], countdown=countdown)
+    job = RedriveJob.objects.filter(pk=job_id).first()
+    for _ in range(lanes_for(job) if job is not None else 1):
+        redrive_job_run.apply_async(args=[job_id], countdown=countdown)
 
 
 @dataclass
@@ -179,7 +198,7 @@ def _drained(job: RedriveJob) -> StepResult:
     """Nothing pending this worker could claim: complete the job unless messages are still to be
     claimed or an attempt is still pending or claimed (another worker holds it)."""
     if RedriveJob.objects.filter(pk=job.pk, claim_cursor__isnull=False).exists():
-        return StepResult(more=True)
+        return StepResult(more=True, delay=_CLAIMING_ELSEWHERE)  # another lane is claiming
     if finish(job, RedriveJobStatus.COMPLETED, only_if_drained=True):
         live.job_progress(job)
         return StepResult()
@@ -201,14 +220,18 @@ def redrive_job_step(*, job_id: int) -> StepResult:
     chunk = chunks.claim(job, _chunk_size(job))
     if chunk is None:
         return _drained(job)
+    keeper = Keeper(job.pk, lambda: [chunk.token])
+    if job.velocity:  # the job-wide schedule, shared with every worker on the job
+        _, wait = velocity.reserve(
+            job_id=job.pk, count=len(chunk.items), velocity=job.velocity, lanes=lanes_for(job)
+        )
+        if wait > 0:
+            keeper.wait(seconds=wait)
     chunk.start({})
-    chunks.record(chunk, chunk.results(Keeper(job.pk, lambda: [chunk.token])))
+    chunks.record(chunk, chunk.results(keeper))
     job.refresh_from_db()
     live.job_progress(job)
-    delay = 0.0
-    if job.velocity:
-        delay = max(0.0, len(chunk.items) / job.velocity - (time.monotonic() - chunk.started))
-    return StepResult(processed=len(chunk.items), more=True, delay=delay)
+    return StepResult(processed=len(chunk.items), more=True)
 
 
 def _status(job: RedriveJob) -> str | None:
@@ -245,7 +268,10 @@ def redrive_job_process(*, job_id: int, seconds: float = RUN_SECONDS) -> StepRes
         return StepResult(processed=run.processed, more=result.more, delay=result.delay)
     job.refresh_from_db()
     live.job_progress(job)
-    return StepResult(processed=run.processed, more=True, delay=max(0.0, run.next_start - time.monotonic()))
+    delay = max(0.0, run.next_start - time.monotonic())
+    if not run.processed and not delay:  # nothing this lane could take: another lane holds it
+        delay = _CLAIMING_ELSEWHERE
+    return StepResult(processed=run.processed, more=True, delay=delay)
 
 
 def redrive_jobs_watchdog() -> int:

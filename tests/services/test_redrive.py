@@ -30,6 +30,7 @@ from dlqadmin.services.redrive.jobs import (
     redrive_plan,
 )
 from dlqadmin.services.redrive.worker import redrive_job_step
+from dlqadmin.services.search import search_index_backlog
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
 from tests.support.jobs import run_to_end
@@ -62,6 +63,7 @@ def harvested(request):
 
 def test_a_filter_job_redrives_exactly_the_planned_set(harvested, operator):
     source, top = harvested(6)
+    search_index_backlog()  # the filter searches; the harvester's indexer has run
     target = DeadLetterFilter.parse({"source": [source.name], "q": "msg-"})
     plan = redrive_plan(filters=target)
     assert (plan.total, plan.redrivable, plan.parked, plan.busy) == (6, 6, 0, 0)

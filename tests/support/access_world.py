@@ -17,6 +17,7 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, MaskingRule, Source
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.harvest.store import dead_letters_store
+from dlqadmin.services.search import search_index_backlog
 
 EMAIL, CARD, TOKEN = "ann@example.com", "4111111111111111", "tok-SECRET-123"
 #: what a masked user must never receive, anywhere
@@ -105,6 +106,7 @@ def build() -> World:
 
 def _store(source: Source, item: HarvestedMessage) -> DeadLetter:
     result = dead_letters_store(source=source, batch=[item])
+    search_index_backlog()  # what the harvester's indexer does a moment later
     return DeadLetter.objects.select_related("source").get(pk=result.inserted_ids[0])
 
 

@@ -14,6 +14,7 @@ from brokers.base import HarvestedMessage, Origin
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.harvest.store import dead_letters_store
+from dlqadmin.services.search import search_index_backlog
 from tests.conftest import AMQP_URL
 
 HOSTILE = '<script>alert("pwn")</script>"><img src=x onerror=alert(1)>'
@@ -66,10 +67,12 @@ def harvested(
 
 @pytest.fixture
 def store(source):
-    """``store(message, ...) -> [DeadLetter, ...]`` through the real harvest sink."""
+    """``store(message, ...) -> [DeadLetter, ...]`` through the real harvest sink, then the
+    search indexer."""
 
     def put(*messages: HarvestedMessage, into: Source | None = None) -> list[DeadLetter]:
         result = dead_letters_store(source=into or source, batch=list(messages))
+        search_index_backlog()  # what the harvester's indexer does a moment later
         return list(DeadLetter.objects.filter(pk__in=result.inserted_ids).order_by("id"))
 
     return put

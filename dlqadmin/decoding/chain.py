@@ -45,6 +45,7 @@ class Decoded:
     error: str = ""
     inner: bytes = b""
     attempted: bool = field(default=True)
+    masked: bool = False  # set by the caller that applied masking rules to ``value``
 
     @property
     def chain(self) -> str:

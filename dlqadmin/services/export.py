@@ -7,7 +7,10 @@ CSV is a flat summary for spreadsheets (no payload bytes). Both stream: rows are
 
 Both take the ``user`` the export is for: a masked user (dlqadmin.services.masking) gets masked
 payload, headers and error text, and each such record says ``"masked": true`` (it cannot be
-imported back). ``user=None`` is the system (the CLI): lossless.
+imported back). ``user=None`` is the system (the CLI): lossless. A compressed or binary-encoded
+payload (gzip, MessagePack ...: ``dlqadmin.decoding``) also gets ``"decoded"``: the chain and the
+decoded value, masked for a masked user (whose ``payload_b64`` is then hidden when it would
+give masked values away).
 """
 
 from __future__ import annotations
@@ -99,6 +102,11 @@ def iter_jsonl(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:
     masker = Masker(user)
     for row in _rows(qs):
         line = record(row, masker.message(row))
+        decoded = masker.decoded(row)
+        if decoded.changes_the_view:
+            # compressed or binary-encoded: what it decodes to, masked like the payload
+            # (informational: import reads payload_b64)
+            line["decoded"] = {"chain": decoded.chain, "value": decoded.value, "error": decoded.error}
         yield json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 

@@ -44,13 +44,17 @@ def message_detail(request, pk: int):
     capabilities = selectors_dashboard.source_capabilities(letter.source)
     masker = Masker(request.user)
     seen = masker.message(letter)
+    payload = presenters.payload_view(letter, seen)
+    decoded = presenters.DecodedView(masker.decoded(letter))
     group = letter.error_group
     return page(
         request,
         "dlqadmin/message.html",
         {
             "letter": letter,
-            "payload": presenters.payload_view(letter, seen),
+            "payload": payload,
+            "decoded": decoded,
+            "default_view": "decoded" if decoded.shown and decoded.has_value else payload.default_view,
             "headers": presenters.headers_view(seen),
             "error_message": seen.error_message,
             "stacktrace": seen.stacktrace,

@@ -185,6 +185,34 @@ class RevisionSerializer(serializers.Serializer):
         }
 
 
+class DecodedSerializer(serializers.Serializer):
+    value = serializers.JSONField(
+        allow_null=True,
+        help_text='The decoded value (masked for viewers); bytes are {"$bytes": "<base64>"}.',
+    )
+    has_value = serializers.BooleanField(help_text="False when decoding failed or found nothing to decode.")
+    chain = serializers.CharField(help_text='What decoded it, e.g. "gzip → JSON".')
+    steps = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Step kinds: gzip, zstd, snappy, lz4, json, msgpack, cbor, text.",
+    )
+    format = serializers.CharField(help_text="The body format reached, or empty.")
+    error = serializers.CharField(help_text="Why decoding stopped (truncated, unknown schema ...), or empty.")
+    masked = serializers.BooleanField()
+
+
+def decoded_dict(found) -> dict:
+    return {
+        "value": found.value if found.has_value else None,
+        "has_value": found.has_value,
+        "chain": found.chain,
+        "steps": [step.kind for step in found.steps],
+        "format": found.format,
+        "error": found.error,
+        "masked": found.masked,
+    }
+
+
 class HistorySerializer(serializers.Serializer):
     failed_at = serializers.DateTimeField()
     harvested_at = serializers.DateTimeField()
@@ -206,6 +234,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
     origin = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     read_notes = serializers.SerializerMethodField()
+    decoded = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
 
     class Meta:
@@ -231,6 +260,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
             "origin",
             "error",
             "read_notes",
+            "decoded",
             "retry_count",
             "redrive_count",
             "last_redriven_at",
@@ -296,6 +326,13 @@ class MessageDetailSerializer(serializers.ModelSerializer):
     def get_read_notes(self, obj) -> list[str]:
         """What the harvester could not read ("could not read <field>: <why>"); empty when all."""
         return [masked_text(self.context, obj.source_id, note) for note in obj.read_notes or []]
+
+    @extend_schema_field(DecodedSerializer(allow_null=True))
+    def get_decoded(self, obj):
+        """The decoded payload with ``?decode=true`` (null otherwise)."""
+        if not self.context.get("decode"):
+            return None
+        return decoded_dict(_masker(self.context).decoded(obj))
 
     @extend_schema_field(HistorySerializer)
     def get_history(self, obj):

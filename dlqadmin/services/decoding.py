@@ -1,0 +1,38 @@
+"""Decoding a stored dead letter at read time: what ``dlqadmin.decoding`` needs to know about
+it (the content type from its broker properties or headers, the source's ``payload_format``
+option). Read-only: the stored payload and headers are never changed, nothing is cached in
+the database. Masking of the decoded value is the Masker's (``services/masking.py``)."""
+
+from __future__ import annotations
+
+from brokers import headers as header_codec
+from dlqadmin.decoding.chain import PAYLOAD_FORMATS, Decoded, decode
+from dlqadmin.models import DeadLetter, Source
+
+
+def payload_format_of(source: Source) -> str:
+    """The source's ``payload_format`` option (``auto`` when unset or unknown)."""
+    value = (source.options or {}).get("payload_format") or "auto"
+    return value if value in PAYLOAD_FORMATS else "auto"
+
+
+def content_type_of(letter: DeadLetter, headers: list | None = None) -> str:
+    """The broker's content type (AMQP property, NATS / Kafka ``content-type`` header)."""
+    found = (letter.properties or {}).get("content_type")
+    if isinstance(found, str) and found:
+        return found
+    return header_codec.get_text(letter.headers if headers is None else headers, "content-type")
+
+
+def payload_decode(
+    letter: DeadLetter, *, payload: bytes | None = None, headers: list | None = None
+) -> Decoded:
+    """``letter``'s payload (or a revision's ``payload`` / ``headers``) decoded, unmasked."""
+    if not letter.payload_available:
+        return Decoded(attempted=False)
+    raw = bytes(letter.payload if payload is None else payload)
+    return decode(
+        raw,
+        content_type=content_type_of(letter, headers),
+        payload_format=payload_format_of(letter.source),
+    )

@@ -317,6 +317,15 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
         help_text="PEM private key; write-only. Leave empty to keep the stored key.",
     )
+    new_schema_registry_secret = forms.CharField(
+        required=False,
+        label="Schema Registry password or token",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. With a user: basic-auth password; without: a bearer token.",
+    )
+    clear_schema_registry_secret = forms.BooleanField(
+        required=False, label="Remove the stored registry secret"
+    )
     options_json = _options_field(3, 'Kind-specific client options, e.g. {"sasl_mechanism": "PLAIN"}.')
     options_tables, options_by = CONNECTION_OPTIONS, "kind"
 
@@ -331,6 +340,8 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
             "tls_verify",
             "tls_ca_cert",
             "tls_client_cert",
+            "schema_registry_url",
+            "schema_registry_username",
         ]
         widgets = {
             "tls_ca_cert": forms.Textarea(attrs={"rows": 3}),
@@ -363,11 +374,15 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
         if self.cleaned_data.get("clear_password"):
             password = ""
         client_key = self.cleaned_data.get("new_tls_client_key") or None
+        registry_secret = self.cleaned_data.get("new_schema_registry_secret") or None
+        if self.cleaned_data.get("clear_schema_registry_secret"):
+            registry_secret = ""
         if self.instance.pk is None:
             return connection_create(
                 actor=actor,
                 password=password or "",
                 tls_client_key=client_key or "",
+                schema_registry_secret=registry_secret or "",
                 remote_addr=remote_addr,
                 **data,
             )
@@ -376,6 +391,7 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
             connection=self.instance,
             password=password,
             tls_client_key=client_key,
+            schema_registry_secret=registry_secret,
             remote_addr=remote_addr,
             **data,
         )

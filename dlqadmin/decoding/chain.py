@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import compression, formats
+from . import compression, confluent, formats
 
 MAX_LAYERS = 3
 
@@ -46,6 +46,7 @@ class Decoded:
     inner: bytes = b""
     attempted: bool = field(default=True)
     masked: bool = False  # set by the caller that applied masking rules to ``value``
+    record: confluent.Record | None = None  # a wire-format record: its schema, for re-encoding
 
     @property
     def chain(self) -> str:
@@ -85,9 +86,12 @@ def decode(
     *,
     content_type: str = "",
     payload_format: str = "auto",
+    schemas: confluent.SchemaLookup | None = None,
 ) -> Decoded:
     """Decode ``data`` (never modified). Never raises for any input bytes: a failed step is
-    ``Decoded.error`` (truncated, corrupt, too large, not the declared format)."""
+    ``Decoded.error`` (truncated, corrupt, too large, not the declared format, unknown schema).
+    With ``schemas`` (a Schema Registry), a body in the Confluent wire format (magic byte 0 and
+    a schema id) is read with the schema it names."""
     data = bytes(data)
     if payload_format == "raw":
         return Decoded(inner=data, attempted=False)
@@ -107,6 +111,9 @@ def decode(
             return Decoded(
                 steps=tuple(steps), error=f"more than {MAX_LAYERS} compression layers", inner=current
             )
+    found = confluent.frame(current) if schemas is not None else None
+    if found is not None:
+        return _wire(steps, found, schemas, current)
     declared = payload_format if payload_format in formats.LABELS else None
     fmt = declared or formats.format_of_content_type(content_type)
     if fmt is not None:
@@ -119,6 +126,17 @@ def decode(
             )
         return _found(steps, fmt, value, current)
     return _guess(steps, current)
+
+
+def _wire(steps: list[Step], found: confluent.Frame, schemas, current: bytes) -> Decoded:
+    where = f"Confluent wire format, schema id {found.schema_id}"
+    try:
+        schema = schemas(found.schema_id)
+        record = confluent.read(found, schema)
+    except (confluent.SchemaUnavailable, confluent.RecordError) as exc:
+        return Decoded(steps=tuple(steps), error=f"{where}: {exc}", inner=current)
+    steps = [*steps, Step(schema.kind, record.label)]
+    return Decoded(value=record.value, has_value=True, steps=tuple(steps), inner=current, record=record)
 
 
 def _found(steps: list[Step], fmt: str, value, inner: bytes) -> Decoded:

@@ -1,13 +1,15 @@
 """Decoding a stored dead letter at read time: what ``dlqadmin.decoding`` needs to know about
 it (the content type from its broker properties or headers, the source's ``payload_format``
-option). Read-only: the stored payload and headers are never changed, nothing is cached in
-the database. Masking of the decoded value is the Masker's (``services/masking.py``)."""
+option, the connection's Schema Registry). Read-only: the stored payload and headers are never
+changed, nothing is cached in the database. Masking of the decoded value is the Masker's
+(``services/masking.py``)."""
 
 from __future__ import annotations
 
 from brokers import headers as header_codec
 from dlqadmin.decoding.chain import PAYLOAD_FORMATS, Decoded, decode
 from dlqadmin.models import DeadLetter, Source
+from dlqadmin.services.schemas import registry_lookup
 
 
 def payload_format_of(source: Source) -> str:
@@ -35,4 +37,5 @@ def payload_decode(
         raw,
         content_type=content_type_of(letter, headers),
         payload_format=payload_format_of(letter.source),
+        schemas=registry_lookup(letter.source.connection),
     )

@@ -94,7 +94,7 @@ def record(row: DeadLetter, seen: MaskedMessage | None = None) -> dict:
 
 
 def _rows(qs: QuerySet[DeadLetter]) -> Iterator[DeadLetter]:
-    return qs.select_related("source").iterator(chunk_size=500)
+    return qs.select_related("source__connection").iterator(chunk_size=500)  # decoding reads both
 
 
 def iter_jsonl(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:

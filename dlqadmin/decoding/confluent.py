@@ -1,0 +1,404 @@
+"""Confluent wire format: magic byte 0, a 4-byte big-endian schema id, then the record; a
+Protobuf record first names its message by an array of zigzag varints (``[0]``, the first
+message of the file, is the single byte 0). Avro is read with fastavro, Protobuf with the
+protobuf runtime from a serialized FileDescriptorProto, JSON Schema records are JSON.
+
+The schemas come from the caller (a ``SchemaLookup``: the connection's registry, with a cache,
+in ``services/schemas.py``); nothing here does I/O. ``encode`` is the inverse, for an edited
+record: validated against the same schema and framed with the same id and message indexes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
+
+import fastavro
+import fastavro.validation
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf.message import DecodeError, EncodeError
+
+from .formats import jsonable
+
+KINDS = {"AVRO": "avro", "PROTOBUF": "protobuf", "JSON": "json_schema"}
+LABELS = {"avro": "Avro", "protobuf": "Protobuf", "json_schema": "JSON Schema"}
+MAX_INDEXES = 64
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A schema with its references resolved (dependencies first, each ``(name, Schema)``)."""
+
+    kind: str  # avro, protobuf, json_schema
+    text: str  # Avro JSON, a base64 FileDescriptorProto (Protobuf), or a JSON Schema
+    references: tuple[tuple[str, Schema], ...] = ()
+    label: str = ""  # e.g. "orders-value v2"
+    schema_id: int | None = None
+
+
+class SchemaUnavailable(Exception):
+    """The schema cannot be had: unknown id, registry unreachable or refusing, malformed."""
+
+
+class SchemaLookup(Protocol):
+    def __call__(self, schema_id: int) -> Schema: ...
+
+
+class RecordError(ValueError):
+    """The record does not read (or, on encode, does not fit) with its schema."""
+
+    def __init__(self, message: str, *, fields: dict[str, str] | None = None):
+        super().__init__(message)
+        self.fields = fields or {}
+
+
+@dataclass(frozen=True)
+class Frame:
+    schema_id: int
+    body: bytes  # after the schema id (a Protobuf body still starts with its indexes)
+
+
+@dataclass
+class Record:
+    value: object
+    schema: Schema
+    indexes: list[int] = field(default_factory=list)  # Protobuf only
+    message_name: str = ""  # Protobuf only
+
+    @property
+    def label(self) -> str:
+        """E.g. "Avro acme.Order (orders-value v2, schema id 7)"."""
+        name = self.message_name or _schema_name(self.schema)
+        where = ", ".join(p for p in (self.schema.label, f"schema id {self.schema.schema_id}") if p)
+        return f"{LABELS[self.schema.kind]}{' ' + name if name else ''} ({where})"
+
+
+def _schema_name(schema: Schema) -> str:
+    try:
+        document = json.loads(schema.text) if schema.kind != "protobuf" else None
+    except ValueError:
+        return ""
+    if not isinstance(document, dict):
+        return ""
+    if schema.kind == "avro":
+        name, space = document.get("name"), document.get("namespace")
+        return f"{space}.{name}" if name and space and "." not in str(name) else str(name or "")
+    return str(document.get("title") or "")
+
+
+def frame(data: bytes) -> Frame | None:
+    """The wire-format frame of ``data``, or None when it cannot be one."""
+    if len(data) < 5 or data[0] != 0:
+        return None
+    return Frame(schema_id=int.from_bytes(data[1:5], "big"), body=data[5:])
+
+
+def read(found: Frame, schema: Schema) -> Record:
+    """The record in ``found`` read with ``schema``; raises RecordError."""
+    if schema.kind == "avro":
+        return Record(value=_read_avro(found.body, schema), schema=schema)
+    if schema.kind == "protobuf":
+        indexes, rest = _read_indexes(found.body)
+        message_class = _message_class(schema, tuple(indexes))
+        message = message_class()
+        try:
+            message.ParseFromString(rest)
+        except (DecodeError, RuntimeError) as exc:
+            raise RecordError(f"Protobuf: {exc} (truncated or not this message)") from None
+        value = json_format.MessageToDict(message, preserving_proto_field_name=True)
+        return Record(value=value, schema=schema, indexes=indexes, message_name=message.DESCRIPTOR.full_name)
+    if schema.kind == "json_schema":
+        try:
+            return Record(value=json.loads(found.body.decode("utf-8")), schema=schema)
+        except (ValueError, RecursionError) as exc:
+            raise RecordError(f"JSON Schema record: not JSON ({exc})") from None
+    raise RecordError(f"unknown schema type {schema.kind!r}")
+
+
+def encode(record: Record, value) -> bytes:
+    """``value`` (the record's JSON form, edited) validated against ``record.schema`` and framed
+    as ``record`` was: same schema id, same message indexes. Raises RecordError with ``fields``."""
+    schema = record.schema
+    head = b"\x00" + int(schema.schema_id or 0).to_bytes(4, "big")
+    if schema.kind == "avro":
+        return head + _write_avro(value, schema)
+    if schema.kind == "protobuf":
+        message_class = _message_class(schema, tuple(record.indexes))
+        try:
+            message = json_format.ParseDict(value, message_class())
+            body = message.SerializeToString()
+        except (json_format.ParseError, EncodeError, TypeError, ValueError) as exc:
+            raise RecordError(f"Protobuf: {exc}", fields=_protobuf_fields(str(exc))) from None
+        return head + _write_indexes(record.indexes) + body
+    if schema.kind == "json_schema":
+        _validate_json(value, schema)
+        return head + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    raise RecordError(f"unknown schema type {schema.kind!r}")
+
+
+# ---- Avro ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _avro_schema(schema: Schema):
+    named: dict = {}
+    try:
+        for _name, ref in schema.references:
+            fastavro.parse_schema(json.loads(ref.text), named_schemas=named)
+        return fastavro.parse_schema(json.loads(schema.text), named_schemas=named)
+    except (ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException) as exc:
+        raise RecordError(f"Avro schema does not parse: {exc}") from None
+
+
+def _read_avro(body: bytes, schema: Schema):
+    parsed = _avro_schema(schema)
+    stream = io.BytesIO(body)
+    try:
+        value = fastavro.schemaless_reader(stream, parsed, None)
+    except (EOFError, StopIteration, IndexError):
+        raise RecordError("Avro: the record ends early (truncated)") from None
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad input
+        raise RecordError(f"Avro: {exc}") from None
+    if stream.tell() != len(body):
+        raise RecordError(f"Avro: {len(body) - stream.tell()} bytes left after the record (not this schema)")
+    return jsonable(value)
+
+
+def _write_avro(value, schema: Schema) -> bytes:
+    parsed = _avro_schema(schema)
+    problems = _avro_problems(
+        value, parsed, parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}, ""
+    )
+    if problems:
+        shown = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        raise RecordError(f"Avro: does not fit the schema: {shown}", fields=problems)
+    out = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(out, parsed, value)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise RecordError(f"Avro: {exc}", fields={"payload_json": str(exc)}) from None
+    return out.getvalue()
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _avro_problems(value, schema, named: dict, path: str, depth: int = 0) -> dict[str, str]:
+    """``{dotted path: what is wrong}`` for ``value`` against a parsed Avro schema (the paths are
+    the JSON paths masking rules use, e.g. ``card.number``, ``lines.0.qty``)."""
+    where = path or "payload_json"
+    if depth > 100:
+        return {where: "nested too deeply"}
+    if isinstance(schema, str) and schema in named:
+        schema = named[schema]
+    if isinstance(schema, list):
+        for branch in schema:
+            if not _avro_problems(value, branch, named, path, depth + 1):
+                return {}
+        return {where: f"{_shown(value)} is none of {_avro_type(schema)}"}
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "record":
+        if not isinstance(value, dict):
+            return {where: f"must be an object (record {schema.get('name')})"}
+        problems: dict[str, str] = {}
+        names = [f["name"] for f in schema["fields"]]
+        for key in value:
+            if key not in names:
+                problems[_join(path, key)] = f"not a field of {schema.get('name')}"
+        for field_ in schema["fields"]:
+            sub = _join(path, field_["name"])
+            if field_["name"] in value:
+                problems.update(_avro_problems(value[field_["name"]], field_["type"], named, sub, depth + 1))
+            elif "default" not in field_:
+                problems[sub] = "is required"
+        return problems
+    if kind == "array":
+        if not isinstance(value, list):
+            return {where: "must be a list"}
+        problems = {}
+        for i, item in enumerate(value):
+            problems.update(_avro_problems(item, schema["items"], named, _join(path, i), depth + 1))
+        return problems
+    if kind == "map":
+        if not isinstance(value, dict):
+            return {where: "must be an object (map)"}
+        problems = {}
+        for key, item in value.items():
+            problems.update(_avro_problems(item, schema["values"], named, _join(path, key), depth + 1))
+        return problems
+    try:
+        ok = fastavro.validation.validate(value, schema, raise_errors=False)
+    except Exception:  # noqa: BLE001 - an odd leaf schema: let the writer decide
+        ok = True
+    return {} if ok else {where: f"{_shown(value)} is not {_avro_type(schema)}"}
+
+
+def _shown(value) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+def _avro_type(schema) -> str:
+    if isinstance(schema, dict):
+        return str(schema.get("type"))
+    if isinstance(schema, list):
+        return " or ".join(_avro_type(s) for s in schema)
+    return str(schema)
+
+
+# ---- Protobuf --------------------------------------------------------------------------------
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if at >= len(data):
+            raise RecordError("Protobuf: the message indexes end early (truncated)")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return (value >> 1) ^ -(value & 1), at
+        if shift > 63:
+            raise RecordError("Protobuf: a message index is not a varint")
+
+
+def _read_indexes(body: bytes) -> tuple[list[int], bytes]:
+    count, at = _read_varint(body, 0)
+    if count == 0:
+        return [0], body[at:]
+    if count < 0 or count > MAX_INDEXES:
+        raise RecordError(f"Protobuf: {count} message indexes (not the Confluent framing)")
+    indexes = []
+    for _ in range(count):
+        index, at = _read_varint(body, at)
+        indexes.append(index)
+    return indexes, body[at:]
+
+
+def _zigzag(value: int) -> bytes:
+    value = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _write_indexes(indexes: list[int]) -> bytes:
+    if indexes == [0]:
+        return b"\x00"
+    return _zigzag(len(indexes)) + b"".join(_zigzag(i) for i in indexes)
+
+
+def _file_proto(text: str) -> descriptor_pb2.FileDescriptorProto:
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+        proto = descriptor_pb2.FileDescriptorProto()
+        proto.ParseFromString(raw)
+    except (binascii.Error, ValueError, UnicodeEncodeError, DecodeError):
+        raise RecordError(
+            "Protobuf schema is not a serialized descriptor (the registry is asked with "
+            "format=serialized; .proto text needs the schema store's compiled form)"
+        ) from None
+    return proto
+
+
+@lru_cache(maxsize=256)
+def _message_class(schema: Schema, indexes: tuple[int, ...]):
+    pool = descriptor_pool.DescriptorPool()
+    added: set[str] = set()
+
+    def add(proto: descriptor_pb2.FileDescriptorProto) -> None:
+        for dependency in proto.dependency:
+            if dependency not in added and dependency.startswith("google/protobuf/"):
+                _add_well_known(pool, dependency)
+                added.add(dependency)
+        if proto.name not in added:
+            pool.Add(proto)
+            added.add(proto.name)
+
+    try:
+        for name, ref in schema.references:
+            proto = _file_proto(ref.text)
+            if not proto.name:
+                proto.name = name
+            add(proto)
+        main = _file_proto(schema.text)
+        add(main)
+        path = _message_path(main, list(indexes))
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(path))
+    except RecordError:
+        raise
+    except (TypeError, KeyError, ValueError) as exc:
+        raise RecordError(f"Protobuf schema cannot be loaded: {exc}") from None
+
+
+def _add_well_known(pool, dependency: str) -> None:
+    from google.protobuf import (  # noqa: PLC0415 - only the ones a schema imports
+        any_pb2,
+        duration_pb2,
+        empty_pb2,
+        field_mask_pb2,
+        struct_pb2,
+        timestamp_pb2,
+        wrappers_pb2,
+    )
+
+    known = {
+        m.DESCRIPTOR.name: m
+        for m in (any_pb2, duration_pb2, empty_pb2, field_mask_pb2, struct_pb2, timestamp_pb2, wrappers_pb2)
+    }
+    if dependency in known:
+        pool.AddSerializedFile(known[dependency].DESCRIPTOR.serialized_pb)
+
+
+def _message_path(proto: descriptor_pb2.FileDescriptorProto, indexes: list[int]) -> str:
+    messages = proto.message_type
+    names = [proto.package] if proto.package else []
+    for index in indexes:
+        if index < 0 or index >= len(messages):
+            raise RecordError(f"Protobuf: message index {index} is not in the schema")
+        names.append(messages[index].name)
+        messages_next = messages[index].nested_type
+        messages = messages_next
+    return ".".join(names)
+
+
+def _protobuf_fields(text: str) -> dict[str, str]:
+    # json_format names the field: 'Failed to parse qty field: ...' / 'has no field named "x"'
+    for marker in (" field: ", "no field named "):
+        if marker in text:
+            head = text.split(marker)[0] if marker == " field: " else text.split(marker)[1]
+            name = head.split()[-1].strip('"') if marker == " field: " else head.split()[0].strip('".')
+            return {name: text}
+    return {"payload_json": text}
+
+
+# ---- JSON Schema -----------------------------------------------------------------------------
+
+
+def _validate_json(value, schema: Schema) -> None:
+    import jsonschema  # noqa: PLC0415 - only an edit of a JSON Schema record needs it
+
+    try:
+        document = json.loads(schema.text)
+        validator_class = jsonschema.validators.validator_for(document)
+        validator_class.check_schema(document)
+    except (ValueError, jsonschema.SchemaError) as exc:
+        raise RecordError(f"JSON Schema does not load: {exc}") from None
+    errors = sorted(validator_class(document).iter_errors(value), key=lambda e: list(e.absolute_path))
+    if errors:
+        fields = {".".join(str(p) for p in e.absolute_path) or "payload_json": e.message for e in errors}
+        raise RecordError(f"does not fit the JSON Schema: {errors[0].message}", fields=fields)

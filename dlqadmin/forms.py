@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 
 from brokers import headers as header_codec
 from dlqadmin.broker_options import CONNECTION_OPTIONS, SOURCE_OPTIONS, option_problems
-from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
+from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode, StoredSchema
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import options as bounds
+from dlqadmin.services.schemas import stored_schema_save
 from dlqadmin.services.sources import source_create, source_modes, source_update
 from dlqadmin.validators import control_character, find_nul
 
@@ -429,3 +430,61 @@ class SourceForm(OptionsJsonMixin, forms.ModelForm):
         if self.instance.pk is None:
             return source_create(actor=actor, connection=self.connection, remote_addr=remote_addr, **data)
         return source_update(actor=actor, source=self.instance, remote_addr=remote_addr, **data)
+
+
+class StoredSchemaForm(forms.ModelForm):
+    """Upload a schema into the store: a file (.avsc, JSON Schema, Protobuf descriptor set) or
+    pasted text, bound to sources. Saved through ``services.schemas.stored_schema_save``."""
+
+    upload = forms.FileField(
+        required=False,
+        label="Schema file",
+        help_text=".avsc, a JSON Schema .json, or a Protobuf descriptor set "
+        "(protoc --include_imports --descriptor_set_out=orders.desc orders.proto).",
+    )
+    definition = forms.CharField(
+        required=False,
+        label="…or paste it",
+        widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false"}),
+    )
+
+    class Meta:
+        model = StoredSchema
+        fields = ["name", "kind", "message_type", "sources", "header", "header_value"]
+        widgets = {"sources": forms.CheckboxSelectMultiple}
+
+    MAX_UPLOAD = 1024 * 1024
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload is not None:
+            if upload.size > self.MAX_UPLOAD:
+                raise forms.ValidationError({"upload": f"larger than {self.MAX_UPLOAD} bytes"})
+            raw = upload.read()
+            if data.get("kind") == "protobuf":
+                data["definition"] = base64.b64encode(raw).decode("ascii")
+            else:
+                try:
+                    data["definition"] = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise forms.ValidationError({"upload": "not UTF-8 text"}) from None
+        if not data.get("definition"):
+            raise forms.ValidationError({"upload": "choose a file or paste the schema"})
+        return data
+
+    def _post_clean(self):
+        pass  # the service validates the model (full_clean) and reports field errors
+
+    def save(self, *, actor, remote_addr=None) -> StoredSchema:
+        values = {
+            name: self.cleaned_data.get(name) or "" for name in ("name", "kind", "message_type", "header")
+        }
+        values["header_value"] = self.cleaned_data.get("header_value") or ""
+        return stored_schema_save(
+            actor=actor,
+            sources=list(self.cleaned_data.get("sources") or []),
+            remote_addr=remote_addr,
+            definition=self.cleaned_data["definition"],
+            **values,
+        )

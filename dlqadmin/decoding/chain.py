@@ -87,11 +87,13 @@ def decode(
     content_type: str = "",
     payload_format: str = "auto",
     schemas: confluent.SchemaLookup | None = None,
+    stored: confluent.Schema | None = None,
 ) -> Decoded:
     """Decode ``data`` (never modified). Never raises for any input bytes: a failed step is
     ``Decoded.error`` (truncated, corrupt, too large, not the declared format, unknown schema).
     With ``schemas`` (a Schema Registry), a body in the Confluent wire format (magic byte 0 and
-    a schema id) is read with the schema it names."""
+    a schema id) is read with the schema it names; else with ``stored`` (a schema of the store
+    bound to the message's source), a body that is just the record is read with it."""
     data = bytes(data)
     if payload_format == "raw":
         return Decoded(inner=data, attempted=False)
@@ -114,6 +116,13 @@ def decode(
     found = confluent.frame(current) if schemas is not None else None
     if found is not None:
         return _wire(steps, found, schemas, current)
+    if stored is not None:
+        try:
+            record = confluent.read_bare(current, stored)
+        except confluent.RecordError as exc:
+            return Decoded(steps=tuple(steps), error=f"schema {stored.label}: {exc}", inner=current)
+        steps = [*steps, Step(stored.kind, record.label)]
+        return Decoded(value=record.value, has_value=True, steps=tuple(steps), inner=current, record=record)
     declared = payload_format if payload_format in formats.LABELS else None
     fmt = declared or formats.format_of_content_type(content_type)
     if fmt is not None:

@@ -39,6 +39,7 @@ class Schema:
     references: tuple[tuple[str, Schema], ...] = ()
     label: str = ""  # e.g. "orders-value v2"
     schema_id: int | None = None
+    message_type: str = ""  # Protobuf from the schema store: the message the body holds
 
 
 class SchemaUnavailable(Exception):
@@ -69,12 +70,14 @@ class Record:
     schema: Schema
     indexes: list[int] = field(default_factory=list)  # Protobuf only
     message_name: str = ""  # Protobuf only
+    framed: bool = True  # False: a bare body read with a schema of the store (no magic byte, no id)
 
     @property
     def label(self) -> str:
         """E.g. "Avro acme.Order (orders-value v2, schema id 7)"."""
         name = self.message_name or _schema_name(self.schema)
-        where = ", ".join(p for p in (self.schema.label, f"schema id {self.schema.schema_id}") if p)
+        schema_id = f"schema id {self.schema.schema_id}" if self.framed else ""
+        where = ", ".join(p for p in (self.schema.label, schema_id) if p)
         return f"{LABELS[self.schema.kind]}{' ' + name if name else ''} ({where})"
 
 
@@ -120,11 +123,93 @@ def read(found: Frame, schema: Schema) -> Record:
     raise RecordError(f"unknown schema type {schema.kind!r}")
 
 
+def read_bare(body: bytes, schema: Schema) -> Record:
+    """A body that is just the record (no wire-format frame), read with a stored ``schema``."""
+    if schema.kind == "protobuf":
+        indexes = list(message_indexes(schema))
+        message = _message_class(schema, tuple(indexes))()
+        try:
+            message.ParseFromString(body)
+        except (DecodeError, RuntimeError) as exc:
+            raise RecordError(f"Protobuf: {exc} (truncated or not this message)") from None
+        value = json_format.MessageToDict(message, preserving_proto_field_name=True)
+        return Record(value, schema, indexes, message.DESCRIPTOR.full_name, framed=False)
+    found = read(Frame(schema_id=0, body=body), schema)
+    found.framed = False
+    return found
+
+
+def stored_schema(kind: str, definition: str, *, message_type: str = "", label: str = "") -> Schema:
+    """A schema of the store as ``read_bare`` takes it: Avro or JSON Schema text as is; Protobuf
+    from a base64 FileDescriptorSet (``protoc --include_imports --descriptor_set_out``), the file
+    that defines ``message_type`` being the schema and the others its references. Raises
+    RecordError when the definition does not load (so uploads are checked with it)."""
+    if kind == "avro":
+        schema = Schema(kind="avro", text=definition, label=label)
+        _avro_schema(schema)
+        return schema
+    if kind == "json_schema":
+        schema = Schema(kind="json_schema", text=definition, label=label)
+        _json_schema_document(schema)
+        return schema
+    if kind != "protobuf":
+        raise RecordError(f"unknown schema kind {kind!r}")
+    try:
+        files = descriptor_pb2.FileDescriptorSet()
+        files.ParseFromString(base64.b64decode(definition.encode("ascii"), validate=True))
+    except (binascii.Error, ValueError, UnicodeEncodeError, DecodeError):
+        raise RecordError("not a base64 FileDescriptorSet (protoc --descriptor_set_out)") from None
+    main = next((f for f in files.file if _defines(f, message_type)), None)
+    if main is None:
+        raise RecordError(f"no message {message_type or '(none given)'} in the descriptor set")
+    refs = tuple(
+        (f.name, Schema(kind="protobuf", text=base64.b64encode(f.SerializeToString()).decode("ascii")))
+        for f in files.file
+        if f.name != main.name
+    )
+    schema = Schema(
+        kind="protobuf",
+        text=base64.b64encode(main.SerializeToString()).decode("ascii"),
+        references=refs,
+        label=label,
+        message_type=message_type,
+    )
+    _message_class(schema, tuple(message_indexes(schema)))
+    return schema
+
+
+def _defines(proto: descriptor_pb2.FileDescriptorProto, message_type: str) -> bool:
+    try:
+        _indexes_in(proto, message_type)
+    except RecordError:
+        return False
+    return True
+
+
+def message_indexes(schema: Schema) -> list[int]:
+    """The index path of a stored Protobuf schema's ``message_type`` in its file."""
+    return _indexes_in(_file_proto(schema.text), schema.message_type)
+
+
+def _indexes_in(proto: descriptor_pb2.FileDescriptorProto, message_type: str) -> list[int]:
+    prefix = f"{proto.package}." if proto.package else ""
+    if not message_type.startswith(prefix) or not message_type[len(prefix) :]:
+        raise RecordError(f"no message {message_type} in {proto.name}")
+    messages, path = proto.message_type, []
+    for name in message_type[len(prefix) :].split("."):
+        index = next((i for i, m in enumerate(messages) if m.name == name), None)
+        if index is None:
+            raise RecordError(f"no message {message_type} in {proto.name}")
+        path.append(index)
+        messages = messages[index].nested_type
+    return path
+
+
 def encode(record: Record, value) -> bytes:
     """``value`` (the record's JSON form, edited) validated against ``record.schema`` and framed
     as ``record`` was: same schema id, same message indexes. Raises RecordError with ``fields``."""
     schema = record.schema
-    head = b"\x00" + int(schema.schema_id or 0).to_bytes(4, "big")
+    head = b"\x00" + int(schema.schema_id or 0).to_bytes(4, "big") if record.framed else b""
     if schema.kind == "avro":
         return head + _write_avro(value, schema)
     if schema.kind == "protobuf":
@@ -134,7 +219,7 @@ def encode(record: Record, value) -> bytes:
             body = message.SerializeToString()
         except (json_format.ParseError, EncodeError, TypeError, ValueError) as exc:
             raise RecordError(f"Protobuf: {exc}", fields=_protobuf_fields(str(exc))) from None
-        return head + _write_indexes(record.indexes) + body
+        return head + (_write_indexes(record.indexes) if record.framed else b"") + body
     if schema.kind == "json_schema":
         _validate_json(value, schema)
         return head + json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -151,7 +236,7 @@ def _avro_schema(schema: Schema):
         for _name, ref in schema.references:
             fastavro.parse_schema(json.loads(ref.text), named_schemas=named)
         return fastavro.parse_schema(json.loads(schema.text), named_schemas=named)
-    except (ValueError, TypeError, KeyError, fastavro.schema.SchemaParseException) as exc:
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types (UnknownType, ...)
         raise RecordError(f"Avro schema does not parse: {exc}") from None
 
 
@@ -389,15 +474,20 @@ def _protobuf_fields(text: str) -> dict[str, str]:
 # ---- JSON Schema -----------------------------------------------------------------------------
 
 
-def _validate_json(value, schema: Schema) -> None:
-    import jsonschema  # noqa: PLC0415 - only an edit of a JSON Schema record needs it
+def _json_schema_document(schema: Schema):
+    import jsonschema  # noqa: PLC0415 - only uploads and edits of JSON Schema records need it
 
     try:
         document = json.loads(schema.text)
         validator_class = jsonschema.validators.validator_for(document)
         validator_class.check_schema(document)
-    except (ValueError, jsonschema.SchemaError) as exc:
-        raise RecordError(f"JSON Schema does not load: {exc}") from None
+    except (ValueError, RecursionError, jsonschema.SchemaError) as exc:
+        raise RecordError(f"JSON Schema does not load: {str(exc).splitlines()[0]}") from None
+    return document, validator_class
+
+
+def _validate_json(value, schema: Schema) -> None:
+    document, validator_class = _json_schema_document(schema)
     errors = sorted(validator_class(document).iter_errors(value), key=lambda e: list(e.absolute_path))
     if errors:
         fields = {".".join(str(p) for p in e.absolute_path) or "payload_json": e.message for e in errors}

@@ -13,6 +13,7 @@ from .redrive import (
     RedriveJob,
     RedriveJobStatus,
 )
+from .schemas import SchemaKind, StoredSchema
 from .tallies import FailureTally, GroupDayTally, StatusTally
 
 __all__ = [
@@ -42,7 +43,9 @@ __all__ = [
     "RedriveAttemptStatus",
     "RedriveJob",
     "RedriveJobStatus",
+    "SchemaKind",
     "Source",
     "SourceMode",
     "StatusTally",
+    "StoredSchema",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from brokers import headers as header_codec
 from dlqadmin.decoding.chain import PAYLOAD_FORMATS, Decoded, decode
 from dlqadmin.models import DeadLetter, Source
-from dlqadmin.services.schemas import registry_lookup
+from dlqadmin.services.schemas import registry_lookup, stored_schema_for
 
 
 def payload_format_of(source: Source) -> str:
@@ -33,9 +33,18 @@ def payload_decode(
     if not letter.payload_available:
         return Decoded(attempted=False)
     raw = bytes(letter.payload if payload is None else payload)
+    shown_headers = letter.headers if headers is None else headers
+    content_type = content_type_of(letter, headers)
+
+    def header_value_of(name: str) -> str:
+        if name.lower() in ("content-type", "content_type"):
+            return content_type
+        return header_codec.get_text(shown_headers or [], name)
+
     return decode(
         raw,
-        content_type=content_type_of(letter, headers),
+        content_type=content_type,
         payload_format=payload_format_of(letter.source),
         schemas=registry_lookup(letter.source.connection),
+        stored=stored_schema_for(letter.source_id, header_value_of),
     )

@@ -1,4 +1,5 @@
-"""Schemas for decoding: a connection's Schema Registry (Confluent wire format), cached by id.
+"""Schemas for decoding: a connection's Schema Registry (Confluent wire format), cached by id,
+and the schema store (schemas uploaded into dlqadmin and bound to sources: their writes here).
 
 ``registry_lookup(connection)`` gives the ``SchemaLookup`` that ``dlqadmin.decoding`` calls with
 a record's schema id. A registered schema never changes under its id, so each one found (with its
@@ -11,10 +12,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from django.db import transaction
+
 from brokers.schema_registry import RegisteredSchema, RegistryClient, RegistryConfig, RegistryError
+from dlqadmin import permissions
 from dlqadmin.crypto import DecryptionError
-from dlqadmin.decoding.confluent import KINDS, Schema, SchemaLookup, SchemaUnavailable
-from dlqadmin.models import Connection
+from dlqadmin.decoding.confluent import KINDS, RecordError, Schema, SchemaLookup, SchemaUnavailable
+from dlqadmin.models import Connection, StoredSchema
+from dlqadmin.services.audit import audit_record, audited_delete
 
 CACHE_SIZE = 1024
 MAX_REFERENCE_DEPTH = 16
@@ -129,3 +134,64 @@ def _why(exc: RegistryError) -> str:
     if exc.code == 40403:
         return f"unknown schema id ({exc})"
     return str(exc)
+
+
+# ---- the schema store ------------------------------------------------------------------------
+
+STORED_SCHEMA_FIELDS = ("name", "kind", "definition", "message_type", "header", "header_value", "enabled")
+
+
+def stored_schema_save(
+    *, actor, schema: StoredSchema | None = None, sources=None, remote_addr=None, **values
+) -> StoredSchema:
+    """Upload (``schema=None``) or change a schema of the store; ``sources`` binds it (None leaves
+    the bindings). The definition must load (Avro parses, JSON Schema checks, the descriptor set
+    defines ``message_type``). Admins only (``manage_connections``). Raises ValidationError,
+    PermissionDenied."""
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    schema = schema or StoredSchema()
+    creating = schema.pk is None
+    changed = sorted(k for k in values if k in STORED_SCHEMA_FIELDS and getattr(schema, k, None) != values[k])
+    for key in changed:
+        setattr(schema, key, values[key])
+    schema.full_clean()
+    with transaction.atomic():
+        schema.save()
+        if sources is not None:
+            schema.sources.set(sources)
+            changed.append("sources")
+        audit_record(
+            actor=actor,
+            action=f"schema.{'create' if creating else 'update'}",
+            target=schema,
+            detail={"name": schema.name, "kind": schema.kind, "changed": changed},
+            remote_addr=remote_addr,
+        )
+    return schema
+
+
+def stored_schema_delete(*, actor, schema: StoredSchema, remote_addr=None) -> None:
+    permissions.require(actor, permissions.MANAGE_CONNECTIONS)
+    audited_delete(
+        schema, actor=actor, action="schema.delete", detail={"name": schema.name}, remote_addr=remote_addr
+    )
+
+
+def stored_schema_for(source_id: int, header_value_of) -> Schema | None:
+    """The stored schema bound to ``source_id`` for a message: one whose header condition the
+    message meets (``header_value_of(name)`` gives its value), else one without a condition.
+    None when none is bound (or the bound one no longer loads: decoding then shows the bytes)."""
+    bound = list(StoredSchema.objects.filter(enabled=True, sources__id=source_id).order_by("name"))
+    chosen = next((s for s in bound if s.header and header_value_of(s.header) == s.header_value), None)
+    chosen = chosen or next((s for s in bound if not s.header), None)
+    if chosen is None:
+        return None
+    key = ("stored", chosen.pk, chosen.updated_at)
+    found = _cached(key)
+    if found is None:
+        try:
+            found = chosen.as_schema()
+        except RecordError:
+            return None
+        _keep(key, found)
+    return found

@@ -13,4 +13,6 @@ changed: decoding works on a copy and the raw bytes stay what pages, downloads a
 - ``confluent.py``: the Confluent wire format (magic byte 0, schema id): Avro, Protobuf and
   JSON Schema records read with a schema the caller looks up (``SchemaLookup``), and re-encoded.
 - ``chain.py``: ``decode(data, ...)``, the whole chain.
+- ``reencode.py``: ``reencode(decoded, value)``, an edited value back to bytes encoded and
+  compressed as the original was.
 """

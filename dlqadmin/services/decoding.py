@@ -7,8 +7,11 @@ changed, nothing is cached in the database. Masking of the decoded value is the 
 from __future__ import annotations
 
 from brokers import headers as header_codec
+from dlqadmin import permissions
 from dlqadmin.decoding.chain import PAYLOAD_FORMATS, Decoded, decode
+from dlqadmin.decoding.reencode import EncodeError, reencode
 from dlqadmin.models import DeadLetter, Source
+from dlqadmin.services.dead_letters import EditError
 from dlqadmin.services.schemas import registry_lookup, stored_schema_for
 
 
@@ -48,3 +51,24 @@ def payload_decode(
         schemas=registry_lookup(letter.source.connection),
         stored=stored_schema_for(letter.source_id, header_value_of),
     )
+
+
+def payload_reencode(letter: DeadLetter, value, *, actor) -> bytes:
+    """The edited decoded ``value`` of ``letter`` as bytes its consumer reads: decoded from the
+    latest revision (else the original) to learn its schema, format and compressions, then
+    re-encoded the same way (``dlqadmin.decoding.reencode``). Raises EditError keyed
+    ``payload_json`` and ``payload_json.<field>`` (the schema's errors, field by field);
+    PermissionDenied unless ``actor`` may edit and see unmasked content (an edit starts from it)."""
+    permissions.require(actor, permissions.EDIT)
+    permissions.require(actor, permissions.VIEW_UNMASKED)
+    latest = letter.revisions.first()
+    if latest is not None:
+        found = payload_decode(letter, payload=bytes(latest.payload), headers=latest.headers)
+    else:
+        found = payload_decode(letter)
+    try:
+        return reencode(found, value)
+    except EncodeError as exc:
+        errors = {"payload_json": str(exc)}
+        errors.update({f"payload_json.{k}" if k != "payload_json" else k: v for k, v in exc.fields.items()})
+        raise EditError(errors) from None

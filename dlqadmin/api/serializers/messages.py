@@ -13,6 +13,7 @@ from rest_framework import serializers
 from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import DeadLetterFilter, FilterError
+from dlqadmin.services.decoding import payload_reencode
 from dlqadmin.services.masking import MaskedMessage, Masker
 from dlqadmin.services.redrive.options import MAX_SELECTION_IDS
 
@@ -364,6 +365,7 @@ class MessageEditSerializer(StrictSerializer):
         "anyOf": [
             {"required": ["payload_text"]},
             {"required": ["payload_base64"]},
+            {"required": ["payload_json"]},
             {"required": ["headers"]},
         ],
         "not": {"required": ["payload_text", "payload_base64"]},
@@ -374,6 +376,12 @@ class MessageEditSerializer(StrictSerializer):
     )
     payload_base64 = StrictCharField(
         required=False, allow_blank=True, help_text="New payload as base64 (binary payloads)."
+    )
+    payload_json = serializers.JSONField(
+        required=False,
+        help_text="The decoded payload, edited (GET ?decode=true gives it): validated against the "
+        "message's schema and re-encoded as the original was (same schema id, same compression). "
+        "Only for a message that decodes.",
     )
     headers = HeaderInputSerializer(
         many=True, required=False, help_text="Replaces the headers; omit to keep the current ones."
@@ -387,18 +395,18 @@ class MessageEditSerializer(StrictSerializer):
             raise serializers.ValidationError("not valid base64") from None
 
     def validate(self, attrs):
-        given = [k for k in ("payload_text", "payload_base64") if k in attrs]
+        given = [k for k in ("payload_text", "payload_base64", "payload_json") if k in attrs]
         if len(given) > 1:
             raise serializers.ValidationError(
-                {"payload_text": "give payload_text or payload_base64, not both"}
+                {given[0]: "give one of payload_text, payload_base64 or payload_json"}
             )
         if not given and "headers" not in attrs:
             raise serializers.ValidationError(
-                {"payload_text": "give payload_text or payload_base64 (and/or headers)"}
+                {"payload_text": "give payload_text, payload_base64 or payload_json (and/or headers)"}
             )
         return attrs
 
-    def edit(self, letter: DeadLetter) -> dict:
+    def edit(self, letter: DeadLetter, *, actor=None) -> dict:
         """Keyword arguments for ``dead_letter_revise`` (unchanged parts from the latest revision)."""
         data = self.validated_data
         latest = letter.revisions.first()
@@ -406,6 +414,8 @@ class MessageEditSerializer(StrictSerializer):
             payload = data["payload_text"].encode("utf-8", "surrogatepass")
         elif "payload_base64" in data:
             payload = data["payload_base64"]
+        elif "payload_json" in data:
+            payload = payload_reencode(letter, data["payload_json"], actor=actor)
         else:
             payload = bytes(latest.payload if latest else letter.payload)
         headers = None
@@ -415,7 +425,10 @@ class MessageEditSerializer(StrictSerializer):
 
     @property
     def payload_field(self) -> str:
-        return "payload_base64" if "payload_base64" in self.validated_data else "payload_text"
+        for name in ("payload_base64", "payload_json"):
+            if name in self.validated_data:
+                return name
+        return "payload_text"
 
 
 # ---- bulk selection --------------------------------------------------------------------------

@@ -146,7 +146,10 @@ class MessageViewSet(ApiViewSet):
         body.is_valid(raise_exception=True)
         try:
             dead_letter_revise(
-                actor=request.user, dead_letter=letter, remote_addr=self.remote_addr(), **body.edit(letter)
+                actor=request.user,
+                dead_letter=letter,
+                remote_addr=self.remote_addr(),
+                **body.edit(letter, actor=request.user),
             )
         except EditError as exc:
             field = body.payload_field

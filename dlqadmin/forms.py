@@ -178,6 +178,7 @@ class EditForm(forms.Form):
     """An edited payload and header set. ``is_json`` (the original is JSON) makes JSON required."""
 
     ENCODINGS = [("text", "Text (UTF-8)"), ("base64", "Base64 (binary)")]
+    DECODED = ("decoded", "Decoded JSON (re-encoded as the original on save)")
 
     payload_encoding = forms.ChoiceField(choices=ENCODINGS, initial="text", label="Payload as")
     payload = forms.CharField(
@@ -193,14 +194,25 @@ class EditForm(forms.Form):
     )
     note = forms.CharField(required=False, max_length=500, label="Why (kept in the history)")
 
-    def __init__(self, *args, is_json: bool = False, **kwargs):
+    def __init__(self, *args, is_json: bool = False, decodable: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.is_json = is_json
+        if decodable:
+            self.fields["payload_encoding"].choices = [self.DECODED, *self.ENCODINGS]
 
     def clean(self):
         data = super().clean()
         raw = data.get("payload") or ""
-        if data.get("payload_encoding") == "base64":
+        if data.get("payload_encoding") == "decoded":
+            # the view re-encodes the value (services.decoding.payload_reencode) into payload_bytes
+            try:
+                data["payload_value"] = json.loads(raw)
+            except ValueError as exc:
+                self.add_error(
+                    "payload", f"the decoded payload is edited as JSON and this is not JSON: {exc}"
+                )
+            payload = b""
+        elif data.get("payload_encoding") == "base64":
             try:
                 payload = base64.b64decode("".join(raw.split()), validate=True)
             except (binascii.Error, ValueError):
@@ -208,7 +220,7 @@ class EditForm(forms.Form):
                 return data
         else:
             payload = raw.replace("\r\n", "\n").encode("utf-8")
-        if self.is_json:
+        if self.is_json and data.get("payload_encoding") != "decoded":
             try:
                 json.loads(payload)
             except ValueError as exc:

@@ -3,13 +3,15 @@ and the schema store (schemas uploaded into dlqadmin and bound to sources: their
 
 ``registry_lookup(connection)`` gives the ``SchemaLookup`` that ``dlqadmin.decoding`` calls with
 a record's schema id. A registered schema never changes under its id, so each one found (with its
-references) is kept in a process-wide LRU keyed by registry URL and id; failures are not cached
-(an unreachable registry is asked again on the next read). Read-only: no database writes.
+references) is kept in a process-wide LRU keyed by registry URL and id; a failure (unknown id,
+registry unreachable) is remembered for ``FAILURE_TTL`` seconds, then asked again. The registry
+side only reads; the store's writes are ``stored_schema_save`` / ``stored_schema_delete``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 
 from django.db import transaction
@@ -23,9 +25,12 @@ from dlqadmin.services.audit import audit_record, audited_delete
 
 CACHE_SIZE = 1024
 MAX_REFERENCE_DEPTH = 16
+#: seconds a failed lookup (unknown id, registry unreachable) is answered from memory
+FAILURE_TTL = 10.0
 
 _cache: OrderedDict[tuple, Schema] = OrderedDict()
 _lock = threading.Lock()
+_failures: dict[tuple, tuple[float, str]] = {}  # key -> (retry after, why); small: ids that failed
 
 
 def _cached(key: tuple) -> Schema | None:
@@ -47,6 +52,7 @@ def _keep(key: tuple, schema: Schema) -> None:
 def cache_clear() -> None:
     with _lock:
         _cache.clear()
+        _failures.clear()
 
 
 def registry_config(connection: Connection, *, timeout: float = 5.0) -> RegistryConfig:
@@ -78,7 +84,18 @@ def registry_lookup(connection: Connection) -> SchemaLookup | None:
         key = (url, "id", schema_id)
         found = _cached(key)
         if found is None:
-            found = _by_id(client(), schema_id)
+            failed = _failures.get(key)
+            if failed is not None and failed[0] > time.monotonic():
+                raise SchemaUnavailable(failed[1])
+            try:
+                found = _by_id(client(), schema_id)
+            except SchemaUnavailable as exc:
+                # an unreachable registry would otherwise cost every page view its timeout
+                if len(_failures) > 4096:  # bounded: hostile records can name any id
+                    _failures.clear()
+                _failures[key] = (time.monotonic() + FAILURE_TTL, str(exc))
+                raise
+            _failures.pop(key, None)
             _keep(key, found)
         return found
 

@@ -10,6 +10,8 @@ changed: decoding works on a copy and the raw bytes stay what pages, downloads a
   decompressed with a size limit.
 - ``formats.py``: JSON, MessagePack, CBOR and text; ``jsonable`` / ``from_jsonable`` map the
   values these formats carry (bytes, datetimes, non-string keys) to JSON and back.
+- ``avro.py``: Avro records read into their JSON form and written back from it (logical types,
+  bytes), with field-by-field errors.
 - ``confluent.py``: the Confluent wire format (magic byte 0, schema id): Avro, Protobuf and
   JSON Schema records read with a schema the caller looks up (``SchemaLookup``), and re-encoded.
 - ``chain.py``: ``decode(data, ...)``, the whole chain.

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-import fastavro
-import fastavro.validation
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError, EncodeError
 
-from .formats import jsonable
+from . import avro
 
 KINDS = {"AVRO": "avro", "PROTOBUF": "protobuf", "JSON": "json_schema"}
 LABELS = {"avro": "Avro", "protobuf": "Protobuf", "json_schema": "JSON Schema"}
@@ -226,115 +223,29 @@ def encode(record: Record, value) -> bytes:
     raise RecordError(f"unknown schema type {schema.kind!r}")
 
 
-# ---- Avro ------------------------------------------------------------------------------------
+# ---- Avro (the format itself is avro.py) ---------------------------------------------------
 
 
 @lru_cache(maxsize=256)
 def _avro_schema(schema: Schema):
-    named: dict = {}
     try:
-        for _name, ref in schema.references:
-            fastavro.parse_schema(json.loads(ref.text), named_schemas=named)
-        return fastavro.parse_schema(json.loads(schema.text), named_schemas=named)
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types (UnknownType, ...)
-        raise RecordError(f"Avro schema does not parse: {exc}") from None
+        return avro.parse(schema.text, tuple(ref.text for _name, ref in schema.references))
+    except avro.AvroError as exc:
+        raise RecordError(str(exc), fields=exc.fields) from None
 
 
 def _read_avro(body: bytes, schema: Schema):
-    parsed = _avro_schema(schema)
-    stream = io.BytesIO(body)
     try:
-        value = fastavro.schemaless_reader(stream, parsed, None)
-    except (EOFError, StopIteration, IndexError):
-        raise RecordError("Avro: the record ends early (truncated)") from None
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types for bad input
-        raise RecordError(f"Avro: {exc}") from None
-    if stream.tell() != len(body):
-        raise RecordError(f"Avro: {len(body) - stream.tell()} bytes left after the record (not this schema)")
-    return jsonable(value)
+        return avro.read(body, _avro_schema(schema))
+    except avro.AvroError as exc:
+        raise RecordError(str(exc), fields=exc.fields) from None
 
 
 def _write_avro(value, schema: Schema) -> bytes:
-    parsed = _avro_schema(schema)
-    problems = _avro_problems(
-        value, parsed, parsed.get("__named_schemas", {}) if isinstance(parsed, dict) else {}, ""
-    )
-    if problems:
-        shown = "; ".join(f"{k}: {v}" for k, v in problems.items())
-        raise RecordError(f"Avro: does not fit the schema: {shown}", fields=problems)
-    out = io.BytesIO()
     try:
-        fastavro.schemaless_writer(out, parsed, value)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise RecordError(f"Avro: {exc}", fields={"payload_json": str(exc)}) from None
-    return out.getvalue()
-
-
-def _join(path: str, key) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _avro_problems(value, schema, named: dict, path: str, depth: int = 0) -> dict[str, str]:
-    """``{dotted path: what is wrong}`` for ``value`` against a parsed Avro schema (the paths are
-    the JSON paths masking rules use, e.g. ``card.number``, ``lines.0.qty``)."""
-    where = path or "payload_json"
-    if depth > 100:
-        return {where: "nested too deeply"}
-    if isinstance(schema, str) and schema in named:
-        schema = named[schema]
-    if isinstance(schema, list):
-        for branch in schema:
-            if not _avro_problems(value, branch, named, path, depth + 1):
-                return {}
-        return {where: f"{_shown(value)} is none of {_avro_type(schema)}"}
-    kind = schema.get("type") if isinstance(schema, dict) else None
-    if kind == "record":
-        if not isinstance(value, dict):
-            return {where: f"must be an object (record {schema.get('name')})"}
-        problems: dict[str, str] = {}
-        names = [f["name"] for f in schema["fields"]]
-        for key in value:
-            if key not in names:
-                problems[_join(path, key)] = f"not a field of {schema.get('name')}"
-        for field_ in schema["fields"]:
-            sub = _join(path, field_["name"])
-            if field_["name"] in value:
-                problems.update(_avro_problems(value[field_["name"]], field_["type"], named, sub, depth + 1))
-            elif "default" not in field_:
-                problems[sub] = "is required"
-        return problems
-    if kind == "array":
-        if not isinstance(value, list):
-            return {where: "must be a list"}
-        problems = {}
-        for i, item in enumerate(value):
-            problems.update(_avro_problems(item, schema["items"], named, _join(path, i), depth + 1))
-        return problems
-    if kind == "map":
-        if not isinstance(value, dict):
-            return {where: "must be an object (map)"}
-        problems = {}
-        for key, item in value.items():
-            problems.update(_avro_problems(item, schema["values"], named, _join(path, key), depth + 1))
-        return problems
-    try:
-        ok = fastavro.validation.validate(value, schema, raise_errors=False)
-    except Exception:  # noqa: BLE001 - an odd leaf schema: let the writer decide
-        ok = True
-    return {} if ok else {where: f"{_shown(value)} is not {_avro_type(schema)}"}
-
-
-def _shown(value) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, bytes) else repr(value)
-    return text if len(text) <= 60 else text[:59] + "…"
-
-
-def _avro_type(schema) -> str:
-    if isinstance(schema, dict):
-        return str(schema.get("type"))
-    if isinstance(schema, list):
-        return " or ".join(_avro_type(s) for s in schema)
-    return str(schema)
+        return avro.write(value, _avro_schema(schema))
+    except avro.AvroError as exc:
+        raise RecordError(str(exc), fields=exc.fields) from None
 
 
 # ---- Protobuf --------------------------------------------------------------------------------

@@ -63,3 +63,46 @@ def test_an_edited_avro_record_reencodes_with_the_same_schema_id_or_says_which_f
     with pytest.raises(confluent.RecordError) as refused:
         confluent.encode(record, {"order": "forty-three"})
     assert "order" in refused.value.fields
+
+
+RICH = {
+    "type": "record",
+    "name": "Payment",
+    "namespace": "acme",
+    "fields": [
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "amount", "type": {"type": "bytes", "logicalType": "decimal", "precision": 9, "scale": 2}},
+        {"name": "id", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "blob", "type": "bytes"},
+        {"name": "tags", "type": {"type": "map", "values": "string"}},
+        {"name": "maybe", "type": ["null", "bytes"], "default": None},
+    ],
+}
+
+
+def test_an_unchanged_record_with_logical_types_and_bytes_reencodes_to_the_same_bytes():
+    import datetime as dt
+    import decimal
+    import uuid
+
+    schema = confluent.Schema(kind="avro", text=json.dumps(RICH), schema_id=9)
+    value = {
+        "at": dt.datetime(2026, 12, 5, 11, 0, tzinfo=dt.UTC),
+        "day": dt.date(2026, 12, 5),
+        "amount": decimal.Decimal("12.50"),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "blob": b"\x00\xff",
+        "tags": {"k": "v"},
+        "maybe": b"\x01",
+    }
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(RICH), value)
+    data = b"\x00" + (9).to_bytes(4, "big") + out.getvalue()
+    found = decode(data, schemas=lambda _id: schema)
+    assert found.value["blob"] == {"$bytes": "AP8="} and found.value["amount"] == "12.50"
+    assert found.value["at"].startswith("2026-12-05T11:00")
+    assert confluent.encode(found.record, found.value) == data
+    with pytest.raises(confluent.RecordError) as refused:
+        confluent.encode(found.record, {**found.value, "day": "not a date", "tags": {"k": 5}})
+    assert set(refused.value.fields) == {"day", "tags.k"}

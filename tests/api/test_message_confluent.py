@@ -142,3 +142,49 @@ def test_a_masking_rule_hides_a_field_of_a_decoded_avro_record(world, as_admin, 
     assert decoded(as_viewer, letter)["value"]["card"] == {"number": "****"}
     assert CARD not in str(as_viewer.get(f"/api/v1/messages/{letter.pk}/?decode=true").json())
     assert decoded(as_operator, letter)["value"]["card"] == {"number": CARD}
+
+
+def latest_payload(letter) -> bytes:
+    from dlqadmin.models import DeadLetterRevision
+
+    return bytes(DeadLetterRevision.objects.filter(dead_letter=letter).latest("id").payload)
+
+
+def test_protobuf_and_json_schema_edits_are_checked_and_read_by_the_consumers_deserializers(
+    world, as_operator, registry
+):
+    from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: TID251
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer  # noqa: TID251
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer  # noqa: TID251
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: TID251
+
+    from tests.support.schema_registry import ORDER_JSON_SCHEMA, order_message_class
+
+    letters, context = world["letters"], SerializationContext(world["topic"], MessageField.VALUE)
+    url = "/api/v1/messages/{}/"
+
+    response = as_operator.patch(
+        url.format(letters["protobuf"].pk), {"payload_json": {"order": "x"}}, format="json"
+    )
+    assert response.status_code == 400 and "payload_json.order" in response.json()["fields"], response.content
+    edited = {"order": 8, "sku": "A-2", "line": {"qty": 4}}
+    response = as_operator.patch(url.format(letters["protobuf"].pk), {"payload_json": edited}, format="json")
+    assert response.status_code == 200, response.content
+    stored = latest_payload(letters["protobuf"])
+    assert stored[:5] == bytes(letters["protobuf"].payload)[:5]
+    message_class = order_message_class()
+    read = ProtobufDeserializer(message_class, {"use.deprecated.format": False})(stored, context)
+    assert (read.order, read.sku, read.line.qty) == (8, "A-2", 4)
+
+    response = as_operator.patch(url.format(letters["json"].pk), {"payload_json": {"sku": 5}}, format="json")
+    assert response.status_code == 400, response.content
+    assert {"payload_json.sku", "payload_json"} <= set(response.json()["fields"])
+    response = as_operator.patch(
+        url.format(letters["json"].pk), {"payload_json": {"order": 10, "sku": "C"}}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    client = SchemaRegistryClient({"url": registry.url, "basic.auth.user.info": "sr-user:sr-secret"})
+    read = JSONDeserializer(ORDER_JSON_SCHEMA, schema_registry_client=client)(
+        latest_payload(letters["json"]), context
+    )
+    assert read == {"order": 10, "sku": "C"}

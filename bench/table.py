@@ -13,12 +13,16 @@ from django.db import connection
 from django.utils import timezone
 from psycopg.types.json import Jsonb
 
-from dlqadmin.models import Connection, DeadLetter, ErrorGroup, Source
+from dlqadmin import search_sql
+from dlqadmin.models import Connection, DeadLetter, DeadLetterState, ErrorGroup, Source
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.grouping import fingerprint, normalise_message
 
 from . import data
 
+STATES = DeadLetterState._meta.db_table
+#: the tables a dead letter is stored in (bench tables are COPYed into all three, then indexed)
+TABLES = [STATES, DeadLetter._meta.db_table, search_sql.SEARCH]
 SOURCES_PER_KIND = 4
 DAYS = 30
 #: status mix of a table that has been in use for a month
@@ -145,8 +149,9 @@ def _encode(value):
 
 @dataclass(frozen=True)
 class CopyLayout:
-    """How a dead-letter row dict becomes one binary COPY row: the statement, the column types
-    (from the catalog) and, per column, the field whose value (or default) goes there."""
+    """How a dead-letter row dict becomes one binary COPY row of one table (the state or the
+    body): the statement, the column types (from the catalog) and, per column, the field whose
+    value (or default) goes there."""
 
     statement: str
     types: list[int]
@@ -158,15 +163,17 @@ class CopyLayout:
         return [_encode(merged[f.attname]) for f in self.fields]
 
 
-def copy_layout() -> CopyLayout:
-    fields = [f for f in DeadLetter._meta.concrete_fields if not f.primary_key]
+def copy_layout(model=DeadLetter) -> CopyLayout:
+    """The COPY of ``model``'s own table (``DeadLetterState`` or the body, ``DeadLetter``), ids
+    included: rows get theirs from :func:`reserve_ids`."""
+    fields = list(model._meta.local_concrete_fields)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    table = connection.ops.quote_name(DeadLetter._meta.db_table)
+    table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT atttypid::int, attname FROM pg_attribute "
             "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
-            [DeadLetter._meta.db_table],
+            [model._meta.db_table],
         )
         types = {name: kind for kind, name in cursor.fetchall()}
     return CopyLayout(
@@ -177,14 +184,41 @@ def copy_layout() -> CopyLayout:
     )
 
 
-def copy_rows(rows, count: int) -> float:
-    """COPY ``count`` row dicts (an iterable) into the dead-letter table; returns seconds."""
+def reserve_ids(count: int) -> int:
+    """Take ``count`` ids from the dead letters' sequence; returns the first."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [STATES])
+        (sequence,) = cursor.fetchone()
+        cursor.execute("SELECT setval(%s, nextval(%s) + %s) - %s", [sequence, sequence, count - 1, count - 1])
+        return cursor.fetchone()[0]
+
+
+def with_ids(row: dict, pk: int) -> dict:
+    """``row`` (from :func:`row`) as both tables need it: its id, and the source's id again for
+    the body's unique position."""
+    return {**row, "id": pk, "state_ptr_id": pk, "source_key": row["source_id"]}
+
+
+def copy_rows(rows, count: int, *, index: bool = True) -> float:
+    """COPY ``count`` row dicts (an iterable) into the dead-letter tables (bodies streamed, the
+    narrow state rows kept until the bodies are in), then their search text (``index``), as the
+    indexer would have written it; returns seconds."""
     start = time.perf_counter()
-    layout = copy_layout()
-    with connection.cursor() as cursor, cursor.copy(layout.statement) as copy:
-        copy.set_types(layout.types)
-        for values in rows:
-            copy.write_row(layout.values(values))
+    body, state = copy_layout(DeadLetter), copy_layout(DeadLetterState)
+    first, states = reserve_ids(count), []
+    with connection.cursor() as cursor:
+        with cursor.copy(body.statement) as copy:
+            copy.set_types(body.types)
+            for pk, values in enumerate(rows, start=first):
+                values = with_ids(values, pk)
+                copy.write_row(body.values(values))
+                states.append(state.values(values))
+        with cursor.copy(state.statement) as copy:
+            copy.set_types(state.types)
+            for values in states:
+                copy.write_row(values)
+        if index:
+            cursor.execute(search_sql.BACKFILL + " WHERE d.id >= %s", [first])
     return time.perf_counter() - start
 
 
@@ -239,7 +273,7 @@ def populate(*, prefix: str, urls: dict[str, str], count: int, seed: int = 8) ->
             yield row(n, source, start + step * n, rng, kind=kind, group_id=fixture.groups[(source.pk, kind)])
 
     start_copy = time.perf_counter()
-    recreate = _without_indexes(DeadLetter._meta.db_table)
+    recreate = [s for table in TABLES for s in _without_indexes(table)]
     copy_rows(rows(), count)
     with connection.cursor() as cursor:
         for statement in recreate:
@@ -253,14 +287,15 @@ def populate(*, prefix: str, urls: dict[str, str], count: int, seed: int = 8) ->
 def _finish(fixture: Fixture) -> None:
     """Group counters from the rows, then VACUUM ANALYZE (what autovacuum would have done)."""
     group_table = connection.ops.quote_name(ErrorGroup._meta.db_table)
-    letter_table = connection.ops.quote_name(DeadLetter._meta.db_table)
+    state_table = connection.ops.quote_name(STATES)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {group_table} g SET count = s.n, first_seen = s.first, last_seen = s.last "
             f"FROM (SELECT error_group_id, count(*) n, min(failed_at) first, max(failed_at) last "
-            f"FROM {letter_table} GROUP BY error_group_id) s WHERE g.id = s.error_group_id"
+            f"FROM {state_table} GROUP BY error_group_id) s WHERE g.id = s.error_group_id"
         )
-        cursor.execute(f"VACUUM ANALYZE {letter_table}")
+        for table in TABLES:
+            cursor.execute(f"VACUUM ANALYZE {connection.ops.quote_name(table)}")
         cursor.execute(f"ANALYZE {group_table}")
 
 

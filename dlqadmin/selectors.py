@@ -14,7 +14,8 @@ key                value
 ``since``          ISO-8601 time, failed_at >= since
 ``until``          ISO-8601 time, failed_at < until
 ``header``         ``name:value`` — a header with exactly that text value (repeatable, all must match)
-``q``              free text, matched in the error class/message and in the raw payload bytes
+``q``              free text, matched in the error class/message and in the first 4 KiB of the raw
+                   payload bytes
                    (for a masked user only where no masking rule hides that text: see below)
 ``max_id``         only rows with id <= max_id (set by a redrive plan: later arrivals are excluded)
 =================  ============================================================================
@@ -34,19 +35,22 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet
+from django.db.models import BinaryField, Exists, Field, Lookup, OuterRef, Q, QuerySet
+from django.db.models.functions import Substr
 
-from dlqadmin import permissions
+from dlqadmin import permissions, search_sql
 from dlqadmin.masking import mask_text, masked_for
 from dlqadmin.models import (
     Connection,
     DeadLetter,
+    DeadLetterSearch,
     DeadLetterStatus,
     ErrorGroup,
     MaskingKind,
     MaskingRule,
     RedriveAttempt,
     RedriveJob,
+    SearchBacklog,
     Source,
 )
 from dlqadmin.validators import MAX_BIGINT, is_id, is_integer_text, parse_id, parse_instant
@@ -240,15 +244,39 @@ class DeadLetterFilter:
                 match &= _outside(_regexes_changing(value))
             qs = qs.filter(match)
         if self.q:
-            error_text = Q(error_message__icontains=self.q)
-            payload = Q(payload__bytes_contains=self.q.encode("utf-8"))
-            if masked:
+            error_class, error_text, payload = _text_matches(self.q)
+            if masked:  # the error class is never masked
                 error_text &= _outside(_rules(MaskingKind.REGEX))
                 payload &= _outside(_rules(MaskingKind.REGEX, MaskingKind.JSON_PATH))
-            qs = qs.filter(error_text | Q(error_class__icontains=self.q) | payload)
+            qs = qs.alias(payload_head=PAYLOAD_HEAD).filter(error_class | error_text | payload)
         if self.max_id is not None:
             qs = qs.filter(id__lte=self.max_id)
         return qs
+
+
+#: the searchable part of a payload (``search_sql.PAYLOAD_BYTES``), for rows not indexed yet
+PAYLOAD_HEAD = Substr("payload", 1, search_sql.PAYLOAD_BYTES, output_field=BinaryField())
+
+
+def _text_matches(q: str) -> tuple[Q, Q, Q]:
+    """Dead letters whose error class / error message / payload prefix contains ``q``: in the
+    search index (``DeadLetterSearch``, trigram GIN), or, for rows stored since the last indexing
+    run, in the row itself (the backlog is short: the indexer runs every second or so). Error
+    text matches case-insensitively, the payload byte for byte (as ``BytesContains``)."""
+    encoded = q.encode("utf-8")
+    index = DeadLetterSearch.objects
+    backlog = Q(pk__in=SearchBacklog.objects.values("dead_letter_id"))
+    error_class = Q(pk__in=index.filter(error_class__icontains=q).values("dead_letter_id")) | (
+        backlog & Q(error_class__icontains=q)
+    )
+    error_text = Q(pk__in=index.filter(error_text__icontains=q).values("dead_letter_id")) | (
+        backlog & Q(error_message__icontains=q)
+    )
+    payload = Q(pk__in=index.filter(payload_text__contains=_escape_encoded(encoded)).values("dead_letter_id"))
+    if any(c.isdigit() or c == "\\" for c in q):
+        # the escape-encoded text could match across an escape (``\ooo``): check the bytes too
+        payload &= Q(payload_head__bytes_contains=encoded)
+    return error_class, error_text, payload | (backlog & Q(payload_head__bytes_contains=encoded))
 
 
 def _as_list(value) -> list:

@@ -225,6 +225,7 @@ CELERY_BEAT_SCHEDULE = {
     "redrive-jobs-watchdog": {"task": "dlqadmin.tasks.redrive_jobs_watchdog", "schedule": 30.0},
     "auto-retry": {"task": "dlqadmin.tasks.auto_retry_run", "schedule": 15.0},
     "worker-heartbeat": {"task": "dlqadmin.tasks.worker_heartbeat", "schedule": 30.0},
+    "search-index": {"task": "dlqadmin.tasks.search_index", "schedule": 5.0},
     "alerts-evaluate": {"task": "dlqadmin.tasks.alerts_evaluate", "schedule": 60.0},
     "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
 }

@@ -15,7 +15,9 @@ a new migration that re-creates them (``CREATE OR REPLACE FUNCTION`` with ``func
 Plain strings only (no Django import): migrations may import it at any point in their history.
 """
 
-LETTERS = "dlqadmin_deadletter"
+LETTERS = "dlqadmin_deadletter"  # where migration 0009 installed the triggers
+#: where they are since migration 0016 (the lifecycle columns moved to the narrow state table)
+STATES = "dlqadmin_deadletterstate"
 #: (table, [(column, expression over a dead-letter row)], row filter)
 TALLIES = [
     ("dlqadmin_statustally", [("source_id", "source_id"), ("status", "status")], "true"),
@@ -52,13 +54,13 @@ def _parts(columns):
     return names, exprs, keys
 
 
-def statements(kind: str) -> str:
+def statements(kind: str, table: str = LETTERS) -> str:
     """One statement per tally for ``kind``: insert, delete, update (the trigger's branches),
     compact (fold deltas into base rows) or backfill (base rows from the table as it is)."""
     out = []
-    for table, columns, where in TALLIES:
+    for tally, columns, where in TALLIES:
         names, exprs, keys = _parts(columns)
-        insert = f"INSERT INTO {table} ({names}, n, delta)"
+        insert = f"INSERT INTO {tally} ({names}, n, delta)"
         if kind == "insert":
             out.append(
                 f"{insert} SELECT {exprs}, count(*), true FROM new_rows WHERE {where} GROUP BY {keys};"
@@ -76,14 +78,14 @@ def statements(kind: str) -> str:
             )
         elif kind == "compact":
             out.append(
-                f"WITH moved AS (DELETE FROM {table} WHERE delta RETURNING {names}, n) "
-                f"INSERT INTO {table} AS base ({names}, n, delta) "
+                f"WITH moved AS (DELETE FROM {tally} WHERE delta RETURNING {names}, n) "
+                f"INSERT INTO {tally} AS base ({names}, n, delta) "
                 f"SELECT {names}, sum(n), false FROM moved GROUP BY {keys} ORDER BY {keys} "
                 f"ON CONFLICT ({names}) WHERE NOT delta DO UPDATE SET n = base.n + excluded.n;"
             )
         elif kind == "backfill":
             out.append(
-                f"{insert} SELECT {exprs}, count(*), false FROM {LETTERS} WHERE {where} GROUP BY {keys};"
+                f"{insert} SELECT {exprs}, count(*), false FROM {table} WHERE {where} GROUP BY {keys};"
             )
     return "\n        ".join(out)
 
@@ -120,18 +122,27 @@ def create_statements() -> list[str]:
     out = [f"LOCK TABLE {LETTERS} IN SHARE MODE"]  # writes wait for the backfill
     out += [f"CREATE INDEX {table}_deltas ON {table} (id) WHERE delta" for table, _, _ in TALLIES]
     out.append(functions())
-    out += [
-        f"CREATE TRIGGER {name} {when.format(t=LETTERS)} "
-        "FOR EACH STATEMENT EXECUTE FUNCTION dlqadmin_deadletter_tally()"
-        for name, when in TRIGGERS.items()
-    ]
+    out += trigger_statements(LETTERS)
     out.append(statements("backfill"))
     return out
 
 
+def trigger_statements(table: str) -> list[str]:
+    """The three statement-level triggers on ``table`` (its rows are dead letters' states)."""
+    return [
+        f"CREATE TRIGGER {name} {when.format(t=table)} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION dlqadmin_deadletter_tally()"
+        for name, when in TRIGGERS.items()
+    ]
+
+
+def drop_trigger_statements(table: str) -> list[str]:
+    return [f"DROP TRIGGER IF EXISTS {name} ON {table}" for name in TRIGGERS]
+
+
 def drop_statements() -> list[str]:
     """Remove the triggers and functions (the tally tables go with the migration's models)."""
-    out = [f"DROP TRIGGER IF EXISTS {name} ON {LETTERS}" for name in TRIGGERS]
+    out = drop_trigger_statements(LETTERS)
     out.append("DROP FUNCTION IF EXISTS dlqadmin_deadletter_tally()")
     out.append("DROP FUNCTION IF EXISTS dlqadmin_tally_compact()")
     return out

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from brokers import shared as brokers_shared
 from dlqadmin.models import AlertDelivery
-from dlqadmin.services import alerts, maintenance
+from dlqadmin.services import alerts, maintenance, search
 from dlqadmin.services.heartbeat import heartbeat_beat
 from dlqadmin.services.redrive import worker as redrive_worker
 
@@ -45,6 +45,13 @@ def auto_retry_run() -> list[int]:
 def retention_purge() -> int:
     """Daily (beat): delete resolved/discarded/archived rows older than DLQADMIN_RETENTION_DAYS."""
     return maintenance.retention_purge(days=settings.DLQADMIN_RETENTION_DAYS)
+
+
+@shared_task(ignore_result=True)
+def search_index() -> int:
+    """Index the dead letters stored since the last run (the harvester's indexer thread does the
+    same; this covers messages stored by "harvest now" when no harvester runs)."""
+    return search.search_index_backlog()
 
 
 @shared_task(ignore_result=True)

@@ -48,6 +48,7 @@ LAYERS = [
             "dlqadmin.broker_options",
             "dlqadmin.live",
             "dlqadmin.tally_sql",
+            "dlqadmin.search_sql",
         ),
     ),
     ("project", ("dlqadmin", "dlqadmin.settings", "dlqadmin.celery")),

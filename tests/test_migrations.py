@@ -56,3 +56,64 @@ def test_0015_gives_each_message_of_an_active_job_one_holder():
         "done-old": False,
         "running-parked": False,
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0016_moves_each_dead_letter_into_state_and_body_and_indexes_its_text():
+    """Rows from before 0016 keep their ids, states, bodies and tallies; new ids continue after
+    them; their text is searchable through the new index at once."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("dlqadmin", "0015_redrive_attempt_lease")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("dlqadmin")
+    executor.migrate(before)
+    try:
+        apps = executor.loader.project_state(before).apps
+        Connection, Source = apps.get_model("dlqadmin", "Connection"), apps.get_model("dlqadmin", "Source")
+        DeadLetter, Group = apps.get_model("dlqadmin", "DeadLetter"), apps.get_model("dlqadmin", "ErrorGroup")
+        conn = Connection.objects.create(name="m16", kind="rabbitmq", url="amqp://127.0.0.1:5672/")
+        source = Source.objects.create(connection=conn, name="m16", mode="queue", address="m16.dlq")
+        group = Group.objects.create(fingerprint="m16", source=source, error_class="KeyError")
+        old = {
+            status: DeadLetter.objects.create(
+                source=source,
+                position=f"p-{status}",
+                status=status,
+                payload=b'{"order": "%s"}' % status.encode(),
+                error_class="KeyError",
+                error_message=f"missing {status}",
+                error_group=group,
+                redrive_count=1 if status == "redriven" else 0,
+            )
+            for status in ("new", "redriven", "failed")
+        }
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    from dlqadmin.models import DeadLetter as Letter
+    from dlqadmin.models import DeadLetterSearch, SearchBacklog
+    from dlqadmin.selectors import DeadLetterFilter
+    from dlqadmin.selectors_dashboard import status_counts
+
+    moved = {row.status: row for row in Letter.objects.filter(source_id=source.pk)}
+    assert {status: row.pk for status, row in moved.items()} == {s: row.pk for s, row in old.items()}
+    assert moved["redriven"].redrive_count == 1 and moved["failed"].error_group_id == group.pk
+    assert bytes(moved["new"].payload) == b'{"order": "new"}' and moved["new"].source_key == source.pk
+    assert DeadLetterSearch.objects.count() == 3 and not SearchBacklog.objects.exists()
+    found = DeadLetterFilter(q="MISSING FAILED").apply(Letter.objects.all())
+    assert list(found.values_list("pk", flat=True)) == [old["failed"].pk]
+    found = DeadLetterFilter(q='"order": "redriven"').apply(Letter.objects.all())
+    assert list(found.values_list("pk", flat=True)) == [old["redriven"].pk]
+    counts = {status: n for status, n in status_counts().items() if n}
+    assert counts == {"new": 1, "redriven": 1, "failed": 1}
+    Letter.objects.filter(pk=old["new"].pk).update(status="resolved")  # triggers on the state table
+    assert {status: n for status, n in status_counts().items() if n} == {
+        "resolved": 1,
+        "redriven": 1,
+        "failed": 1,
+    }
+    newer = Letter.objects.create(source_id=source.pk, position="after")
+    assert newer.pk > max(row.pk for row in old.values())

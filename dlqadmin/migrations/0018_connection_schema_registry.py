@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("dlqadmin", "0015_redrive_attempt_lease"),
+        ("dlqadmin", "0016_deadletter_state_body_search"),
     ]
 
     operations = [

@@ -2,7 +2,16 @@
 
 from .alerts import AlertChannel, AlertDelivery, AlertDeliveryStatus, AlertKind, AlertRule
 from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
-from .dead_letters import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
+from .dead_letters import (
+    DeadLetter,
+    DeadLetterRevision,
+    DeadLetterSearch,
+    DeadLetterState,
+    DeadLetterStatus,
+    ErrorGroup,
+    ErrorGroupStatus,
+    SearchBacklog,
+)
 from .masking import MaskingKind, MaskingRule
 from .operations import ApiToken, AuditEvent, Heartbeat
 from .redrive import (
@@ -30,6 +39,8 @@ __all__ = [
     "Connection",
     "DeadLetter",
     "DeadLetterRevision",
+    "DeadLetterSearch",
+    "DeadLetterState",
     "DeadLetterStatus",
     "ErrorGroup",
     "ErrorGroupStatus",
@@ -44,6 +55,7 @@ __all__ = [
     "RedriveJob",
     "RedriveJobStatus",
     "SchemaKind",
+    "SearchBacklog",
     "Source",
     "SourceMode",
     "StatusTally",

@@ -186,3 +186,10 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def dead_letters(self):
+        """This source's dead letters (the foreign key is on their state row)."""
+        from .dead_letters import DeadLetter
+
+        return DeadLetter.objects.filter(source=self)

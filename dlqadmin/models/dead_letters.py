@@ -41,6 +41,11 @@ class ErrorGroup(models.Model):
     def __str__(self) -> str:
         return f"{self.error_class or self.reason}: {self.message_pattern[:80]}"
 
+    @property
+    def dead_letters(self):
+        """The group's dead letters (the foreign key is on their state row)."""
+        return DeadLetter.objects.filter(error_group=self)
+
 
 class DeadLetterStatus(models.TextChoices):
     NEW = "new", "New"
@@ -53,17 +58,68 @@ class DeadLetterStatus(models.TextChoices):
     ARCHIVED = "archived", "Archived"
 
 
-class DeadLetter(models.Model):
-    """A harvested dead letter, stored losslessly.
+class DeadLetterState(models.Model):
+    """What changes in a dead letter's life, and what the lists filter and sort on.
+
+    A narrow row (no text longer than a reason, no payload): a status change rewrites this row and
+    its few small b-tree indexes only, never the stored body (:class:`DeadLetter`, which extends
+    it: Django's multi-table inheritance joins the two on ``id``, so ``DeadLetter`` queries read
+    and filter these fields as its own). The dashboard tallies' triggers live on this table
+    (``dlqadmin/tally_sql.py``). docs/architecture.md, "Storage".
+    """
+
+    # no single-column index on the foreign keys: the statestatus / statesource / stategroup
+    # indexes start with them (each index costs every status change)
+    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="+", db_index=False)
+    failed_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.NEW)
+    reason = models.CharField(max_length=100, blank=True)  # indexed by deadletter_reason (exact match only)
+    redrive_count = models.PositiveIntegerField(default=0)
+    last_redriven_at = models.DateTimeField(null=True, blank=True)
+    error_group = models.ForeignKey(
+        ErrorGroup,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+    )
+
+    class Meta:
+        ordering = ["-failed_at", "-id"]
+        indexes = [
+            models.Index(fields=["-failed_at", "-id"], name="deadletter_failed_at"),
+            models.Index(fields=["status", "-failed_at", "-id"], name="deadletter_status"),
+            models.Index(fields=["source", "-failed_at", "-id"], name="deadletter_source"),
+            models.Index(fields=["error_group", "-failed_at", "-id"], name="deadletter_group"),
+            models.Index(fields=["reason"], name="deadletter_reason"),
+            models.Index(fields=["error_group", "status"], include=["id"], name="deadletter_group_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.pk} ({self.status})"
+
+
+class DeadLetter(DeadLetterState):
+    """A harvested dead letter, stored losslessly and never changed: its body (payload, key,
+    headers, properties, origin, error text). Its lifecycle is the parent row
+    (:class:`DeadLetterState`, same ``id``).
 
     ``position`` identifies the message on the broker (RabbitMQ: queue + fingerprint; Kafka:
     cluster + topic + partition + offset; NATS: stream + seq or advisory id). It is UNIQUE per
-    source, so harvesting the same message twice inserts nothing.
+    source (``source_key``, the source's id again: a constraint cannot span the parent's
+    ``source``), so harvesting the same message twice inserts nothing.
     """
 
-    # no single-column index on the foreign keys: the unique (source, position) and the
-    # deadletter_source / deadletter_group indexes start with them (each index costs every write)
-    source = models.ForeignKey(Source, on_delete=models.PROTECT, related_name="dead_letters", db_index=False)
+    state_ptr = models.OneToOneField(
+        DeadLetterState,
+        on_delete=models.CASCADE,
+        parent_link=True,
+        primary_key=True,
+        db_column="id",
+        related_name="body",
+    )
+    source_key = models.BigIntegerField(editable=False)
     position = models.CharField(max_length=600)
 
     payload = models.BinaryField(default=b"")
@@ -89,45 +145,63 @@ class DeadLetter(models.Model):
     origin_seq = models.BigIntegerField(null=True, blank=True)
     origin_extra = models.JSONField(default=dict, blank=True)
 
-    reason = models.CharField(max_length=100, blank=True)  # indexed by deadletter_reason (exact match only)
     error_class = models.CharField(max_length=500, blank=True)
     error_message = models.TextField(blank=True)
     stacktrace = models.TextField(blank=True)
 
-    failed_at = models.DateTimeField(default=timezone.now)
     harvested_at = models.DateTimeField(default=timezone.now)
-    status = models.CharField(max_length=16, choices=DeadLetterStatus.choices, default=DeadLetterStatus.NEW)
     retry_count = models.PositiveIntegerField(default=0, help_text="x-retry-count seen on the message.")
-    redrive_count = models.PositiveIntegerField(default=0)
-    last_redriven_at = models.DateTimeField(null=True, blank=True)
-    error_group = models.ForeignKey(
-        ErrorGroup,
-        on_delete=models.SET_NULL,
-        null=True,
-        blank=True,
-        related_name="dead_letters",
-        db_index=False,
-    )
 
     class Meta:
         ordering = ["-failed_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["source", "position"], name="deadletter_unique_position"),
-        ]
-        indexes = [
-            models.Index(fields=["-failed_at", "-id"], name="deadletter_failed_at"),
-            models.Index(fields=["status", "-failed_at", "-id"], name="deadletter_status"),
-            models.Index(fields=["source", "-failed_at", "-id"], name="deadletter_source"),
-            models.Index(fields=["error_group", "-failed_at", "-id"], name="deadletter_group"),
-            models.Index(fields=["reason"], name="deadletter_reason"),
+            models.UniqueConstraint(fields=["source_key", "position"], name="deadletter_unique_position"),
         ]
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.position}"
 
+    def save(self, *args, **kwargs):
+        """An ORM save (tests, tools; the harvest writes in bulk) keeps the same invariants as the
+        harvest: the source id in ``source_key``, a new row in the search backlog."""
+        self.source_key = self.source_id
+        adding = self._state.adding
+        super().save(*args, **kwargs)
+        if adding:
+            SearchBacklog.objects.get_or_create(dead_letter_id=self.pk)
+
     @property
     def original_destination(self) -> str:
         return self.origin_queue or self.origin_topic or self.origin_subject or ""
+
+
+class DeadLetterSearch(models.Model):
+    """The free-text index of one dead letter: its error text and a bounded prefix of its payload
+    (``SEARCH_PAYLOAD_BYTES``), written in bulk shortly after the store
+    (``dlqadmin.services.search``), never on the harvest path. Trigram GIN indexes of migration
+    0016 answer ``q``; a dead letter not indexed yet is still in :class:`SearchBacklog`, which the
+    search reads too, so a search never misses a stored message."""
+
+    dead_letter = models.OneToOneField(
+        DeadLetter, on_delete=models.CASCADE, primary_key=True, related_name="+", db_constraint=False
+    )
+    error_class = models.CharField(max_length=500, blank=True)
+    error_text = models.TextField(blank=True, help_text="The error message (a prefix).")
+    payload_text = models.TextField(blank=True, help_text="The payload prefix, escape-encoded.")
+
+    def __str__(self) -> str:
+        return f"search text of dead letter {self.dead_letter_id}"
+
+
+class SearchBacklog(models.Model):
+    """Dead letters stored but not yet in :class:`DeadLetterSearch` (one narrow row each)."""
+
+    dead_letter = models.OneToOneField(
+        DeadLetter, on_delete=models.CASCADE, primary_key=True, related_name="+", db_constraint=False
+    )
+
+    def __str__(self) -> str:
+        return f"dead letter {self.dead_letter_id} awaiting its search index"
 
 
 class DeadLetterRevision(models.Model):

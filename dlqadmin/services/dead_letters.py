@@ -20,7 +20,14 @@ from django.utils import timezone
 from brokers import headers as header_codec
 from dlqadmin import permissions
 from dlqadmin.decoding.chain import decode
-from dlqadmin.models import DeadLetter, DeadLetterRevision, DeadLetterStatus, ErrorGroup, ErrorGroupStatus
+from dlqadmin.models import (
+    DeadLetter,
+    DeadLetterRevision,
+    DeadLetterState,
+    DeadLetterStatus,
+    ErrorGroup,
+    ErrorGroupStatus,
+)
 from dlqadmin.selectors import DeadLetterFilter, dead_letters_for, source_visible
 from dlqadmin.services.audit import audit_record
 
@@ -62,7 +69,7 @@ def _settle(status: str, *, actor, ids, filters, remote_addr) -> int:
     permissions.require(actor, _SETTLE_PERMISSION[status])
     selection = _selection(actor, ids, filters).filter(status__in=SETTLEABLE).exclude(status=status)
     with transaction.atomic():
-        count = DeadLetter.objects.filter(pk__in=selection.values("pk")).update(status=status)
+        count = DeadLetterState.objects.filter(pk__in=selection.values("pk")).update(status=status)
         audit_record(
             actor=actor,
             action=f"messages.{status}",

@@ -6,17 +6,26 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.models import DeadLetter, DeadLetterState, DeadLetterStatus, RedriveAttempt, Source
 from dlqadmin.services.audit import audit_record
 from dlqadmin.services.redrive import destination as routes
 from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
 
 log = logging.getLogger(__name__)
 
-PURGEABLE = [DeadLetterStatus.RESOLVED, DeadLetterStatus.DISCARDED, DeadLetterStatus.ARCHIVED]
+#: every state nothing more happens to by itself: all but NEW (awaiting a decision) and QUEUED
+#: (in a redrive job). A redriven, failed or parked message is kept as long as any other.
+PURGEABLE = [
+    DeadLetterStatus.REDRIVEN,
+    DeadLetterStatus.FAILED,
+    DeadLetterStatus.PARKED,
+    DeadLetterStatus.RESOLVED,
+    DeadLetterStatus.DISCARDED,
+    DeadLetterStatus.ARCHIVED,
+]
 AUTO_RETRY_BATCH = 1000
 
 
@@ -100,16 +109,17 @@ def _record_held(source: Source, *, now=None) -> None:
 
 
 def retention_purge(*, days: int, now=None, chunk: int = 5000) -> int:
-    """Delete resolved, discarded and archived dead letters that failed more than ``days`` ago."""
+    """Delete dead letters in a terminal state (:data:`PURGEABLE`) that failed more than ``days``
+    ago, in chunks, except those an active redrive job still holds (it is about to send them)."""
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
     total = 0
     while True:
         ids = list(
-            DeadLetter.objects.filter(status__in=PURGEABLE, failed_at__lt=cutoff).values_list(
-                "id", flat=True
-            )[:chunk]
+            DeadLetterState.objects.filter(status__in=PURGEABLE, failed_at__lt=cutoff)
+            .exclude(Exists(RedriveAttempt.objects.filter(dead_letter=OuterRef("pk"), holds=True)))
+            .values_list("id", flat=True)[:chunk]
         )
         if not ids:
             break

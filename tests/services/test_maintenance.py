@@ -5,11 +5,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from brokers.base import HarvestedMessage, Origin
-from dlqadmin.models import AuditEvent, DeadLetter, DeadLetterStatus, ErrorGroup, RedriveAttempt, Source
+from dlqadmin.models import (
+    AuditEvent,
+    DeadLetter,
+    DeadLetterState,
+    DeadLetterStatus,
+    ErrorGroup,
+    RedriveAttempt,
+    Source,
+)
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.dead_letters import dead_letters_archive
 from dlqadmin.services.harvest.store import dead_letters_store
 from dlqadmin.services.maintenance import auto_retry_candidates, auto_retry_run, retention_purge
+from dlqadmin.services.search import search_index_backlog
 
 pytestmark = pytest.mark.django_db
 
@@ -85,20 +94,50 @@ def test_an_error_group_can_opt_in_on_a_source_without_policy(source):
     assert auto_retry_candidates(source, now=NOW).exists()
 
 
-def test_retention_deletes_only_settled_old_rows(source):
-    for position, status, days in [
+def test_retention_deletes_every_terminal_state_but_not_new_queued_or_held_rows(source):
+    from dlqadmin.models import DeadLetterSearch, RedriveJob, SearchBacklog
+    from dlqadmin.selectors_dashboard import status_counts
+
+    rows = [
         ("old-resolved", "resolved", 40),
         ("old-new", "new", 40),
+        ("old-queued", "queued", 40),
         ("young-discarded", "discarded", 5),
         ("old-archived", "archived", 40),
-    ]:
+        ("old-redriven", "redriven", 40),
+        ("old-failed", "failed", 40),
+        ("old-parked", "parked", 40),
+        ("old-failed-held", "failed", 40),
+    ]
+    for position, status, days in rows:
         store(source, position)
         DeadLetter.objects.filter(position=position).update(
             status=status, failed_at=NOW - timedelta(days=days)
         )
-    assert retention_purge(days=30, now=NOW) == 2
-    assert set(DeadLetter.objects.values_list("position", flat=True)) == {"old-new", "young-discarded"}
-    assert AuditEvent.objects.filter(action="retention.purge", count=2).exists()
+    job = RedriveJob.objects.create(status="running")
+    RedriveAttempt.objects.create(
+        job=job, dead_letter=DeadLetter.objects.get(position="old-failed-held"), holds=True
+    )
+    search_index_backlog()
+    store(source, "old-unindexed")  # still in the search backlog
+    DeadLetter.objects.filter(position="old-unindexed").update(
+        status="redriven", failed_at=NOW - timedelta(days=40)
+    )
+
+    assert retention_purge(days=30, now=NOW) == 6
+    assert set(DeadLetter.objects.values_list("position", flat=True)) == {
+        "old-new",
+        "old-queued",
+        "young-discarded",
+        "old-failed-held",
+    }
+    kept = set(DeadLetter.objects.values_list("pk", flat=True))
+    assert set(DeadLetterState.objects.values_list("pk", flat=True)) == kept  # state rows went too
+    assert set(DeadLetterSearch.objects.values_list("dead_letter_id", flat=True)) <= kept
+    assert set(SearchBacklog.objects.values_list("dead_letter_id", flat=True)) <= kept
+    left = {status: n for status, n in status_counts().items() if n}
+    assert left == {"new": 1, "queued": 1, "discarded": 1, "failed": 1}  # the tallies follow
+    assert AuditEvent.objects.filter(action="retention.purge", count=6).exists()
     assert retention_purge(days=0, now=NOW) == 0
 
 

@@ -55,7 +55,8 @@ FILTER_PARAMETERS = [
     OpenApiParameter(
         "q",
         _FILTER["q"],
-        description="Free text in the error class/message and the raw payload (for a caller who "
+        description="Free text in the error class/message (any case) and the first 4 KiB of the raw "
+        "payload (exact bytes), for messages stored a moment ago too (for a caller who "
         "sees masked messages: only where no masking rule applies, so masked values cannot be probed).",
     ),
     OpenApiParameter("max_id", _FILTER["max_id"], description="Only messages with id <= max_id."),

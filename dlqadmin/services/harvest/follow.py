@@ -35,6 +35,7 @@ from dlqadmin.services.harvest.store import (
     source_record_failure,
 )
 from dlqadmin.services.heartbeat import heartbeat_beat
+from dlqadmin.services.search import BacklogIndexer
 
 log = logging.getLogger("dlqadmin.services.harvester")  # the pre-package name, kept for logging configs
 
@@ -69,6 +70,8 @@ class Harvester:
     poll_interval: float = 0.5
     pass_limit: int = 1000
     max_backoff: float = 30.0
+    #: run the search indexer thread (dlqadmin.services.search) beside the harvest loop
+    index_search: bool = True
     reports: list[HarvestReport] = field(default_factory=list)
     _stop: asyncio.Event | None = None
     _connections: dict[int, _ConnectionState] = field(default_factory=dict)
@@ -92,6 +95,7 @@ class Harvester:
         self._stop = asyncio.Event()
         log.info("harvester started")
         db_failures = 0
+        indexer = BacklogIndexer().start() if self.index_search else None
         try:
             while not self.stopping:
                 try:
@@ -113,6 +117,8 @@ class Harvester:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), self.poll_interval)
         finally:
+            if indexer is not None:
+                await asyncio.to_thread(indexer.stop)
             await self.close()
             log.info("harvester stopped")
 

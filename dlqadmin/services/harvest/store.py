@@ -30,7 +30,7 @@ from django.utils import timezone
 import brokers
 from brokers.base import BrokerAdapter, BrokerError, HarvestedMessage
 from dlqadmin import live
-from dlqadmin.models import DeadLetter, DeadLetterStatus, Source
+from dlqadmin.models import DeadLetter, DeadLetterState, DeadLetterStatus, SearchBacklog, Source
 from dlqadmin.services import alerts
 from dlqadmin.services.connections import connection_config, source_spec
 from dlqadmin.services.grouping import Failure, error_groups_record
@@ -188,25 +188,62 @@ def _insert(
     """Insert ``messages`` (their error groups in ``groups``) whose position is not stored yet;
     returns ``(id, position)`` of the new rows, in batch order. Positions must be unique.
 
-    On PostgreSQL: one ``INSERT ... SELECT FROM unnest() ON CONFLICT DO NOTHING`` with one binary
-    array parameter per column, on a server-side-binding cursor of Django's own connection (same
-    transaction), the arrays built straight from the dataclasses. ``bulk_create`` compiles ~30
-    placeholders per row and Django's client-side-binding cursor then quotes every 1 KiB payload
-    into the SQL text in Python: about 0.5 ms per row, several times what the database spends on
-    the insert. The conflict is found by the (source, position) UNIQUE index itself: a separate
-    ``position IN (...)`` lookup of a source that is new to the planner's statistics is planned
-    on the plain ``source_id`` index and reads every stored row of the source, each batch."""
+    One statement, one round trip: ids drawn from the state table's sequence, the bodies
+    inserted with ``ON CONFLICT DO NOTHING`` (the (source, position) UNIQUE index finds a stored
+    position), then the state rows and the search backlog rows of the bodies that went in. Each
+    table's columns come as one binary array parameter (``INSERT ... SELECT FROM unnest()``), on a
+    server-side-binding cursor of Django's own connection (same transaction), the arrays built
+    straight from the dataclasses: ``bulk_create`` compiles ~30 placeholders per row and
+    Django's client-side-binding cursor then quotes every 1 KiB payload into the SQL text in
+    Python, several times what the database spends on the insert."""
     conn = connections[DEFAULT_DB_ALIAS]  # resolved once: each proxy access is a context lookup
     if not messages:
         return []
     rows = _values(source, messages, failures)
-    meta, quote = DeadLetter._meta, conn.ops.quote_name
     n = len(messages)
     values = dict(zip(_FILLED, _columns(rows), strict=True))
-    values.update(source_id=[source.pk] * n, harvested_at=[now] * n, error_group_id=[g.pk for g in groups])
-    fields = [f for f in meta.concrete_fields if not f.primary_key]
-    columns, arrays = [], []
-    for f in fields:
+    values.update(
+        source_id=[source.pk] * n,
+        source_key=[source.pk] * n,
+        harvested_at=[now] * n,
+        error_group_id=[g.pk for g in groups],
+    )
+    quote = conn.ops.quote_name
+    body_names, body_arrays, body_columns = _unnest(DeadLetter, values, n, conn)
+    state_names, state_arrays, state_columns = _unnest(DeadLetterState, values, n, conn)
+    body, state = quote(DeadLetter._meta.db_table), quote(DeadLetterState._meta.db_table)
+    backlog, sequence = quote(SearchBacklog._meta.db_table), f"'{DeadLetterState._meta.db_table}'"
+    sql = (
+        f"WITH ids AS (SELECT nextval(pg_get_serial_sequence({sequence}, 'id')) AS id, "  # noqa: S608
+        f"ord FROM generate_series(1, {n}) AS ord), "
+        f"body AS (INSERT INTO {body} (id, {body_names}) "
+        f"SELECT ids.id, {_aliases(body_columns)} FROM unnest({body_arrays}) WITH ORDINALITY "
+        f"AS r({_aliases(body_columns)}, ord) JOIN ids ON ids.ord = r.ord "
+        "ON CONFLICT (source_key, position) DO NOTHING RETURNING id, position), "
+        f"state AS (INSERT INTO {state} (id, {state_names}) "
+        f"SELECT ids.id, {_aliases(state_columns)} FROM unnest({state_arrays}) WITH ORDINALITY "
+        f"AS r({_aliases(state_columns)}, ord) JOIN ids ON ids.ord = r.ord "
+        "WHERE ids.id IN (SELECT id FROM body)), "
+        f"backlog AS (INSERT INTO {backlog} (dead_letter_id) SELECT id FROM body) "
+        "SELECT id, position FROM body ORDER BY id"
+    )
+    conn.ensure_connection()
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:  # Django's exceptions
+        cursor.execute(sql, body_columns + state_columns)
+        return cursor.fetchall()
+
+
+def _aliases(columns: list) -> str:
+    return ", ".join(f"c{i}" for i in range(len(columns)))
+
+
+def _unnest(model, values: dict, n: int, conn) -> tuple[str, str, list[list]]:
+    """``model``'s own columns but its id: their quoted names, the ``unnest()`` argument list
+    (one typed binary array each) and the arrays, from ``values`` (or each field's default)."""
+    names, arrays, columns = [], [], []
+    for f in model._meta.local_concrete_fields:
+        if f.primary_key:
+            continue
         column = values.get(f.attname)
         if column is None:  # a column this module does not fill: its default, like the ORM would
             column = [f.get_db_prep_save(f.get_default(), conn)] * n
@@ -215,19 +252,9 @@ def _insert(
             arrays.append("%b::text[]::jsonb[]")
         else:
             arrays.append(f"%b::{f.cast_db_type(conn)}[]")
+        names.append(conn.ops.quote_name(f.column))
         columns.append(column)
-    names = ", ".join(quote(f.column) for f in fields)
-    position = quote(meta.get_field("position").column)
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({names}) "  # noqa: S608 - quoted identifiers only
-        f"SELECT * FROM unnest({', '.join(arrays)}) "
-        f"ON CONFLICT ({quote(meta.get_field('source').column)}, {position}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}, {position}"
-    )
-    conn.ensure_connection()
-    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:  # Django's exceptions
-        cursor.execute(sql, columns)
-        return cursor.fetchall()
+    return ", ".join(names), ", ".join(arrays), columns
 
 
 class _AlreadyStored(Exception):  # noqa: N818 - control flow, never escapes this module

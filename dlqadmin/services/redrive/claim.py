@@ -32,6 +32,7 @@ from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
     DeadLetter,
+    DeadLetterState,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
@@ -140,7 +141,7 @@ def claim_chunk(job: RedriveJob, ids: list[int]) -> Claimed:
             holder = holders.get(pk)
             reason = f"busy in job #{holder}" if holder else "busy in another redrive job"
             skipped.append((pk, RedriveAttemptStatus.SKIPPED, previous, reason, now))
-    claimed = DeadLetter.objects.filter(pk__in=won).update(status=DeadLetterStatus.QUEUED) if won else 0
+    claimed = DeadLetterState.objects.filter(pk__in=won).update(status=DeadLetterStatus.QUEUED) if won else 0
     _insert_attempts(job, skipped)
     return Claimed(claimed, len(skipped), len(lost), set(holders.values()))
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
-    DeadLetter,
+    DeadLetterState,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
@@ -197,7 +197,7 @@ def release_orphans() -> int:
     with transaction.atomic():
         active = RedriveAttempt.objects.filter(dead_letter=OuterRef("pk"), status__in=ACTIVE_ATTEMPT)
         candidates = list(
-            DeadLetter.objects.filter(status=DeadLetterStatus.QUEUED)
+            DeadLetterState.objects.filter(status=DeadLetterStatus.QUEUED)
             .filter(~Exists(active))
             .values_list("pk", flat=True)[:RELEASE_BATCH]
         )
@@ -220,7 +220,7 @@ def _restore(previous_by_letter: dict[int, str | None]) -> int:
     if not previous_by_letter:
         return 0
     locked = list(
-        DeadLetter.objects.select_for_update(skip_locked=True)
+        DeadLetterState.objects.select_for_update(skip_locked=True)
         .filter(pk__in=list(previous_by_letter), status=DeadLetterStatus.QUEUED)
         .order_by("pk")
         .values_list("pk", flat=True)
@@ -239,7 +239,7 @@ def _restore(previous_by_letter: dict[int, str | None]) -> int:
             by_status.setdefault(previous, []).append(pk)
     n = 0
     for status, letters in by_status.items():
-        n += DeadLetter.objects.filter(pk__in=letters).update(status=status)
+        n += DeadLetterState.objects.filter(pk__in=letters).update(status=status)
     if n:
         log.warning("released %d queued message(s) no redrive job will send", n)
     return n

@@ -35,8 +35,8 @@ from brokers.base import (
 )
 from dlqadmin.models import (
     Connection,
-    DeadLetter,
     DeadLetterRevision,
+    DeadLetterState,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
@@ -348,11 +348,11 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
             if pk in recorded:
                 (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(letters[pk])
         if sent:
-            DeadLetter.objects.filter(pk__in=sent).update(
+            DeadLetterState.objects.filter(pk__in=sent).update(
                 status=DeadLetterStatus.REDRIVEN, redrive_count=F("redrive_count") + 1, last_redriven_at=now
             )
         if failed:
-            DeadLetter.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
+            DeadLetterState.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
         if recorded:
             RedriveJob.objects.filter(pk=job.pk).update(
                 succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now

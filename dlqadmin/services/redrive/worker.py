@@ -34,7 +34,7 @@ from dlqadmin import live
 from dlqadmin.models import (
     ACTIVE_JOB_STATUSES,
     RUNNABLE_JOB_STATUSES,
-    DeadLetter,
+    DeadLetterState,
     DeadLetterStatus,
     RedriveAttempt,
     RedriveAttemptStatus,
@@ -135,7 +135,7 @@ def _release_pending(job: RedriveJob, reason: str) -> int:
             for _, letter, previous in rows:
                 by_status.setdefault(previous or DeadLetterStatus.NEW, []).append(letter)
             for previous, letters in by_status.items():
-                DeadLetter.objects.filter(pk__in=letters, status=DeadLetterStatus.QUEUED).update(
+                DeadLetterState.objects.filter(pk__in=letters, status=DeadLetterStatus.QUEUED).update(
                     status=previous
                 )
             RedriveJob.objects.filter(pk=job.pk).update(skipped=F("skipped") + len(rows))

@@ -37,6 +37,7 @@ class Schema:
     label: str = ""  # e.g. "orders-value v2"
     schema_id: int | None = None
     message_type: str = ""  # Protobuf from the schema store: the message the body holds
+    subject: str = ""  # the registry subject it is registered under (for a later version)
 
 
 class SchemaUnavailable(Exception):
@@ -200,6 +201,19 @@ def _indexes_in(proto: descriptor_pb2.FileDescriptorProto, message_type: str) ->
         path.append(index)
         messages = messages[index].nested_type
     return path
+
+
+def with_schema(record: Record, schema: Schema) -> Record:
+    """``record`` to be written with another ``schema`` (a later version of its subject): same
+    kind, and for Protobuf the same message, found by name in the new file."""
+    if schema.kind != record.schema.kind:
+        raise RecordError(
+            f"the chosen schema is {LABELS[schema.kind]}, the record {LABELS[record.schema.kind]}"
+        )
+    indexes = record.indexes
+    if schema.kind == "protobuf":
+        indexes = _indexes_in(_file_proto(schema.text), record.message_name)
+    return Record(record.value, schema, list(indexes), record.message_name, record.framed)
 
 
 def encode(record: Record, value) -> bytes:

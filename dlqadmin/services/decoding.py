@@ -6,13 +6,16 @@ changed, nothing is cached in the database. Masking of the decoded value is the 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from brokers import headers as header_codec
 from dlqadmin import permissions
+from dlqadmin.decoding import confluent
 from dlqadmin.decoding.chain import PAYLOAD_FORMATS, Decoded, decode
 from dlqadmin.decoding.reencode import EncodeError, reencode
 from dlqadmin.models import DeadLetter, Source
 from dlqadmin.services.dead_letters import EditError
-from dlqadmin.services.schemas import registry_lookup, stored_schema_for
+from dlqadmin.services.schemas import registry_lookup, registry_version, stored_schema_for
 
 
 def payload_format_of(source: Source) -> str:
@@ -53,7 +56,7 @@ def payload_decode(
     )
 
 
-def payload_reencode(letter: DeadLetter, value, *, actor) -> bytes:
+def payload_reencode(letter: DeadLetter, value, *, actor, schema_version: int | None = None) -> bytes:
     """The edited decoded ``value`` of ``letter`` as bytes its consumer reads: decoded from the
     latest revision (else the original) to learn its schema, format and compressions, then
     re-encoded the same way (``dlqadmin.decoding.reencode``). Raises EditError keyed
@@ -66,9 +69,23 @@ def payload_reencode(letter: DeadLetter, value, *, actor) -> bytes:
         found = payload_decode(letter, payload=bytes(latest.payload), headers=latest.headers)
     else:
         found = payload_decode(letter)
+    if schema_version is not None:
+        found = _with_version(letter, found, schema_version)
     try:
         return reencode(found, value)
     except EncodeError as exc:
         errors = {"payload_json": str(exc)}
         errors.update({f"payload_json.{k}" if k != "payload_json" else k: v for k, v in exc.fields.items()})
         raise EditError(errors) from None
+
+
+def _with_version(letter: DeadLetter, found: Decoded, version: int) -> Decoded:
+    """``found`` to be re-encoded with version ``version`` of its registry subject."""
+    record = found.record
+    if record is None or not record.framed or not record.schema.subject:
+        raise EditError({"schema_version": "only a Schema Registry record can take another schema version"})
+    try:
+        schema = registry_version(letter.source.connection, record.schema.subject, version)
+        return replace(found, record=confluent.with_schema(record, schema))
+    except (confluent.SchemaUnavailable, confluent.RecordError) as exc:
+        raise EditError({"schema_version": f"{record.schema.subject} v{version}: {exc}"}) from None

@@ -109,17 +109,43 @@ def _by_id(client: RegistryClient, schema_id: int) -> Schema:
             registered = client.schema_by_id(schema_id, serialized=True)
     except RegistryError as exc:
         raise SchemaUnavailable(_why(exc)) from None
-    label = ""
+    label = subject = ""
     try:
         pairs = client.subject_versions(schema_id)
         if pairs:
-            label = f"{pairs[0][0]} v{pairs[0][1]}"
+            subject, label = pairs[0][0], f"{pairs[0][0]} v{pairs[0][1]}"
     except RegistryError:
-        pass  # only the label needs it
-    return _resolved(client, registered, label=label, depth=0)
+        pass  # only the label (and a later version's edit) needs it
+    return _resolved(client, registered, label=label, depth=0, subject=subject)
 
 
-def _resolved(client: RegistryClient, registered: RegisteredSchema, *, label: str, depth: int) -> Schema:
+def registry_version(connection: Connection, subject: str, version: int) -> Schema:
+    """Version ``version`` of ``subject`` in ``connection``'s registry (an edit re-encoded with a
+    later version). Raises SchemaUnavailable (no registry, unknown subject 40401 or version 40402,
+    unreachable)."""
+    if not connection.schema_registry_url:
+        raise SchemaUnavailable("the connection has no Schema Registry")
+    key = (connection.schema_registry_url, "version", subject, version)
+    found = _cached(key)
+    if found is not None:
+        return found
+    try:
+        client = RegistryClient(registry_config(connection))
+        registered = client.version(subject, version)
+        if registered.schema_type == "PROTOBUF":
+            registered = client.version(subject, version, serialized=True)
+    except DecryptionError as exc:
+        raise SchemaUnavailable(f"the registry secret cannot be decrypted: {exc}") from None
+    except RegistryError as exc:
+        raise SchemaUnavailable(str(exc)) from None
+    found = _resolved(client, registered, label=f"{subject} v{version}", depth=0, subject=subject)
+    _keep(key, found)
+    return found
+
+
+def _resolved(
+    client: RegistryClient, registered: RegisteredSchema, *, label: str, depth: int, subject: str = ""
+) -> Schema:
     kind = KINDS.get(registered.schema_type)
     if kind is None:
         raise SchemaUnavailable(f"unknown schema type {registered.schema_type}")
@@ -144,6 +170,7 @@ def _resolved(client: RegistryClient, registered: RegisteredSchema, *, label: st
         references=tuple(references),
         label=label,
         schema_id=registered.id,
+        subject=registered.subject or subject,
     )
 
 

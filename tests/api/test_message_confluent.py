@@ -188,3 +188,36 @@ def test_protobuf_and_json_schema_edits_are_checked_and_read_by_the_consumers_de
         latest_payload(letters["json"]), context
     )
     assert read == {"order": 10, "sku": "C"}
+
+
+def test_an_edit_can_be_reencoded_with_a_later_version_of_its_subject(world, as_operator, registry):
+    import json
+
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient  # noqa: TID251
+    from confluent_kafka.schema_registry.avro import AvroDeserializer  # noqa: TID251
+    from confluent_kafka.serialization import MessageField, SerializationContext  # noqa: TID251
+
+    from tests.support.schema_registry import ORDER_AVRO
+
+    client = SchemaRegistryClient({"url": registry.url, "basic.auth.user.info": "sr-user:sr-secret"})
+    evolved = json.loads(ORDER_AVRO)
+    evolved["fields"].append({"name": "channel", "type": "string", "default": "web"})
+    subject = f"{world['topic']}-value"
+    new_id = client.register_schema(subject, Schema(json.dumps(evolved), "AVRO"))
+    version = client.get_latest_version(subject).version
+    letter, url = world["letters"]["avro"], f"/api/v1/messages/{world['letters']['avro'].pk}/"
+    value = {"order": 42, "card": {"number": CARD}, "note": None, "channel": "app"}
+
+    response = as_operator.patch(url, {"payload_json": value}, format="json")  # not in the old schema
+    assert response.status_code == 400 and "payload_json.channel" in response.json()["fields"]
+    for wrong, why in ((99, "40402"), (2, "Protobuf")):
+        response = as_operator.patch(url, {"payload_json": value, "schema_version": wrong}, format="json")
+        assert response.status_code == 400 and why in response.json()["fields"]["schema_version"], (
+            response.content
+        )
+    response = as_operator.patch(url, {"payload_json": value, "schema_version": version}, format="json")
+    assert response.status_code == 200, response.content
+    stored = latest_payload(letter)
+    assert stored[:5] == b"\x00" + new_id.to_bytes(4, "big")
+    read = AvroDeserializer(client)(stored, SerializationContext(world["topic"], MessageField.VALUE))
+    assert read == value

@@ -383,6 +383,13 @@ class MessageEditSerializer(StrictSerializer):
         "message's schema and re-encoded as the original was (same schema id, same compression). "
         "Only for a message that decodes.",
     )
+    schema_version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="With payload_json for a Schema Registry record: re-encode with this version of "
+        "its subject (e.g. a later one) instead of the schema it was written with.",
+    )
     headers = HeaderInputSerializer(
         many=True, required=False, help_text="Replaces the headers; omit to keep the current ones."
     )
@@ -400,6 +407,8 @@ class MessageEditSerializer(StrictSerializer):
             raise serializers.ValidationError(
                 {given[0]: "give one of payload_text, payload_base64 or payload_json"}
             )
+        if "schema_version" in attrs and "payload_json" not in attrs:
+            raise serializers.ValidationError({"schema_version": "only with payload_json"})
         if not given and "headers" not in attrs:
             raise serializers.ValidationError(
                 {"payload_text": "give payload_text, payload_base64 or payload_json (and/or headers)"}
@@ -415,7 +424,9 @@ class MessageEditSerializer(StrictSerializer):
         elif "payload_base64" in data:
             payload = data["payload_base64"]
         elif "payload_json" in data:
-            payload = payload_reencode(letter, data["payload_json"], actor=actor)
+            payload = payload_reencode(
+                letter, data["payload_json"], actor=actor, schema_version=data.get("schema_version")
+            )
         else:
             payload = bytes(latest.payload if latest else letter.payload)
         headers = None

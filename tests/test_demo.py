@@ -268,7 +268,7 @@ def _stored_per_source(url: str | None) -> dict[str, int]:
         with psycopg.connect(url, connect_timeout=2) as conn:
             rows = conn.execute(
                 "SELECT s.name, COUNT(d.id) FROM dlqadmin_source s "
-                "JOIN dlqadmin_deadletter d ON d.source_id = s.id GROUP BY s.name"
+                "JOIN dlqadmin_deadletter d ON d.source_key = s.id GROUP BY s.name"
             ).fetchall()
     except psycopg.Error:
         return {}  # not started or not migrated yet

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from dlqadmin.decoding.chain import PAYLOAD_FORMATS
+
 Table = dict[str, tuple[type, float | None, float | None, str]]
 
 # key -> (type, minimum or None, maximum or None, description); the maxima keep a one-shot call
@@ -56,9 +58,12 @@ CONNECTION_OPTIONS: dict[str, Table] = {
 }
 
 _BATCH = (int, 1, 100_000, "Messages stored per database transaction (default DLQADMIN_HARVEST_BATCH_SIZE).")
+#: read time only (dlqadmin/decoding): how the dashboard and API decode this source's payloads
+_FORMAT = (str, None, None, f"Payload decoding: {', '.join(PAYLOAD_FORMATS)} (default auto).")
 SOURCE_OPTIONS: dict[str, Table] = {
     "queue": {
         "batch_size": _BATCH,
+        "payload_format": _FORMAT,
         "prefetch": (int, 1, 65_535, "AMQP prefetch while harvesting (default: the batch size)."),
         "idle_timeout": (
             float,
@@ -69,11 +74,13 @@ SOURCE_OPTIONS: dict[str, Table] = {
     },
     "topic": {
         "batch_size": _BATCH,
+        "payload_format": _FORMAT,
         "group_id": (str, None, None, "Consumer group whose committed offsets are the harvest position."),
         "idle_timeout": (float, 0, 3600, "Seconds without records after which a harvest stops."),
     },
     "advisory": {
         "batch_size": _BATCH,
+        "payload_format": _FORMAT,
         "capture_stream": (str, None, None, "Stream that captures the advisories (default derived)."),
         "durable": (str, None, None, "Durable consumer name."),
         "max_age": (float, 0, 315_360_000, "Seconds the capture stream keeps advisories (default 30 days)."),
@@ -82,6 +89,7 @@ SOURCE_OPTIONS: dict[str, Table] = {
     },
     "dlq_stream": {
         "batch_size": _BATCH,
+        "payload_format": _FORMAT,
         "durable": (str, None, None, "Durable consumer name."),
         "filter_subject": (str, None, None, "Only harvest subjects matching this filter."),
         "delete_after_harvest": (bool, None, None, "Delete harvested messages from a Limits stream."),
@@ -90,6 +98,7 @@ SOURCE_OPTIONS: dict[str, Table] = {
     },
     "subject": {
         "batch_size": _BATCH,
+        "payload_format": _FORMAT,
         "listen_seconds": (float, 0, 3600, "Seconds a harvest listens on the core NATS subject (default 1)."),
         "queue_group": (str, None, None, "Queue group to share the subject with other harvesters."),
     },
@@ -119,6 +128,8 @@ def check_options(options: dict, table: Table) -> dict[str, str]:
             isinstance(v, str | int | float | bool) and not isinstance(v, dict) for v in value.values()
         ):
             errors[key] = "values must be strings, numbers or booleans"
+    if "payload_format" in table and options.get("payload_format") not in (None, *PAYLOAD_FORMATS):
+        errors["payload_format"] = f"one of {', '.join(PAYLOAD_FORMATS)}"
     if isinstance(options.get("discover_include"), str):
         try:
             re.compile(options["discover_include"])

@@ -14,9 +14,10 @@ from django.core.exceptions import ValidationError
 
 from brokers import headers as header_codec
 from dlqadmin.broker_options import CONNECTION_OPTIONS, SOURCE_OPTIONS, option_problems
-from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode
+from dlqadmin.models import Connection, ErrorGroupStatus, Source, SourceMode, StoredSchema
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.redrive import options as bounds
+from dlqadmin.services.schemas import stored_schema_save
 from dlqadmin.services.sources import source_create, source_modes, source_update
 from dlqadmin.validators import control_character, find_nul
 
@@ -177,6 +178,7 @@ class EditForm(forms.Form):
     """An edited payload and header set. ``is_json`` (the original is JSON) makes JSON required."""
 
     ENCODINGS = [("text", "Text (UTF-8)"), ("base64", "Base64 (binary)")]
+    DECODED = ("decoded", "Decoded JSON (re-encoded as the original on save)")
 
     payload_encoding = forms.ChoiceField(choices=ENCODINGS, initial="text", label="Payload as")
     payload = forms.CharField(
@@ -192,14 +194,25 @@ class EditForm(forms.Form):
     )
     note = forms.CharField(required=False, max_length=500, label="Why (kept in the history)")
 
-    def __init__(self, *args, is_json: bool = False, **kwargs):
+    def __init__(self, *args, is_json: bool = False, decodable: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.is_json = is_json
+        if decodable:
+            self.fields["payload_encoding"].choices = [self.DECODED, *self.ENCODINGS]
 
     def clean(self):
         data = super().clean()
         raw = data.get("payload") or ""
-        if data.get("payload_encoding") == "base64":
+        if data.get("payload_encoding") == "decoded":
+            # the view re-encodes the value (services.decoding.payload_reencode) into payload_bytes
+            try:
+                data["payload_value"] = json.loads(raw)
+            except ValueError as exc:
+                self.add_error(
+                    "payload", f"the decoded payload is edited as JSON and this is not JSON: {exc}"
+                )
+            payload = b""
+        elif data.get("payload_encoding") == "base64":
             try:
                 payload = base64.b64decode("".join(raw.split()), validate=True)
             except (binascii.Error, ValueError):
@@ -207,7 +220,7 @@ class EditForm(forms.Form):
                 return data
         else:
             payload = raw.replace("\r\n", "\n").encode("utf-8")
-        if self.is_json:
+        if self.is_json and data.get("payload_encoding") != "decoded":
             try:
                 json.loads(payload)
             except ValueError as exc:
@@ -317,6 +330,15 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
         help_text="PEM private key; write-only. Leave empty to keep the stored key.",
     )
+    new_schema_registry_secret = forms.CharField(
+        required=False,
+        label="Schema Registry password or token",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. With a user: basic-auth password; without: a bearer token.",
+    )
+    clear_schema_registry_secret = forms.BooleanField(
+        required=False, label="Remove the stored registry secret"
+    )
     options_json = _options_field(3, 'Kind-specific client options, e.g. {"sasl_mechanism": "PLAIN"}.')
     options_tables, options_by = CONNECTION_OPTIONS, "kind"
 
@@ -331,6 +353,8 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
             "tls_verify",
             "tls_ca_cert",
             "tls_client_cert",
+            "schema_registry_url",
+            "schema_registry_username",
         ]
         widgets = {
             "tls_ca_cert": forms.Textarea(attrs={"rows": 3}),
@@ -363,11 +387,15 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
         if self.cleaned_data.get("clear_password"):
             password = ""
         client_key = self.cleaned_data.get("new_tls_client_key") or None
+        registry_secret = self.cleaned_data.get("new_schema_registry_secret") or None
+        if self.cleaned_data.get("clear_schema_registry_secret"):
+            registry_secret = ""
         if self.instance.pk is None:
             return connection_create(
                 actor=actor,
                 password=password or "",
                 tls_client_key=client_key or "",
+                schema_registry_secret=registry_secret or "",
                 remote_addr=remote_addr,
                 **data,
             )
@@ -376,6 +404,7 @@ class ConnectionForm(OptionsJsonMixin, forms.ModelForm):
             connection=self.instance,
             password=password,
             tls_client_key=client_key,
+            schema_registry_secret=registry_secret,
             remote_addr=remote_addr,
             **data,
         )
@@ -413,3 +442,61 @@ class SourceForm(OptionsJsonMixin, forms.ModelForm):
         if self.instance.pk is None:
             return source_create(actor=actor, connection=self.connection, remote_addr=remote_addr, **data)
         return source_update(actor=actor, source=self.instance, remote_addr=remote_addr, **data)
+
+
+class StoredSchemaForm(forms.ModelForm):
+    """Upload a schema into the store: a file (.avsc, JSON Schema, Protobuf descriptor set) or
+    pasted text, bound to sources. Saved through ``services.schemas.stored_schema_save``."""
+
+    upload = forms.FileField(
+        required=False,
+        label="Schema file",
+        help_text=".avsc, a JSON Schema .json, or a Protobuf descriptor set "
+        "(protoc --include_imports --descriptor_set_out=orders.desc orders.proto).",
+    )
+    definition = forms.CharField(
+        required=False,
+        label="…or paste it",
+        widget=forms.Textarea(attrs={"rows": 6, "class": "mono", "spellcheck": "false"}),
+    )
+
+    class Meta:
+        model = StoredSchema
+        fields = ["name", "kind", "message_type", "sources", "header", "header_value"]
+        widgets = {"sources": forms.CheckboxSelectMultiple}
+
+    MAX_UPLOAD = 1024 * 1024
+
+    def clean(self):
+        data = super().clean()
+        upload = data.get("upload")
+        if upload is not None:
+            if upload.size > self.MAX_UPLOAD:
+                raise forms.ValidationError({"upload": f"larger than {self.MAX_UPLOAD} bytes"})
+            raw = upload.read()
+            if data.get("kind") == "protobuf":
+                data["definition"] = base64.b64encode(raw).decode("ascii")
+            else:
+                try:
+                    data["definition"] = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise forms.ValidationError({"upload": "not UTF-8 text"}) from None
+        if not data.get("definition"):
+            raise forms.ValidationError({"upload": "choose a file or paste the schema"})
+        return data
+
+    def _post_clean(self):
+        pass  # the service validates the model (full_clean) and reports field errors
+
+    def save(self, *, actor, remote_addr=None) -> StoredSchema:
+        values = {
+            name: self.cleaned_data.get(name) or "" for name in ("name", "kind", "message_type", "header")
+        }
+        values["header_value"] = self.cleaned_data.get("header_value") or ""
+        return stored_schema_save(
+            actor=actor,
+            sources=list(self.cleaned_data.get("sources") or []),
+            remote_addr=remote_addr,
+            definition=self.cleaned_data["definition"],
+            **values,
+        )

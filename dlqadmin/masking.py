@@ -49,8 +49,14 @@ def validate_rule(kind: str, pattern: str) -> None:
             re.compile(pattern)
         except re.error as exc:
             raise ValidationError({"pattern": f"not a valid regular expression: {exc}"}) from None
-    if kind == MaskingKind.JSON_PATH and any(not part for part in pattern.split(".")):
+    if kind == MaskingKind.JSON_PATH and (not path_parts(pattern) or any(not p for p in path_parts(pattern))):
         raise ValidationError({"pattern": "a JSON path is dotted keys, e.g. customer.email or **.password"})
+
+
+def path_parts(pattern: str) -> list[str]:
+    """The keys of a JSON path rule; a leading ``$`` (``$.card.number``) names the root."""
+    parts = pattern.split(".")
+    return parts[1:] if parts[:1] == ["$"] else parts
 
 
 @lru_cache(maxsize=256)
@@ -113,9 +119,37 @@ def mask_payload(payload: bytes, rules: Sequence[Rule]) -> bytes:
             document = None
         if document is not None:
             for rule in paths:
-                document = _mask_path(document, rule.pattern.split("."), rule.replacement)
+                document = _mask_path(document, path_parts(rule.pattern), rule.replacement)
             text = json.dumps(document, ensure_ascii=False)
     return mask_text(text, rules).encode("utf-8")
+
+
+#: what a decoded value becomes when a regex rule leaves text that is no longer JSON
+HIDDEN_VALUE = "[decoded payload hidden by masking rules]"
+
+
+def mask_value(value, rules: Sequence[Rule]):
+    """A decoded payload (JSON-compatible data, see ``dlqadmin.decoding``) as a masked user sees
+    it: JSON paths apply to the value, regexes to its JSON text, as for a JSON payload."""
+    if not rules:
+        return value
+    try:
+        document = json.loads(json.dumps(value))  # a copy: the caller's value is not changed
+    except (ValueError, RecursionError):
+        return HIDDEN_VALUE
+    for rule in rules:
+        if rule.kind == MaskingKind.JSON_PATH:
+            document = _mask_path(document, path_parts(rule.pattern), rule.replacement)
+    if not any(r.kind == MaskingKind.REGEX for r in rules):
+        return document
+    text = json.dumps(document, ensure_ascii=False)
+    masked = mask_text(text, rules)
+    if masked == text:
+        return document
+    try:
+        return json.loads(masked)
+    except (ValueError, RecursionError):
+        return HIDDEN_VALUE
 
 
 def mask_headers(headers: list, rules: Sequence[Rule]) -> list:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
@@ -108,3 +109,21 @@ def validate_email_list(value: str) -> None:
             validate_email(address)
         except ValidationError:
             raise ValidationError(f"{address!r} is not a valid email address") from None
+
+
+def registry_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a Schema Registry base URL (None when it can, or is empty)."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        return f"not a URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "a Schema Registry URL is http://host:port or https://host:port"
+    if parts.username or parts.password:
+        return "put the registry's credentials in schema_registry_username / _secret, not in the URL"
+    if control_character(url):
+        return "the URL contains a control character"
+    return None

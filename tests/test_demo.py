@@ -34,10 +34,12 @@ import pytest
 from confluent_kafka.admin import AdminClient
 from django.core.management import call_command
 
+from brokers import headers as header_codec
 from brokers import simulate
 from devtools.demo import postgres
 from devtools.demo.supervisor import Supervisor
 from dlqadmin.models import AuditEvent, DeadLetter, ErrorGroup, Source
+from dlqadmin.services.decoding import payload_decode
 from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, NATS_URL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +168,16 @@ def test_seeded_demo_traffic_is_harvested_with_reasons_origins_and_error_groups(
     assert {row.origin_topic for row in payments} == {k.payments}
     assert all(row.error_class and row.error_message for row in payments)
     assert all(bytes(row.key).startswith(b"order-") for row in payments)
+    # decodable payloads: the Avro payments (stored schema) and the gzip orders
+    avro = [
+        row for row in payments if header_codec.get_text(row.headers, "content-type") == "application/avro"
+    ]
+    assert avro and all(
+        payload_decode(row).chain == "Avro com.acme.payments.PaymentRequested (payments-avro)" for row in avro
+    )
+    # the declared gzip bodies decode; the undeclared "gzip" garbage says why it does not
+    gzipped = [row for row in orders if (row.properties or {}).get("content_encoding") == "gzip"]
+    assert gzipped and all(payload_decode(row).chain == "gzip → JSON" for row in gzipped)
     connect = DeadLetter.objects.filter(source__name="connect-dlq")
     assert {row.origin_topic for row in connect} == {k.customers}
     assert all(row.error_class.startswith("org.apache.kafka.connect.errors.") for row in connect)

@@ -42,6 +42,7 @@ LAYERS = [
         (
             "dlqadmin.validators",
             "dlqadmin.masking",
+            "dlqadmin.decoding",
             "dlqadmin.permissions",
             "dlqadmin.crypto",
             "dlqadmin.broker_options",

@@ -14,7 +14,16 @@ from collections import Counter
 from dataclasses import dataclass
 
 from .common import _ticks, check_prefix
-from .payloads import _connect_failure, _payment_failure, _stack, _trace, customer, garbage, payment
+from .payloads import (
+    _connect_failure,
+    _payment_failure,
+    _stack,
+    _trace,
+    avro_payment,
+    customer,
+    garbage,
+    payment,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +73,7 @@ def _produce(producer, topic: str, **kwargs):
     return msg
 
 
-def _kafka_fail_one(producer, n: KafkaNames, rng: random.Random, spring: bool) -> str:
+def _kafka_fail_one(producer, n: KafkaNames, rng: random.Random, spring: bool, avro: bool = False) -> str:
     raw = garbage(rng) if rng.random() < 0.15 else None
     if spring:
         body = None if raw else payment(rng)
@@ -74,6 +83,9 @@ def _kafka_fail_one(producer, n: KafkaNames, rng: random.Random, spring: bool) -
             ("__TypeId__", b"com.acme.payments.PaymentRequested"),
             ("traceparent", _trace(rng).encode()),
         ]
+        if avro and body is not None:  # an Avro producer: bare records, decoded by the stored schema
+            value = avro_payment(body)
+            headers.append(("content-type", b"application/avro"))
         orig = _produce(producer, n.payments, key=key, value=value, headers=headers)
         fqcn, cause = _payment_failure(rng, body, value)
         message = (
@@ -164,7 +176,8 @@ async def kafka_traffic(
     try:
         async for i in _ticks(rate=rate, count=count, duration=duration, stop=stop):
             spring = i % 2 == 0 if i < 2 else rng.random() < 0.6
-            caused[await asyncio.to_thread(_kafka_fail_one, producer, n, rng, spring)] += 1
+            avro = i == 0 or (spring and rng.random() < 0.25)
+            caused[await asyncio.to_thread(_kafka_fail_one, producer, n, rng, spring, avro)] += 1
     finally:
         await asyncio.to_thread(producer.flush, 10)
     return caused

@@ -53,6 +53,41 @@ def payment(rng: random.Random) -> dict:
     }
 
 
+#: the payment event as an Avro producer writes it (bare records, content-type application/avro);
+#: seed_demo stores this schema in dlqadmin's schema store for the payments DLT
+PAYMENT_AVRO = {
+    "type": "record",
+    "name": "PaymentRequested",
+    "namespace": "com.acme.payments",
+    "fields": [
+        {"name": "payment_id", "type": "string"},
+        {"name": "order_id", "type": "int"},
+        {"name": "amount", "type": "double"},
+        {"name": "currency", "type": "string"},
+        {
+            "name": "card",
+            "type": {
+                "type": "record",
+                "name": "Card",
+                "fields": [{"name": "brand", "type": "string"}, {"name": "last4", "type": "string"}],
+            },
+        },
+        {"name": "customer_email", "type": "string"},
+    ],
+}
+
+
+def avro_payment(body: dict) -> bytes:
+    """``body`` (a ``payment``) as a bare Avro record of ``PAYMENT_AVRO``."""
+    import io
+
+    import fastavro
+
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, fastavro.parse_schema(PAYMENT_AVRO), body)
+    return out.getvalue()
+
+
 def customer(rng: random.Random) -> dict:
     return {
         "id": rng.randint(1000, 9999),

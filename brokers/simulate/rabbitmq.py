@@ -9,6 +9,7 @@ length-limited audit queue drops its oldest (``maxlen``). aio-pika is imported l
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
 import json
 import random
@@ -171,6 +172,9 @@ async def rabbitmq_traffic(
             kind = kinds[i] if i < len(kinds) else rng.choice(kinds)
             raw = garbage(rng) if kind == "work" and rng.random() < 0.15 else None
             props = _order_message(rng, "OrderCreated", raw)
+            if kind == "work" and raw is None and (i == 3 or rng.random() < 0.2):
+                # a publisher that gzips its JSON (the consumer cannot read it: dead-lettered)
+                props.update(body=gzip.compress(props["body"]), content_encoding="gzip")
             if kind == "work":
                 await ex.publish(Message(**props), rng.choice(["order.created", "order.updated"]))
                 worked += 1

@@ -47,6 +47,14 @@ class ConnectionForm(ServiceValidatedForm):
         help_text="PEM private key; write-only. Leave empty to keep the stored key.",
     )
     clear_password = forms.BooleanField(required=False, help_text="Remove the stored password.")
+    new_schema_registry_secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Schema Registry password or bearer token; write-only. Leave empty to keep it.",
+    )
+    clear_schema_registry_secret = forms.BooleanField(
+        required=False, help_text="Remove the stored Schema Registry secret."
+    )
 
     class Meta:
         model = Connection
@@ -58,7 +66,14 @@ class ConnectionForm(ServiceValidatedForm):
         password = self.cleaned_data.get("new_password") or None
         if self.cleaned_data.get("clear_password"):
             password = ""
-        return {"password": password, "tls_client_key": self.cleaned_data.get("new_tls_client_key") or None}
+        registry_secret = self.cleaned_data.get("new_schema_registry_secret") or None
+        if self.cleaned_data.get("clear_schema_registry_secret"):
+            registry_secret = ""
+        return {
+            "password": password,
+            "tls_client_key": self.cleaned_data.get("new_tls_client_key") or None,
+            "schema_registry_secret": registry_secret,
+        }
 
 
 @admin.register(Connection)
@@ -102,6 +117,7 @@ class ConnectionAdmin(ModelAdmin):
                 actor=request.user,
                 password=credentials["password"] or "",
                 tls_client_key=credentials["tls_client_key"] or "",
+                schema_registry_secret=credentials["schema_registry_secret"] or "",
                 remote_addr=client_ip(request),
                 **data,
             )

@@ -20,6 +20,7 @@ router.register("tokens", views.TokenViewSet, basename="dlq-api-token")
 router.register("alert-rules", views.AlertRuleViewSet, basename="dlq-api-alert-rule")
 router.register("alert-deliveries", views.AlertDeliveryViewSet, basename="dlq-api-alert-delivery")
 router.register("masking-rules", views.MaskingRuleViewSet, basename="dlq-api-masking-rule")
+router.register("schemas", views.StoredSchemaViewSet, basename="dlq-api-schema-store")
 
 _docs_access = {"authentication_classes": AUTHENTICATION_CLASSES, "permission_classes": [IsAuthenticated]}
 

@@ -23,6 +23,7 @@ from .redrive import (
     RedriveJob,
     RedriveJobStatus,
 )
+from .schemas import SchemaKind, StoredSchema
 from .tallies import FailureTally, GroupDayTally, StatusTally
 
 __all__ = [
@@ -57,9 +58,11 @@ __all__ = [
     "RedriveAttemptStatus",
     "RedriveJob",
     "RedriveJobStatus",
+    "SchemaKind",
     "SearchBacklog",
     "Source",
     "SourceCounter",
     "SourceMode",
     "StatusTally",
+    "StoredSchema",
 ]

@@ -38,6 +38,18 @@ class Connection(models.Model):
     tls_ca_cert = models.TextField(blank=True, help_text="PEM CA bundle (public; not secret).")
     tls_client_cert = models.TextField(blank=True, help_text="PEM client certificate.")
     tls_client_key_encrypted = models.TextField(blank=True, editable=False)
+    # A Confluent-compatible Schema Registry: payloads in its wire format (magic byte 0 + schema
+    # id) are decoded with the schema it holds (dlqadmin/decoding, services/schemas.py)
+    schema_registry_url = models.CharField(
+        max_length=1000,
+        blank=True,
+        help_text="Schema Registry for Confluent wire-format payloads (Avro, Protobuf, JSON Schema), "
+        "e.g. http://registry:8081. Empty: none.",
+    )
+    schema_registry_username = models.CharField(
+        max_length=200, blank=True, help_text="Basic-auth user (empty: the secret is a bearer token)."
+    )
+    schema_registry_secret_encrypted = models.TextField(blank=True, editable=False)
 
     health_status = models.CharField(
         max_length=16, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN
@@ -79,6 +91,13 @@ class Connection(models.Model):
 
     def set_tls_client_key(self, raw: str) -> None:
         self.tls_client_key_encrypted = crypto.encrypt(raw)
+
+    @property
+    def schema_registry_secret(self) -> str:
+        return crypto.decrypt(self.schema_registry_secret_encrypted)
+
+    def set_schema_registry_secret(self, raw: str) -> None:
+        self.schema_registry_secret_encrypted = crypto.encrypt(raw)
 
 
 class SourceMode(models.TextChoices):

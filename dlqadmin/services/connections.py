@@ -2,8 +2,8 @@
 
 Writes are for admins (``manage_connections``; ``actor=None`` is the system) and audited. The
 dashboard forms, the API and the Django admin all call these: none saves a connection itself.
-Credentials are write-only: ``password`` / ``tls_client_key`` None keeps the stored value, ""
-clears it; they are encrypted here and never put in an audit record.
+Credentials are write-only: ``password`` / ``tls_client_key`` / ``schema_registry_secret`` None
+keeps the stored value, "" clears it; they are encrypted here and never put in an audit record.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dlqadmin import crypto, permissions
 from dlqadmin.models import Connection, HealthStatus, Source
 from dlqadmin.services.audit import audit_record, audited_delete
 from dlqadmin.services.harvest import prepare as source_prepare
+from dlqadmin.validators import registry_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ CONNECTION_FIELDS = (
     "tls_verify",
     "tls_ca_cert",
     "tls_client_cert",
+    "schema_registry_url",
+    "schema_registry_username",
 )
 
 
@@ -80,6 +83,9 @@ def connection_validate(connection: Connection) -> None:
         stored = Connection.objects.filter(pk=connection.pk).values_list("kind", flat=True).first()
         if stored not in (None, connection.kind) and connection.sources.exists():
             raise ValidationError({"kind": "cannot change the kind of a connection with sources"})
+    problem = registry_url_problem(connection.schema_registry_url)
+    if problem:
+        raise ValidationError({"schema_registry_url": problem})
     connection.full_clean()
 
 
@@ -98,6 +104,9 @@ def connection_create(
     tls_ca_cert: str = "",
     tls_client_cert: str = "",
     tls_client_key: str = "",
+    schema_registry_url: str = "",
+    schema_registry_username: str = "",
+    schema_registry_secret: str = "",
     remote_addr: str | None = None,
 ) -> Connection:
     """Add a connection. Raises ValidationError (e.g. a taken name), PermissionDenied."""
@@ -112,9 +121,12 @@ def connection_create(
         tls_verify=tls_verify,
         tls_ca_cert=tls_ca_cert,
         tls_client_cert=tls_client_cert,
+        schema_registry_url=schema_registry_url,
+        schema_registry_username=schema_registry_username,
     )
     connection.set_password(password)
     connection.set_tls_client_key(tls_client_key)
+    connection.set_schema_registry_secret(schema_registry_secret)
     connection_validate(connection)
     connection.save()
     audit_record(
@@ -134,6 +146,7 @@ def connection_update(
     connection: Connection,
     password: str | None = None,
     tls_client_key: str | None = None,
+    schema_registry_secret: str | None = None,
     remote_addr: str | None = None,
     **changes,
 ) -> Connection:
@@ -152,9 +165,13 @@ def connection_update(
         connection.set_password(password)
     if tls_client_key is not None:
         connection.set_tls_client_key(tls_client_key)
+    if schema_registry_secret is not None:
+        connection.set_schema_registry_secret(schema_registry_secret)
     connection_validate(connection)
     connection.save()
     credentials = password is not None or tls_client_key is not None
+    if schema_registry_secret is not None:
+        changed.append("schema_registry_secret")  # the registry's: the broker is not prepared again
     audit_record(
         actor=actor,
         action="connection.update",

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from brokers import headers as header_codec
 from dlqadmin import permissions
+from dlqadmin.decoding.chain import decode
 from dlqadmin.models import (
     DeadLetter,
     DeadLetterRevision,
@@ -131,7 +132,10 @@ def dead_letter_revise(
         try:
             json.loads(payload)
         except ValueError as exc:
-            errors["payload"] = f"the message is JSON and the edit is not valid JSON: {exc}"
+            # a compressed JSON body (gzip of JSON ...) stays JSON when it decodes to JSON
+            found = decode(payload)
+            if not (found.compressions and found.format == "json"):
+                errors["payload"] = f"the message is JSON and the edit is not valid JSON: {exc}"
     if headers is not None:
         try:
             for name, node in headers:

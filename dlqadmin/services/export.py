@@ -8,7 +8,10 @@ formula injection). Both stream: rows are read with
 
 Both take the ``user`` the export is for: a masked user (dlqadmin.services.masking) gets masked
 payload, headers and error text, and each such record says ``"masked": true`` (it cannot be
-imported back). ``user=None`` is the system (the CLI): lossless.
+imported back). ``user=None`` is the system (the CLI): lossless. A compressed or binary-encoded
+payload (gzip, MessagePack ...: ``dlqadmin.decoding``) also gets ``"decoded"``: the chain and the
+decoded value, masked for a masked user (whose ``payload_b64`` is then hidden when it would
+give masked values away).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ def record(row: DeadLetter, seen: MaskedMessage | None = None) -> dict:
 
 
 def _rows(qs: QuerySet[DeadLetter]) -> Iterator[DeadLetter]:
-    return qs.select_related("source").iterator(chunk_size=500)
+    return qs.select_related("source__connection").iterator(chunk_size=500)  # decoding reads both
 
 
 def iter_jsonl(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:
@@ -100,6 +103,11 @@ def iter_jsonl(qs: QuerySet[DeadLetter], *, user) -> Iterator[str]:
     masker = Masker(user)
     for row in _rows(qs):
         line = record(row, masker.message(row))
+        decoded = masker.decoded(row)
+        if decoded.changes_the_view:
+            # compressed or binary-encoded: what it decodes to, masked like the payload
+            # (informational: import reads payload_b64)
+            line["decoded"] = {"chain": decoded.chain, "value": decoded.value, "error": decoded.error}
         yield json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 

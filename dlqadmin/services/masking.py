@@ -11,12 +11,23 @@ matches only unmasked text. The pure functions (what one rule hides) are in ``dl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db.models import Q
 
-from dlqadmin.masking import mask_headers, mask_key, mask_payload, mask_properties, mask_text, masked_for
+from dlqadmin.decoding import compression
+from dlqadmin.decoding.chain import Decoded
+from dlqadmin.masking import (
+    mask_headers,
+    mask_key,
+    mask_payload,
+    mask_properties,
+    mask_text,
+    mask_value,
+    masked_for,
+)
 from dlqadmin.models import DeadLetter, MaskingRule
+from dlqadmin.services.decoding import payload_decode
 
 
 def rules_for(source_id: int | None) -> list[MaskingRule]:
@@ -67,8 +78,11 @@ class MaskedMessage:
                 raw_properties,
                 notes,
             )
+        shown_payload = mask_payload(raw_payload, rules)
+        if rules and _decodes_to_masked(letter, raw_payload, raw_headers, rules):
+            shown_payload = HIDDEN_ENCODED
         return cls(
-            mask_payload(raw_payload, rules),
+            shown_payload,
             mask_headers(raw_headers or [], rules),
             mask_text(letter.error_message, rules),
             mask_text(letter.stacktrace, rules),
@@ -77,6 +91,28 @@ class MaskedMessage:
             mask_properties(raw_properties, rules),
             [mask_text(note, rules) for note in notes],
         )
+
+
+#: the raw payload of a compressed or binary-encoded message whose decoded value masking changes
+HIDDEN_ENCODED = b"[encoded payload hidden by masking rules: see the decoded view]"
+
+
+def _decodes_to_masked(letter: DeadLetter, payload: bytes, headers, rules: list[MaskingRule]) -> bool:
+    """Whether ``payload`` is compressed or binary-encoded (gzip, MessagePack ...) and hides
+    values the rules mask: its raw bytes would give them away (decompress the download, read
+    the strings in a MessagePack dump), so a masked user sees only the masked decoded value."""
+    found = payload_decode(letter, payload=payload, headers=headers)
+    if not (found.has_value and found.changes_the_view):
+        return False
+    return mask_value(found.value, rules) != found.value
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class Masker:
@@ -105,9 +141,31 @@ class Masker:
         """``letter`` (or a revision's ``payload`` / ``headers``) as this user may see it."""
         return MaskedMessage.of(letter, self.rules(letter.source_id), payload=payload, headers=headers)
 
+    def decoded(self, letter: DeadLetter, *, payload: bytes | None = None, headers=None) -> Decoded:
+        """``letter``'s payload (or a revision's) decoded (``services/decoding.py``), the value
+        masked as this user may see it: a JSON path rule hides a field of a decoded Avro record
+        or gzip body exactly as of a JSON payload."""
+        found = payload_decode(letter, payload=payload, headers=headers)
+        rules = self.rules(letter.source_id)
+        if not rules:
+            return found
+        return replace(
+            found,
+            value=mask_value(found.value, rules) if found.has_value else None,
+            error=mask_text(found.error, rules),
+            inner=b"",  # the unmasked innermost bytes never leave for a masked user
+            masked=True,
+        )
+
     def payload(self, source_id: int | None, payload: bytes) -> bytes:
+        """A payload without its message (table previews): masked; a compressed or binary one
+        is hidden whole where rules apply, since its decoded fields cannot be masked here."""
         rules = self.rules(source_id)
-        return mask_payload(payload, rules) if rules else payload
+        if not rules:
+            return payload
+        if compression.detect(payload) or not _is_utf8(payload):
+            return HIDDEN_ENCODED
+        return mask_payload(payload, rules)
 
     def text(self, source_id: int | None, text: str | None) -> str:
         """Error text (messages, stack traces, error-group patterns) as this user may see it."""

@@ -21,6 +21,7 @@ from dlqadmin.masking import masked_for
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import dead_letters_for
 from dlqadmin.services.dead_letters import EditError, dead_letter_revise, is_json_payload
+from dlqadmin.services.decoding import payload_decode, payload_reencode
 from dlqadmin.services.masking import Masker, view_of
 from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_create
 from dlqadmin.validators import is_id, parse_id
@@ -44,13 +45,17 @@ def message_detail(request, pk: int):
     capabilities = selectors_dashboard.source_capabilities(letter.source)
     masker = Masker(request.user)
     seen = masker.message(letter)
+    payload = presenters.payload_view(letter, seen)
+    decoded = presenters.DecodedView(masker.decoded(letter))
     group = letter.error_group
     return page(
         request,
         "dlqadmin/message.html",
         {
             "letter": letter,
-            "payload": presenters.payload_view(letter, seen),
+            "payload": payload,
+            "decoded": decoded,
+            "default_view": "decoded" if decoded.shown and decoded.has_value else payload.default_view,
             "headers": presenters.headers_view(seen),
             "error_message": seen.error_message,
             "stacktrace": seen.stacktrace,
@@ -105,9 +110,16 @@ def message_edit(request, pk: int):
     base_payload = presenters.payload_view(letter, seen)
     base_headers = seen.headers or []
     is_json = is_json_payload(letter)
+    # a compressed or binary-encoded payload (gzip, Avro ...) is edited as its decoded JSON
+    decoded = payload_decode(
+        letter, payload=bytes(latest.payload) if latest else None, headers=latest.headers if latest else None
+    )
+    decodable = decoded.has_value and decoded.changes_the_view
     step = request.POST.get("step", "edit")
     if request.method == "GET":
         encoding, text = presenters.editable_payload(base_payload)
+        if decodable:
+            encoding, text = "decoded", json.dumps(decoded.value, indent=2, ensure_ascii=False)
         form = EditForm(
             initial={
                 "payload_encoding": encoding,
@@ -115,12 +127,23 @@ def message_edit(request, pk: int):
                 "headers": presenters.editable_headers(base_headers),
             },
             is_json=is_json,
+            decodable=decodable,
         )
         return _edit_page(request, letter, form, latest=latest, is_json=is_json)
-    form = EditForm(request.POST, is_json=is_json)
+    form = EditForm(request.POST, is_json=is_json, decodable=decodable)
     if not form.is_valid():
         return _edit_page(request, letter, form, latest=latest, is_json=is_json, status=400)
     new_payload = form.cleaned_data["payload_bytes"]
+    as_decoded = form.cleaned_data["payload_encoding"] == "decoded"
+    if as_decoded:
+        try:
+            new_payload = payload_reencode(letter, form.cleaned_data["payload_value"], actor=request.user)
+        except EditError as exc:
+            form.add_error(
+                "payload",
+                [f"{k.removeprefix('payload_json')[1:] or 'payload'}: {v}" for k, v in exc.errors.items()],
+            )
+            return _edit_page(request, letter, form, latest=latest, is_json=is_json, status=400)
     new_headers = form.cleaned_data["headers_list"]
     digest = _digest(new_payload, new_headers)
     if step in ("save", "save_redrive") and request.POST.get("reviewed") != digest:
@@ -128,9 +151,15 @@ def message_edit(request, pk: int):
     if step == "edit":
         return _edit_page(request, letter, form, latest=latest, is_json=is_json)
     if step == "review":
-        payload_diff = presenters.diff_lines(
-            presenters.comparable_payload(base_payload.data), presenters.comparable_payload(new_payload)
-        )
+        if as_decoded:  # the decoded values, not the encoded bytes
+            payload_diff = presenters.diff_lines(
+                json.dumps(decoded.value, indent=2, ensure_ascii=False),
+                json.dumps(form.cleaned_data["payload_value"], indent=2, ensure_ascii=False),
+            )
+        else:
+            payload_diff = presenters.diff_lines(
+                presenters.comparable_payload(base_payload.data), presenters.comparable_payload(new_payload)
+            )
         headers_diff = presenters.diff_lines(
             presenters.headers_text(base_headers), presenters.headers_text(new_headers)
         )

@@ -23,6 +23,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from brokers import headers as header_codec
+from dlqadmin.decoding.chain import Decoded
 from dlqadmin.models import BrokerKind, DeadLetter, DeadLetterRevision, ErrorGroup
 from dlqadmin.services.masking import MaskedMessage, Masker, view_of
 
@@ -124,6 +125,52 @@ def payload_view(letter: DeadLetter, seen: MaskedMessage) -> PayloadView:
         masked=seen.masked,
         available=letter.payload_available,
     )
+
+
+@dataclass
+class DecodedView:
+    """How to show a decoded payload (already masked for the user: ``Masker.decoded``)."""
+
+    decoded: Decoded
+
+    @property
+    def shown(self) -> bool:
+        """Whether the page shows a Decoded tab or a decoding error: only when decoding shows
+        more than the raw views do (a compression, a binary format, an error)."""
+        return self.decoded.attempted and self.decoded.changes_the_view
+
+    @property
+    def has_value(self) -> bool:
+        return self.decoded.has_value
+
+    @property
+    def chain(self) -> str:
+        return self.decoded.chain
+
+    @property
+    def error(self) -> str:
+        return self.decoded.error
+
+    @property
+    def masked(self) -> bool:
+        return self.decoded.masked
+
+    @property
+    def is_tree(self) -> bool:
+        return isinstance(self.decoded.value, dict | list)
+
+    @property
+    def tree(self) -> SafeString:
+        return json_tree(self.decoded.value)
+
+    @property
+    def text(self) -> str:
+        text = self.decoded.text or ""
+        return text[:TEXT_LIMIT]
+
+    @property
+    def text_truncated(self) -> bool:
+        return len(self.decoded.text or "") > TEXT_LIMIT
 
 
 def payload_for(user, letter: DeadLetter, revision: DeadLetterRevision | None = None) -> PayloadView:

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import audit, auth, connections, groups, message, messages, overview, redrive
+from . import audit, auth, connections, groups, message, messages, overview, redrive, schemas
 
 urlpatterns = [
     path("login/", auth.login, name="login"),
@@ -34,4 +34,6 @@ urlpatterns = [
     path("sources/<int:pk>/edit/", connections.source_edit, name="dlq-source-edit"),
     path("sources/<int:pk>/harvest/", connections.source_harvest_now, name="dlq-source-harvest"),
     path("audit/", audit.audit_list, name="dlq-audit"),
+    path("schemas/", schemas.schema_list, name="dlq-schemas"),
+    path("schemas/<int:pk>/delete/", schemas.schema_delete, name="dlq-schema-delete"),
 ]

@@ -171,3 +171,41 @@ async def _delete(top: Topology) -> None:
 
 def delete(top: Topology) -> None:
     asyncio.run(_delete(top))
+
+
+async def _dead_letter_bodies(top: Topology, bodies: list[tuple[bytes, dict]]) -> None:
+    """Declare ``top``, publish each ``(body, properties)`` (content_type, content_encoding,
+    headers ...) and reject it, so it dead-letters into ``top.dlq`` exactly as sent."""
+    conn = await _connect()
+    async with conn:
+        ch = await conn.channel(publisher_confirms=True)
+        dlx = await ch.declare_exchange(top.dlx, ExchangeType.FANOUT, auto_delete=False)
+        dlq = await ch.declare_queue(top.dlq, durable=True)
+        await dlq.bind(dlx)
+        ex = await ch.declare_exchange(top.exchange, ExchangeType.DIRECT)
+        work = await ch.declare_queue(
+            top.work_queue, durable=True, arguments={"x-dead-letter-exchange": top.dlx}
+        )
+        await work.bind(ex, routing_key=top.routing_key)
+        for i, (body, properties) in enumerate(bodies):
+            message = Message(body, delivery_mode=DeliveryMode.PERSISTENT, message_id=f"m-{i}", **properties)
+            await ex.publish(message, routing_key=top.routing_key)
+        for _ in range(len(bodies)):
+            msg = None
+            for _ in range(250):
+                msg = await work.get(no_ack=False, fail=False, timeout=5)
+                if msg is not None:
+                    break
+                await asyncio.sleep(0.02)
+            await msg.reject(requeue=False)
+        for _ in range(500):  # dead-lettering is asynchronous
+            if (await dlq.declare()).message_count >= len(bodies):
+                break
+            await asyncio.sleep(0.02)
+
+
+def dead_letter_bodies(bodies: list[tuple[bytes, dict]]) -> Topology:
+    """A fresh DLQ holding ``bodies`` (``(payload, aio-pika Message properties)``), in order."""
+    top = Topology(exchange=unique("ex"), work_queue=unique("work"), dlx=unique("dlx"), dlq=unique("dlq"))
+    asyncio.run(_dead_letter_bodies(top, bodies))
+    return top

@@ -24,7 +24,7 @@ from dlqadmin.services.sources import (
     source_create,
     source_update,
 )
-from dlqadmin.validators import control_character
+from dlqadmin.validators import control_character, registry_url_problem
 
 from .base import ServiceWritesMixin, StrictMixin
 from .options import (
@@ -119,6 +119,15 @@ class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSer
     tls_client_key = _secret(
         20000, "PEM private key; write-only. Omit to keep the stored key, '' to clear it."
     )
+    schema_registry_secret = _secret(
+        2000,
+        "Schema Registry password (with schema_registry_username) or bearer token; write-only. "
+        "Omit to keep the stored one, '' to clear it.",
+        style={"input_type": "password"},
+    )
+    has_schema_registry_secret = serializers.SerializerMethodField(
+        help_text="A Schema Registry password or token is stored."
+    )
     has_password = serializers.BooleanField(read_only=True, help_text="A password is stored.")
     has_tls_client_key = serializers.SerializerMethodField(help_text="A TLS client key is stored.")
     capabilities = serializers.SerializerMethodField()
@@ -146,6 +155,10 @@ class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSer
             "tls_client_cert",
             "tls_client_key",
             "has_tls_client_key",
+            "schema_registry_url",
+            "schema_registry_username",
+            "schema_registry_secret",
+            "has_schema_registry_secret",
             "options",
             "capabilities",
             *_CONNECTION_STATE,
@@ -159,6 +172,15 @@ class ConnectionSerializer(ServiceWritesMixin, StrictMixin, serializers.ModelSer
     def get_health_age_seconds(self, obj) -> float | None:
         age = health_age_seconds(obj)
         return None if age is None else round(age, 1)
+
+    def get_has_schema_registry_secret(self, obj) -> bool:
+        return bool(obj.schema_registry_secret_encrypted)
+
+    def validate_schema_registry_url(self, value: str) -> str:
+        problem = registry_url_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
 
     @extend_schema_field({"type": "array", "items": {"type": "string"}})
     def get_capabilities(self, obj) -> list[str]:

@@ -13,6 +13,7 @@ from rest_framework import serializers
 from brokers import headers as header_codec
 from dlqadmin.models import DeadLetter, DeadLetterStatus
 from dlqadmin.selectors import DeadLetterFilter, FilterError
+from dlqadmin.services.decoding import payload_reencode
 from dlqadmin.services.masking import MaskedMessage, Masker
 from dlqadmin.services.redrive.options import MAX_SELECTION_IDS
 
@@ -185,6 +186,34 @@ class RevisionSerializer(serializers.Serializer):
         }
 
 
+class DecodedSerializer(serializers.Serializer):
+    value = serializers.JSONField(
+        allow_null=True,
+        help_text='The decoded value (masked for viewers); bytes are {"$bytes": "<base64>"}.',
+    )
+    has_value = serializers.BooleanField(help_text="False when decoding failed or found nothing to decode.")
+    chain = serializers.CharField(help_text='What decoded it, e.g. "gzip → JSON".')
+    steps = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Step kinds: gzip, zstd, snappy, lz4, json, msgpack, cbor, text.",
+    )
+    format = serializers.CharField(help_text="The body format reached, or empty.")
+    error = serializers.CharField(help_text="Why decoding stopped (truncated, unknown schema ...), or empty.")
+    masked = serializers.BooleanField()
+
+
+def decoded_dict(found) -> dict:
+    return {
+        "value": found.value if found.has_value else None,
+        "has_value": found.has_value,
+        "chain": found.chain,
+        "steps": [step.kind for step in found.steps],
+        "format": found.format,
+        "error": found.error,
+        "masked": found.masked,
+    }
+
+
 class HistorySerializer(serializers.Serializer):
     failed_at = serializers.DateTimeField()
     harvested_at = serializers.DateTimeField()
@@ -206,6 +235,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
     origin = serializers.SerializerMethodField()
     error = serializers.SerializerMethodField()
     read_notes = serializers.SerializerMethodField()
+    decoded = serializers.SerializerMethodField()
     history = serializers.SerializerMethodField()
 
     class Meta:
@@ -231,6 +261,7 @@ class MessageDetailSerializer(serializers.ModelSerializer):
             "origin",
             "error",
             "read_notes",
+            "decoded",
             "retry_count",
             "redrive_count",
             "last_redriven_at",
@@ -297,6 +328,13 @@ class MessageDetailSerializer(serializers.ModelSerializer):
         """What the harvester could not read ("could not read <field>: <why>"); empty when all."""
         return [masked_text(self.context, obj.source_id, note) for note in obj.read_notes or []]
 
+    @extend_schema_field(DecodedSerializer(allow_null=True))
+    def get_decoded(self, obj):
+        """The decoded payload with ``?decode=true`` (null otherwise)."""
+        if not self.context.get("decode"):
+            return None
+        return decoded_dict(_masker(self.context).decoded(obj))
+
     @extend_schema_field(HistorySerializer)
     def get_history(self, obj):
         attempts = obj.redrive_attempts.order_by("-id")[:HISTORY_LIMIT]
@@ -327,6 +365,7 @@ class MessageEditSerializer(StrictSerializer):
         "anyOf": [
             {"required": ["payload_text"]},
             {"required": ["payload_base64"]},
+            {"required": ["payload_json"]},
             {"required": ["headers"]},
         ],
         "not": {"required": ["payload_text", "payload_base64"]},
@@ -337,6 +376,19 @@ class MessageEditSerializer(StrictSerializer):
     )
     payload_base64 = StrictCharField(
         required=False, allow_blank=True, help_text="New payload as base64 (binary payloads)."
+    )
+    payload_json = serializers.JSONField(
+        required=False,
+        help_text="The decoded payload, edited (GET ?decode=true gives it): validated against the "
+        "message's schema and re-encoded as the original was (same schema id, same compression). "
+        "Only for a message that decodes.",
+    )
+    schema_version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="With payload_json for a Schema Registry record: re-encode with this version of "
+        "its subject (e.g. a later one) instead of the schema it was written with.",
     )
     headers = HeaderInputSerializer(
         many=True, required=False, help_text="Replaces the headers; omit to keep the current ones."
@@ -350,18 +402,20 @@ class MessageEditSerializer(StrictSerializer):
             raise serializers.ValidationError("not valid base64") from None
 
     def validate(self, attrs):
-        given = [k for k in ("payload_text", "payload_base64") if k in attrs]
+        given = [k for k in ("payload_text", "payload_base64", "payload_json") if k in attrs]
         if len(given) > 1:
             raise serializers.ValidationError(
-                {"payload_text": "give payload_text or payload_base64, not both"}
+                {given[0]: "give one of payload_text, payload_base64 or payload_json"}
             )
+        if "schema_version" in attrs and "payload_json" not in attrs:
+            raise serializers.ValidationError({"schema_version": "only with payload_json"})
         if not given and "headers" not in attrs:
             raise serializers.ValidationError(
-                {"payload_text": "give payload_text or payload_base64 (and/or headers)"}
+                {"payload_text": "give payload_text, payload_base64 or payload_json (and/or headers)"}
             )
         return attrs
 
-    def edit(self, letter: DeadLetter) -> dict:
+    def edit(self, letter: DeadLetter, *, actor=None) -> dict:
         """Keyword arguments for ``dead_letter_revise`` (unchanged parts from the latest revision)."""
         data = self.validated_data
         latest = letter.revisions.first()
@@ -369,6 +423,10 @@ class MessageEditSerializer(StrictSerializer):
             payload = data["payload_text"].encode("utf-8", "surrogatepass")
         elif "payload_base64" in data:
             payload = data["payload_base64"]
+        elif "payload_json" in data:
+            payload = payload_reencode(
+                letter, data["payload_json"], actor=actor, schema_version=data.get("schema_version")
+            )
         else:
             payload = bytes(latest.payload if latest else letter.payload)
         headers = None
@@ -378,7 +436,10 @@ class MessageEditSerializer(StrictSerializer):
 
     @property
     def payload_field(self) -> str:
-        return "payload_base64" if "payload_base64" in self.validated_data else "payload_text"
+        for name in ("payload_base64", "payload_json"):
+            if name in self.validated_data:
+                return name
+        return "payload_text"
 
 
 # ---- bulk selection --------------------------------------------------------------------------

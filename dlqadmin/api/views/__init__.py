@@ -5,6 +5,7 @@ from .connections import ConnectionViewSet, SourceViewSet
 from .messages import MessageViewSet
 from .redrives import RedriveViewSet
 from .rules import AlertDeliveryViewSet, AlertRuleViewSet, MaskingRuleViewSet
+from .schemas import StoredSchemaViewSet
 
 __all__ = [
     "AlertDeliveryViewSet",
@@ -16,5 +17,6 @@ __all__ = [
     "MessageViewSet",
     "RedriveViewSet",
     "SourceViewSet",
+    "StoredSchemaViewSet",
     "TokenViewSet",
 ]

@@ -115,9 +115,24 @@ class MessageViewSet(ApiViewSet):
             }
         )
 
-    @extend_schema(summary="A dead letter: payload, typed headers, origin, error, history")
+    @extend_schema(
+        summary="A dead letter: payload, typed headers, origin, error, history",
+        parameters=[
+            OpenApiParameter(
+                "decode",
+                bool,
+                description="true: also return the decoded payload (decompressed; MessagePack, CBOR) "
+                "in `decoded`, masked like the payload.",
+            )
+        ],
+        responses={200: MessageDetailSerializer, **ERRORS},
+    )
     def retrieve(self, request, pk=None):
-        return Response(self.get_serializer(self.get_object()).data)
+        decode = request.query_params.get("decode", "false").lower()
+        if decode not in ("true", "false", "1", "0"):
+            raise serializers.ValidationError({"decode": "true or false"})
+        context = {**self.get_serializer_context(), "decode": decode in ("true", "1")}
+        return Response(MessageDetailSerializer(self.get_object(), context=context).data)
 
     @extend_schema(
         summary="Edit: store a revision (operator)",
@@ -132,7 +147,10 @@ class MessageViewSet(ApiViewSet):
         body.is_valid(raise_exception=True)
         try:
             dead_letter_revise(
-                actor=request.user, dead_letter=letter, remote_addr=self.remote_addr(), **body.edit(letter)
+                actor=request.user,
+                dead_letter=letter,
+                remote_addr=self.remote_addr(),
+                **body.edit(letter, actor=request.user),
             )
         except EditError as exc:
             field = body.payload_field

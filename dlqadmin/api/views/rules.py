@@ -18,7 +18,7 @@ def _crud(permission: str) -> dict[str, str]:
     return {a: permission for a in ("list", "retrieve", "create", "update", "partial_update", "destroy")}
 
 
-def _crud_schemas(noun: str, article: str) -> dict:
+def crud_schemas(noun: str, article: str) -> dict:
     """The OpenAPI summaries of an admin-only CRUD viewset over ``noun`` (singular)."""
     summaries = {
         "list": f"List {noun}s",
@@ -40,7 +40,7 @@ class _RuleViewSet(ServiceCrudMixin, ApiViewSet):
         self.delete_rule(actor=self.request.user, rule=instance, remote_addr=self.remote_addr())
 
 
-@extend_schema_view(**_crud_schemas("alert rule", "an"))
+@extend_schema_view(**crud_schemas("alert rule", "an"))
 class AlertRuleViewSet(_RuleViewSet):
     queryset = AlertRule.objects.select_related("source").order_by("id")
     serializer_class = AlertRuleSerializer
@@ -58,7 +58,7 @@ class AlertDeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Api
     role_actions = {"list": roles.VIEW_AUDIT, "retrieve": roles.VIEW_AUDIT}
 
 
-@extend_schema_view(**_crud_schemas("masking rule", "a"))
+@extend_schema_view(**crud_schemas("masking rule", "a"))
 class MaskingRuleViewSet(_RuleViewSet):
     queryset = MaskingRule.objects.prefetch_related("sources").order_by("id")
     serializer_class = MaskingRuleSerializer

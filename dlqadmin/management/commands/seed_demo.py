@@ -5,11 +5,15 @@ Connections and Sources, then prepares each source (``services.harvest.prepare``
 advisory capture stream must exist before the first failure, or the advisory is lost). A broker whose
 flag is absent is skipped. Idempotent: running it again updates URLs and credentials in place.
 
+With Kafka it also stores the Avro schema of the demo's Avro payments (``payments-avro``) in the
+schema store, bound to payments-dlt for records with ``content-type: application/avro``.
+
 Traffic is not produced here: ``python -m brokers.simulate`` (started by ``make demo``) does that.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -18,9 +22,10 @@ from django.db import transaction
 
 import brokers
 from brokers import simulate
-from dlqadmin.models import BrokerKind, Connection, Source, SourceMode
+from dlqadmin.models import BrokerKind, Connection, Source, SourceMode, StoredSchema
 from dlqadmin.services.connections import connection_create, connection_update
 from dlqadmin.services.harvest.prepare import source_prepare
+from dlqadmin.services.schemas import stored_schema_save
 from dlqadmin.services.sources import source_create, source_update
 
 
@@ -113,6 +118,7 @@ class Command(BaseCommand):
                 SourcePlan("connect-dlq", SourceMode.TOPIC, names.connect_dlq),
             ]
             self._seed(BrokerKind.KAFKA, "kafka-embedded", kafka_bootstrap, "", "", plans)
+            self._store_payment_schema()
         if nats_url:
             url, user, password = split_credentials(nats_url)
             names = self._setup(
@@ -120,6 +126,22 @@ class Command(BaseCommand):
             )
             plans = [SourcePlan("shipments-advisories", SourceMode.ADVISORY, names.stream)]
             self._seed(BrokerKind.NATS, "nats-embedded", url, user, password, plans)
+
+    def _store_payment_schema(self) -> None:
+        """The Avro schema of the demo's Avro payments, in the schema store, bound to
+        payments-dlt for records whose content-type is application/avro (decoded in the UI)."""
+        existing = StoredSchema.objects.filter(name="payments-avro").first()
+        stored_schema_save(
+            actor=None,
+            schema=existing,
+            sources=list(Source.objects.filter(name="payments-dlt")),
+            name="payments-avro",
+            kind="avro",
+            definition=json.dumps(simulate.payloads.PAYMENT_AVRO),
+            header="content-type",
+            header_value="application/avro",
+        )
+        self.stdout.write("kafka-embedded: schema payments-avro decodes payments-dlt's Avro records")
 
     def _setup(self, label: str, where: str, create):
         try:

@@ -30,6 +30,20 @@ def set_up_source(as_admin, *, kind: str, url: str, name: str, mode: str, addres
     return response.json()
 
 
+def set_up_rabbitmq_source(as_admin, top: rabbit.Topology) -> dict:
+    """A RabbitMQ connection and a source on ``top``'s DLQ (named after it), through the API."""
+    return set_up_source(
+        as_admin,
+        kind="rabbitmq",
+        url=AMQP_URL,
+        name=top.dlq,
+        mode="queue",
+        address=top.dlq,
+        username="guest",
+        password="guest",
+    )
+
+
 def harvest_redrive_and_drive(as_operator, source: dict, count: int) -> dict:
     """Harvest over HTTP, redrive by filter over HTTP, then run the job's steps (as the Celery
     task would) while polling its progress; returns the final job."""
@@ -75,16 +89,7 @@ def harvest_redrive_and_drive(as_operator, source: dict, count: int) -> dict:
 def test_rabbitmq_harvest_redrive_by_filter_arrives_on_the_original_queue(as_admin, as_operator):
     top = rabbit.dead_letter(5, payload_prefix=b"e2e-")
     try:
-        source = set_up_source(
-            as_admin,
-            kind="rabbitmq",
-            url=AMQP_URL,
-            name=top.dlq,
-            mode="queue",
-            address=top.dlq,
-            username="guest",
-            password="guest",
-        )
+        source = set_up_rabbitmq_source(as_admin, top)
         harvest_redrive_and_drive(as_operator, source, 5)
         arrived = rabbit.drain(top.work_queue)
         assert sorted(m.body for m in arrived) == sorted(b"e2e-%d" % i for i in range(5))

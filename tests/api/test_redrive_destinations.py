@@ -19,8 +19,8 @@ from django.urls import reverse
 
 from dlqadmin.models import AuditEvent, DeadLetter, RedriveAttempt, RedriveJob, Source
 from dlqadmin.services.maintenance import auto_retry_run
-from tests.api.test_end_to_end import set_up_source
-from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, unique
+from tests.api.test_end_to_end import set_up_rabbitmq_source, set_up_source
+from tests.conftest import KAFKA_BOOTSTRAP, unique
 from tests.support import kafka, rabbit
 from tests.support.jobs import run_to_end
 
@@ -149,16 +149,7 @@ def test_a_job_over_mixed_records_skips_those_without_origin_and_says_why(as_ope
 @pytest.fixture
 def spring_dlq(as_admin):
     top = rabbit.spring_republished(3)
-    source = set_up_source(
-        as_admin,
-        kind="rabbitmq",
-        url=AMQP_URL,
-        name=top.dlq,
-        mode="queue",
-        address=top.dlq,
-        username="guest",
-        password="guest",
-    )
+    source = set_up_rabbitmq_source(as_admin, top)
     yield top, source
     rabbit.delete(top)
 

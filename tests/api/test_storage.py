@@ -13,7 +13,7 @@ from dlqadmin.services.connections import connection_create
 from dlqadmin.services.dead_letters import dead_letters_discard
 from dlqadmin.services.harvest.store import dead_letters_store
 from dlqadmin.services.search import BacklogIndexer, search_index_backlog
-from tests.api.test_end_to_end import set_up_source
+from tests.api.test_end_to_end import set_up_rabbitmq_source
 from tests.conftest import AMQP_URL
 from tests.support import rabbit
 
@@ -45,16 +45,7 @@ def _row_version(table: str, pk: int) -> tuple:
 def harvested(as_admin, as_operator):
     """Six genuine RabbitMQ dead letters harvested through the API; payloads "store-<i>"."""
     top = rabbit.dead_letter(6, payload_prefix=b"store-")
-    source = set_up_source(
-        as_admin,
-        kind="rabbitmq",
-        url=AMQP_URL,
-        name=top.dlq,
-        mode="queue",
-        address=top.dlq,
-        username="guest",
-        password="guest",
-    )
+    source = set_up_rabbitmq_source(as_admin, top)
     response = as_operator.post(f"/api/v1/sources/{source['id']}/harvest/")
     assert response.status_code == 200 and response.json()["inserted"] == 6, response.content
     yield source

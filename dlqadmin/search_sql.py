@@ -45,6 +45,7 @@ INSERT INTO {SEARCH} (dead_letter_id, source_id, error_class, error_text, payloa
 SELECT d.id, d.source_key, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT}
 FROM batch JOIN {LETTERS} d ON d.id = batch.dead_letter_id
 ON CONFLICT (dead_letter_id) DO NOTHING
+RETURNING dead_letter_id
 """  # noqa: S608 - constant identifiers only
 
 #: one dead letter, now (``DeadLetter.save``: a row written through the ORM, not the harvest)
@@ -53,6 +54,20 @@ INSERT INTO {SEARCH} (dead_letter_id, source_id, error_class, error_text, payloa
 SELECT d.id, d.source_key, d.error_class, {ERROR_TEXT}, {PAYLOAD_TEXT} FROM {LETTERS} d WHERE d.id = %s
 ON CONFLICT (dead_letter_id) DO NOTHING
 """  # noqa: S608 - constant identifiers only
+
+#: a payload the indexer decodes in Python (compressed, binary, a schema's record) searches by
+#: its decoded text instead: ``%s`` pairs of (dead letter id, text) as two arrays
+DECODED_TEXT = f"""
+UPDATE {SEARCH} AS s SET payload_text = d.text, decoded = true
+FROM unnest(%s::bigint[], %s::text[]) AS d(id, text) WHERE s.dead_letter_id = d.id
+"""  # noqa: S608 - constant identifiers only
+
+
+def escape_encoded(data: bytes) -> str:
+    """``data`` as PostgreSQL's ``encode(data, 'escape')`` writes it (``PAYLOAD_TEXT``): NUL and
+    bytes >= 0x80 as ``\\ooo``, a backslash doubled, every other byte as itself."""
+    return "".join("\\\\" if b == 0x5C else f"\\{b:03o}" if b == 0 or b >= 0x80 else chr(b) for b in data)
+
 
 #: every stored dead letter (migration 0016's backfill, before the indexes are built)
 BACKFILL = f"""

@@ -37,7 +37,7 @@ from datetime import datetime
 
 from django.db.models import Exists, Field, Lookup, OuterRef, Q, QuerySet
 
-from dlqadmin import permissions
+from dlqadmin import permissions, search_sql
 from dlqadmin.masking import mask_text, masked_for
 from dlqadmin.models import (
     Connection,
@@ -93,19 +93,13 @@ class BytesContains(Lookup):
         exact = f"position({rhs} in {lhs}) > 0"
         if not isinstance(self.rhs, bytes | bytearray | memoryview):
             return exact, [*lhs_params, *rhs_params]
-        pattern = f"%{_like_escape(_escape_encoded(bytes(self.rhs)))}%"
+        pattern = f"%{_like_escape(search_sql.escape_encoded(bytes(self.rhs)))}%"
         return f"(encode({lhs}, 'escape') LIKE %s AND {exact})", [
             *lhs_params,
             pattern,
             *rhs_params,
             *lhs_params,
         ]
-
-
-def _escape_encoded(data: bytes) -> str:
-    """``data`` as PostgreSQL's ``encode(data, 'escape')`` writes it: NUL and bytes >= 0x80 as
-    ``\\ooo``, a backslash doubled, every other byte as itself."""
-    return "".join("\\\\" if b == 0x5C else f"\\{b:03o}" if b == 0 or b >= 0x80 else chr(b) for b in data)
 
 
 def _like_escape(text: str) -> str:
@@ -260,10 +254,11 @@ def _text_match(q: str, *, masked: bool) -> Q:
     encoded = q.encode("utf-8")
     text_mask = _outside(_rules(MaskingKind.REGEX)) if masked else Q()
     payload_mask = _outside(_rules(MaskingKind.REGEX, MaskingKind.JSON_PATH)) if masked else Q()
-    payload = Q(payload_text__contains=_escape_encoded(encoded))
+    payload = Q(payload_text__contains=search_sql.escape_encoded(encoded))
     if any(c.isdigit() or c == "\\" for c in q):
         # the escape-encoded text could match across an escape (``\ooo``): check the bytes too
-        payload &= Q(dead_letter__payload__bytes_contains=encoded)
+        # (of a stored payload; a decoded one's text is what was searched)
+        payload &= Q(decoded=True) | Q(dead_letter__payload__bytes_contains=encoded)
     hits = DeadLetterSearch.objects.filter(
         Q(error_class__icontains=q) | (Q(error_text__icontains=q) & text_mask) | (payload & payload_mask)
     )

@@ -112,7 +112,7 @@ def forwards(apps, schema_editor):
     run(
         f"CREATE TABLE {search_sql.SEARCH} (dead_letter_id bigint NOT NULL PRIMARY KEY, "
         "source_id bigint NOT NULL, error_class varchar(500) NOT NULL, error_text text NOT NULL, "
-        "payload_text text NOT NULL)"
+        "payload_text text NOT NULL, decoded boolean NOT NULL DEFAULT false)"
     )
     run(f"CREATE TABLE {search_sql.BACKLOG} (dead_letter_id bigint NOT NULL PRIMARY KEY)")
     run(search_sql.BACKFILL)
@@ -210,6 +210,7 @@ class Migration(migrations.Migration):
                             "payload_text",
                             models.TextField(blank=True, help_text="The payload prefix, escape-encoded."),
                         ),
+                        ("decoded", models.BooleanField(default=False)),
                     ],
                 ),
                 migrations.CreateModel(

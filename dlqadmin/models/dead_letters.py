@@ -194,6 +194,8 @@ class DeadLetterSearch(models.Model):
     error_class = models.CharField(max_length=500, blank=True)
     error_text = models.TextField(blank=True, help_text="The error message (a prefix).")
     payload_text = models.TextField(blank=True, help_text="The payload prefix, escape-encoded.")
+    #: ``payload_text`` is the decoded payload's text (compressed, binary or a schema's record)
+    decoded = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"search text of dead letter {self.dead_letter_id}"

@@ -444,15 +444,34 @@ class SourceForm(OptionsJsonMixin, forms.ModelForm):
         return source_update(actor=actor, source=self.instance, remote_addr=remote_addr, **data)
 
 
-class StoredSchemaForm(forms.ModelForm):
-    """Upload a schema into the store: a file (.avsc, JSON Schema, Protobuf descriptor set) or
-    pasted text, bound to sources. Saved through ``services.schemas.stored_schema_save``."""
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
 
-    upload = forms.FileField(
+
+class MultipleFileField(forms.FileField):
+    """Several files under one name (a list, empty when none is chosen)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        items = data if isinstance(data, (list, tuple)) else [data]
+        single = super().clean
+        return [found for item in items if (found := single(item, initial)) is not None]
+
+
+class StoredSchemaForm(forms.ModelForm):
+    """Upload a schema into the store: a file (.avsc, JSON Schema, Protobuf descriptor set), the
+    .proto files (a main file and its imports, compiled by the service) or pasted text, bound to
+    sources. Saved through ``services.schemas.stored_schema_save``."""
+
+    upload = MultipleFileField(
         required=False,
-        label="Schema file",
-        help_text=".avsc, a JSON Schema .json, or a Protobuf descriptor set "
-        "(protoc --include_imports --descriptor_set_out=orders.desc orders.proto).",
+        label="Schema file(s)",
+        help_text=".avsc, a JSON Schema .json, a Protobuf descriptor set "
+        "(protoc --include_imports --descriptor_set_out=orders.desc orders.proto), "
+        "or the .proto files: the main file and every file it imports, chosen together.",
     )
     definition = forms.CharField(
         required=False,
@@ -469,11 +488,24 @@ class StoredSchemaForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        upload = data.get("upload")
-        if upload is not None:
-            if upload.size > self.MAX_UPLOAD:
-                raise forms.ValidationError({"upload": f"larger than {self.MAX_UPLOAD} bytes"})
-            raw = upload.read()
+        uploads = data.get("upload") or []
+        data["proto_files"] = None
+        if any(upload.size > self.MAX_UPLOAD for upload in uploads):
+            raise forms.ValidationError({"upload": f"larger than {self.MAX_UPLOAD} bytes"})
+        protos = [u for u in uploads if u.name.endswith(".proto")]
+        if protos:
+            if data.get("kind") != "protobuf" or len(protos) != len(uploads):
+                raise forms.ValidationError({"upload": ".proto files are uploaded alone, as kind Protobuf"})
+            try:
+                data["proto_files"] = {u.name: u.read().decode("utf-8") for u in protos}
+            except UnicodeDecodeError:
+                raise forms.ValidationError({"upload": "not UTF-8 text"}) from None
+            data["definition"] = ""
+            return data
+        if len(uploads) > 1:
+            raise forms.ValidationError({"upload": "one schema file (or several .proto files)"})
+        if uploads:
+            raw = uploads[0].read()
             if data.get("kind") == "protobuf":
                 data["definition"] = base64.b64encode(raw).decode("ascii")
             else:
@@ -497,6 +529,11 @@ class StoredSchemaForm(forms.ModelForm):
             actor=actor,
             sources=list(self.cleaned_data.get("sources") or []),
             remote_addr=remote_addr,
-            definition=self.cleaned_data["definition"],
+            **self._definition(),
             **values,
         )
+
+    def _definition(self) -> dict:
+        if self.cleaned_data.get("proto_files"):
+            return {"proto_files": self.cleaned_data["proto_files"]}
+        return {"definition": self.cleaned_data["definition"]}

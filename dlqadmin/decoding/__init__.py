@@ -14,6 +14,8 @@ changed: decoding works on a copy and the raw bytes stay what pages, downloads a
   bytes), with field-by-field errors.
 - ``confluent.py``: the Confluent wire format (magic byte 0, schema id): Avro, Protobuf and
   JSON Schema records read with a schema the caller looks up (``SchemaLookup``), and re-encoded.
+- ``proto_source.py``: ``.proto`` source (a main file and its imports) compiled to a
+  FileDescriptorSet with the protoc of ``grpcio-tools`` (a child process), for the schema store.
 - ``chain.py``: ``decode(data, ...)``, the whole chain.
 - ``reencode.py``: ``reencode(decoded, value)``, an edited value back to bytes encoded and
   compressed as the original was.

@@ -14,12 +14,14 @@ import threading
 import time
 from collections import OrderedDict
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from brokers.schema_registry import RegisteredSchema, RegistryClient, RegistryConfig, RegistryError
 from dlqadmin import permissions
 from dlqadmin.crypto import DecryptionError
 from dlqadmin.decoding.confluent import KINDS, RecordError, Schema, SchemaLookup, SchemaUnavailable
+from dlqadmin.decoding.proto_source import compile_proto_files
 from dlqadmin.models import Connection, StoredSchema
 from dlqadmin.services.audit import audit_record, audited_delete
 
@@ -186,14 +188,23 @@ STORED_SCHEMA_FIELDS = ("name", "kind", "definition", "message_type", "header", 
 
 
 def stored_schema_save(
-    *, actor, schema: StoredSchema | None = None, sources=None, remote_addr=None, **values
+    *,
+    actor,
+    schema: StoredSchema | None = None,
+    sources=None,
+    proto_files: dict[str, str] | None = None,
+    remote_addr=None,
+    **values,
 ) -> StoredSchema:
     """Upload (``schema=None``) or change a schema of the store; ``sources`` binds it (None leaves
-    the bindings). The definition must load (Avro parses, JSON Schema checks, the descriptor set
-    defines ``message_type``). Admins only (``manage_connections``). Raises ValidationError,
-    PermissionDenied."""
+    the bindings). ``proto_files`` (file name -> .proto text, a main file and its imports) is
+    compiled into the Protobuf definition, a descriptor set. The definition must load (Avro
+    parses, JSON Schema checks, the descriptor set defines ``message_type``). Admins only
+    (``manage_connections``). Raises ValidationError, PermissionDenied."""
     permissions.require(actor, permissions.MANAGE_CONNECTIONS)
     schema = schema or StoredSchema()
+    if proto_files is not None:
+        values["definition"] = _compiled(proto_files, kind=values.get("kind", schema.kind))
     creating = schema.pk is None
     changed = sorted(k for k in values if k in STORED_SCHEMA_FIELDS and getattr(schema, k, None) != values[k])
     for key in changed:
@@ -212,6 +223,15 @@ def stored_schema_save(
             remote_addr=remote_addr,
         )
     return schema
+
+
+def _compiled(proto_files: dict[str, str], *, kind: str) -> str:
+    if kind != "protobuf":
+        raise ValidationError({"proto_files": ".proto files are for kind protobuf"})
+    try:
+        return compile_proto_files(proto_files)
+    except RecordError as exc:
+        raise ValidationError({"proto_files": str(exc)}) from None
 
 
 def stored_schema_delete(*, actor, schema: StoredSchema, remote_addr=None) -> None:

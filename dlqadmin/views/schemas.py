@@ -30,7 +30,9 @@ def schema_list(request):
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(
-                        field if field in form.fields else ("upload" if field == "definition" else None),
+                        field
+                        if field in form.fields
+                        else ("upload" if field in ("definition", "proto_files") else None),
                         errors,
                     )
             else:

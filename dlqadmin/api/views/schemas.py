@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema_view
+from rest_framework.parsers import MultiPartParser
 
 from dlqadmin import permissions as roles
+from dlqadmin.api.parsers import PARSER_CLASSES
 from dlqadmin.api.serializers.schemas import StoredSchemaSerializer
 from dlqadmin.models import StoredSchema
 from dlqadmin.services.schemas import stored_schema_delete
@@ -18,6 +20,7 @@ from .rules import crud_schemas
 class StoredSchemaViewSet(ServiceCrudMixin, ApiViewSet):
     queryset = StoredSchema.objects.prefetch_related("sources").order_by("id")
     serializer_class = StoredSchemaSerializer
+    parser_classes = [*PARSER_CLASSES, MultiPartParser]  # multipart: several .proto files
     role_actions = {
         "list": roles.VIEW,
         "retrieve": roles.VIEW,

@@ -26,7 +26,7 @@ def admin_client(client, django_user_model):
 
 
 @pytest.mark.parametrize(
-    "model", ["connection", "source", "deadletter", "errorgroup", "redrivejob", "auditevent"]
+    "model", ["connection", "source", "deadletter", "errorgroup", "redrivejob", "auditevent", "storedschema"]
 )
 def test_every_model_has_a_changelist(admin_client, model):
     response = admin_client.get(reverse(f"admin:dlqadmin_{model}_changelist"))
@@ -305,3 +305,107 @@ def test_a_jobs_page_shows_which_messages_it_holds_and_which_were_busy(admin_cli
     page = admin_client.get(reverse("admin:dlqadmin_redrivejob_change", args=[second.pk])).content.decode()
     assert f"busy in job #{first.pk}" in page
     assert "Holds" in page and "Lease expires at" in page
+
+
+# ---- the schema store goes through its service -------------------------------------------------
+ORDERS_PROTO = (
+    b'syntax = "proto3";\npackage shop;\nimport "shop/money.proto";\nmessage Order { Money total = 1; }\n'
+)
+MONEY_PROTO = b'syntax = "proto3";\npackage shop;\nmessage Money { int64 cents = 1; }\n'
+SCHEMA_ADD = "admin:dlqadmin_storedschema_add"
+
+
+def proto_upload(name: str, text: bytes):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile(name, text, content_type="text/plain")
+
+
+def test_an_admin_adds_a_schema_from_proto_files_in_the_admin(world, staff):
+    from dlqadmin.decoding.confluent import message_indexes
+    from dlqadmin.models import StoredSchema
+
+    client = staff("admin")
+    form = {"name": "orders", "kind": "protobuf", "message_type": "shop.Order", "enabled": "on"}
+    response = client.post(
+        reverse(SCHEMA_ADD),
+        {
+            **form,
+            "definition": "",
+            "proto_files": [
+                proto_upload("orders.proto", ORDERS_PROTO),
+                proto_upload("money.proto", MONEY_PROTO),
+            ],
+            "sources": [world.source.pk],
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    schema = StoredSchema.objects.get(name="orders")
+    assert list(schema.sources.all()) == [world.source]
+    loaded = schema.as_schema()
+    assert message_indexes(loaded) == [0] and [name for name, _ in loaded.references] == ["shop/money.proto"]
+    event = AuditEvent.objects.get(action="schema.create", target_id=str(schema.pk))
+    assert event.actor == client.user
+    # changed in the admin: audited with what changed, sources unbound
+    url = reverse("admin:dlqadmin_storedschema_change", args=[schema.pk])
+    response = client.post(
+        url, {**form, "definition": schema.definition, "header": "type", "header_value": "pb"}
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    update = AuditEvent.objects.get(action="schema.update", target_id=str(schema.pk))
+    assert update.detail["changed"] == ["header", "header_value", "sources"]
+    assert not schema.sources.exists()
+    # listed, searched and filtered
+    changelist = reverse("admin:dlqadmin_storedschema_changelist")
+    assert shown_ids(client.get(f"{changelist}?q=shop.Order")) == {schema.pk}
+    assert shown_ids(client.get(f"{changelist}?kind__exact=avro")) == set()
+    assert shown_ids(client.get(f"{changelist}?kind__exact=protobuf&enabled__exact=1")) == {schema.pk}
+    response = client.post(reverse("admin:dlqadmin_storedschema_delete", args=[schema.pk]), {"post": "yes"})
+    assert response.status_code == 302
+    assert AuditEvent.objects.filter(action="schema.delete", target_id=str(schema.pk)).exists()
+    assert not StoredSchema.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"kind": "avro", "definition": "{broken"}, "Avro schema does not parse"),
+        (
+            {
+                "kind": "protobuf",
+                "message_type": "shop.Order",
+                "proto_files": [proto_upload("orders.proto", ORDERS_PROTO)],
+            },
+            "shop/money.proto: File not found.",
+        ),
+        (
+            {
+                "kind": "protobuf",
+                "message_type": "shop.Order",
+                "proto_files": [
+                    proto_upload("orders.proto", ORDERS_PROTO.replace(b"package shop;", b"package shop"))
+                ],
+            },
+            "orders.proto:3:1: Expected &quot;;&quot;.",
+        ),
+        (
+            {"kind": "protobuf", "definition": "@@@", "message_type": "shop.Order"},
+            "not a base64 FileDescriptorSet",
+        ),
+        ({"kind": "avro"}, "paste the schema, or choose .proto files"),
+    ],
+)
+def test_the_admin_refuses_a_schema_the_api_would_refuse(world, staff, fields, error):
+    from dlqadmin.models import StoredSchema
+
+    client = staff("admin")
+    response = client.post(reverse(SCHEMA_ADD), {"name": "bad", "enabled": "on", **fields})
+    assert response.status_code == 200
+    assert error in response.content.decode()
+    assert not StoredSchema.objects.exists()
+
+
+def test_viewers_see_the_schemas_in_the_admin_but_cannot_add_one(staff):
+    client = staff("viewer")
+    assert client.get(reverse("admin:dlqadmin_storedschema_changelist")).status_code == 200
+    assert client.get(reverse(SCHEMA_ADD)).status_code == 403

@@ -8,7 +8,7 @@ and audit events are read-only (they are evidence).
 
 from django.contrib import admin
 
-from . import brokers, dead_letters, operations  # noqa: F401 - registers the ModelAdmins
+from . import brokers, dead_letters, operations, schemas  # noqa: F401 - registers the ModelAdmins
 
 admin.site.site_header = "dlqadmin"
 admin.site.site_title = "dlqadmin"

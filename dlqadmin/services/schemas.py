@@ -204,7 +204,8 @@ def stored_schema_save(
     permissions.require(actor, permissions.MANAGE_CONNECTIONS)
     schema = schema or StoredSchema()
     if proto_files is not None:
-        values["definition"] = _compiled(proto_files, kind=values.get("kind", schema.kind))
+        kind = values.get("kind", schema.kind)
+        values["definition"] = stored_schema_compile(kind=kind, proto_files=proto_files)
     creating = schema.pk is None
     changed = sorted(k for k in values if k in STORED_SCHEMA_FIELDS and getattr(schema, k, None) != values[k])
     for key in changed:
@@ -225,7 +226,9 @@ def stored_schema_save(
     return schema
 
 
-def _compiled(proto_files: dict[str, str], *, kind: str) -> str:
+def stored_schema_compile(*, kind: str, proto_files: dict[str, str]) -> str:
+    """The definition (a base64 descriptor set) of ``proto_files``, file name -> .proto text.
+    Raises ValidationError on ``proto_files`` with protoc's messages (file:line:column)."""
     if kind != "protobuf":
         raise ValidationError({"proto_files": ".proto files are for kind protobuf"})
     try:

@@ -45,15 +45,31 @@ class DeadLetterContext:
     stacktrace: str = ""
 
 
+class _Index:
+    """The LAST node of each header name, by lower-cased name, decoded when asked for: one pass
+    over the headers instead of a case-insensitive scan per lookup (a Spring record has ~13
+    lookups over ~12 headers; that was a third of a Kafka harvest's CPU, issue 15)."""
+
+    __slots__ = ("nodes",)
+
+    def __init__(self, headers: list):
+        self.nodes = {name.lower(): node for name, node in headers}  # a repeated name: the last
+
+    def get(self, name: str) -> Any:
+        node = self.nodes.get(name.lower())
+        return None if node is None else h.decode_value(node)
+
+
 def parse(headers: list) -> DeadLetterContext:
     """The dead-letter context of one record, from its encoded headers (``[[name, node], ...]``)."""
-    names = [name.lower() for name, _ in headers]
+    index = _Index(headers)
+    names = index.nodes
     if any(n.startswith(SPRING) for n in names):
-        return _spring(headers)
+        return _spring(index)
     if any(n.startswith(CONNECT) for n in names):
-        return _connect(headers)
+        return _connect(index)
     if any(n.startswith(CLOUD_STREAM) for n in names):
-        return _cloud_stream(headers)
+        return _cloud_stream(index)
     return DeadLetterContext(format="plain", origin=Origin(extra={"format": "plain"}))
 
 
@@ -61,18 +77,18 @@ def parse(headers: list) -> DeadLetterContext:
 # Formats
 
 
-def _spring(headers: list) -> DeadLetterContext:
+def _spring(headers: _Index) -> DeadLetterContext:
     extra: dict[str, Any] = {"format": "spring"}
     origin = Origin(
         topic=text(headers, SPRING + "original-topic"),
-        partition=binary_int(h.get(headers, SPRING + "original-partition")),
-        offset=binary_int(h.get(headers, SPRING + "original-offset")),
+        partition=binary_int(headers.get(SPRING + "original-partition")),
+        offset=binary_int(headers.get(SPRING + "original-offset")),
         extra=extra,
     )
     _put(extra, "consumer_group", text(headers, SPRING + "original-consumer-group"))
-    _put(extra, "original_timestamp", binary_int(h.get(headers, SPRING + "original-timestamp")))
+    _put(extra, "original_timestamp", binary_int(headers.get(SPRING + "original-timestamp")))
     _put(extra, "original_timestamp_type", text(headers, SPRING + "original-timestamp-type"))
-    _put(extra, "attempts", binary_int(h.get(headers, RETRY_TOPIC_ATTEMPTS)))
+    _put(extra, "attempts", binary_int(headers.get(RETRY_TOPIC_ATTEMPTS)))
     context = DeadLetterContext(format="spring", origin=origin)
 
     fqcn = text(headers, SPRING + "exception-fqcn")
@@ -93,7 +109,7 @@ def _spring(headers: list) -> DeadLetterContext:
     return context
 
 
-def _connect(headers: list) -> DeadLetterContext:
+def _connect(headers: _Index) -> DeadLetterContext:
     def get(name: str) -> str:
         return text(headers, CONNECT + name)
 
@@ -119,15 +135,15 @@ def _connect(headers: list) -> DeadLetterContext:
     )
 
 
-def _cloud_stream(headers: list) -> DeadLetterContext:
+def _cloud_stream(headers: _Index) -> DeadLetterContext:
     extra: dict[str, Any] = {"format": "spring-cloud-stream"}
     origin = Origin(
         topic=text(headers, "x-original-topic"),
-        partition=tolerant_int(h.get(headers, "x-original-partition")),
-        offset=tolerant_int(h.get(headers, "x-original-offset")),
+        partition=tolerant_int(headers.get("x-original-partition")),
+        offset=tolerant_int(headers.get("x-original-offset")),
         extra=extra,
     )
-    _put(extra, "original_timestamp", tolerant_int(h.get(headers, "x-original-timestamp")))
+    _put(extra, "original_timestamp", tolerant_int(headers.get("x-original-timestamp")))
     _put(extra, "original_timestamp_type", text(headers, "x-original-timestamp-type"))
     fqcn = text(headers, "x-exception-fqcn")
     message = text(headers, "x-exception-message")
@@ -150,9 +166,9 @@ def _put(extra: dict[str, Any], name: str, value: Any) -> None:
         extra[name] = value
 
 
-def text(headers: list, name: str) -> str:
+def text(headers: _Index, name: str) -> str:
     """The LAST header called ``name`` as text ("" when absent or null); invalid UTF-8 is replaced."""
-    return h.as_text(h.get(headers, name))
+    return h.as_text(headers.get(name))
 
 
 def decimal_int(value: Any) -> int | None:

@@ -13,6 +13,7 @@ from .dead_letters import (
     ErrorGroupStatus,
     SearchBacklog,
 )
+from .lookups import Any  # noqa: F401 - registers field__any
 from .masking import MaskingKind, MaskingRule
 from .operations import HARVESTER_BEAT_SECONDS, SILENT_SECONDS, ApiToken, AuditEvent, Heartbeat
 from .redrive import (

@@ -35,7 +35,7 @@ def counters_add_for_letters(*, name: str, letter_ids: Iterable[int]) -> None:
     if not ids:
         return
     per_source = (
-        DeadLetterState.objects.filter(pk__in=ids).order_by().values("source_id").annotate(n=Count("id"))
+        DeadLetterState.objects.filter(pk__any=ids).order_by().values("source_id").annotate(n=Count("id"))
     )
     counters_add(name=name, by_source={row["source_id"]: row["n"] for row in per_source})
 

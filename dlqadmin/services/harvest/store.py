@@ -205,52 +205,66 @@ def _insert(
         error_group_id=[g.pk for g in groups],
     )
     quote = conn.ops.quote_name
-    body_names, body_arrays, body_columns = _unnest(DeadLetter, values, n, conn)
-    state_names, state_arrays, state_columns = _unnest(DeadLetterState, values, n, conn)
+    body_names, body_select, body_arrays, body_params = _unnest(DeadLetter, values, n, conn)
+    state_names, state_select, state_arrays, state_params = _unnest(DeadLetterState, values, n, conn)
     body, state = quote(DeadLetter._meta.db_table), quote(DeadLetterState._meta.db_table)
     backlog, sequence = quote(SearchBacklog._meta.db_table), f"'{DeadLetterState._meta.db_table}'"
     sql = (
         f"WITH ids AS (SELECT nextval(pg_get_serial_sequence({sequence}, 'id')) AS id, "  # noqa: S608
         f"ord FROM generate_series(1, {n}) AS ord), "
         f"body AS (INSERT INTO {body} (id, {body_names}) "
-        f"SELECT ids.id, {_aliases(body_columns)} FROM unnest({body_arrays}) WITH ORDINALITY "
-        f"AS r({_aliases(body_columns)}, ord) JOIN ids ON ids.ord = r.ord "
+        f"SELECT ids.id, {body_select} FROM unnest({body_arrays}) WITH ORDINALITY "
+        f"AS r({_aliases(body_arrays)}, ord) JOIN ids ON ids.ord = r.ord "
         "ON CONFLICT (source_key, position) DO NOTHING RETURNING id, position), "
         f"state AS (INSERT INTO {state} (id, {state_names}) "
-        f"SELECT ids.id, {_aliases(state_columns)} FROM unnest({state_arrays}) WITH ORDINALITY "
-        f"AS r({_aliases(state_columns)}, ord) JOIN ids ON ids.ord = r.ord "
+        f"SELECT ids.id, {state_select} FROM unnest({state_arrays}) WITH ORDINALITY "
+        f"AS r({_aliases(state_arrays)}, ord) JOIN ids ON ids.ord = r.ord "
         "WHERE ids.id IN (SELECT id FROM body)), "
         f"backlog AS (INSERT INTO {backlog} (dead_letter_id) SELECT id FROM body) "
         "SELECT id, position FROM body ORDER BY id"
     )
     conn.ensure_connection()
     with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:  # Django's exceptions
-        cursor.execute(sql, body_columns + state_columns)
+        cursor.execute(sql, body_params + state_params)
         return cursor.fetchall()
 
 
-def _aliases(columns: list) -> str:
-    return ", ".join(f"c{i}" for i in range(len(columns)))
+def _aliases(arrays: str) -> str:
+    return ", ".join(f"c{i}" for i in range(arrays.count("%b")))
 
 
-def _unnest(model, values: dict, n: int, conn) -> tuple[str, str, list[list]]:
-    """``model``'s own columns but its id: their quoted names, the ``unnest()`` argument list
-    (one typed binary array each) and the arrays, from ``values`` (or each field's default)."""
-    names, arrays, columns = [], [], []
+def _unnest(model, values: dict, n: int, conn) -> tuple[str, str, str, list]:
+    """``model``'s own columns but its id: their quoted names, the select list, the ``unnest()``
+    argument list (one typed binary array each) and the parameters in the order the statement
+    takes them (the select list's, then the arrays), from ``values`` (or each field's default).
+
+    A column holding one value for the whole batch (the source, the harvest time, a default,
+    often the queue or topic, the status) is one scalar parameter in the select list instead of
+    an array of ``n`` copies: psycopg builds binary arrays element by element in Python, which
+    was the largest cost of a store in the harvesting process (issue 15)."""
+    names, select, arrays, scalars, columns = [], [], [], [], []
     for f in model._meta.local_concrete_fields:
         if f.primary_key:
             continue
         column = values.get(f.attname)
         if column is None:  # a column this module does not fill: its default, like the ORM would
             column = [f.get_db_prep_save(f.get_default(), conn)] * n
-        if f.get_internal_type() == "JSONField":
+        json_field = f.get_internal_type() == "JSONField"
+        if json_field:
             column = [c if c is None or isinstance(c, str) else json.dumps(c) for c in column]
-            arrays.append("%b::text[]::jsonb[]")
-        else:
-            arrays.append(f"%b::{f.cast_db_type(conn)}[]")
+        kind = "text" if json_field else f.cast_db_type(conn)
+        cast = "::jsonb" if json_field else ""
         names.append(conn.ops.quote_name(f.column))
-        columns.append(column)
-    return ", ".join(names), ", ".join(arrays), columns
+        # the last column stays an array when every other one is constant: unnest() needs one
+        last = f is model._meta.local_concrete_fields[-1] and not arrays
+        if n > 1 and not last and column.count(column[0]) == n:
+            select.append(f"%b::{kind}{cast}")
+            scalars.append(column[0])
+        else:
+            select.append(f"r.c{len(arrays)}{cast}")
+            arrays.append(f"%b::{kind}[]")
+            columns.append(column)
+    return ", ".join(names), ", ".join(select), ", ".join(arrays), scalars + columns
 
 
 class _AlreadyStored(Exception):  # noqa: N818 - control flow, never escapes this module

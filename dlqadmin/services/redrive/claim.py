@@ -101,7 +101,7 @@ def claim_chunk(job: RedriveJob, ids: list[int]) -> Claimed:
     SKIPPED attempt saying so, and so does one that needs a destination the job does not give.
     Reads only the columns it needs (not the payloads)."""
     rows = (
-        DeadLetter.objects.filter(pk__in=ids)
+        DeadLetter.objects.filter(pk__any=ids)
         .annotate(needs=routes.needs_destination(job.destination))
         .values_list("pk", "status", "retry_count", "source__max_redrives", "needs", routes.KIND)
     )
@@ -132,7 +132,8 @@ def claim_chunk(job: RedriveJob, ids: list[int]) -> Claimed:
             holder = holders.get(pk)
             reason = f"busy in job #{holder}" if holder else "busy in another redrive job"
             skipped.append((pk, RedriveAttemptStatus.SKIPPED, previous, reason, now))
-    claimed = DeadLetterState.objects.filter(pk__in=won).update(status=DeadLetterStatus.QUEUED) if won else 0
+    queued = DeadLetterState.objects.filter(pk__any=list(won))
+    claimed = queued.update(status=DeadLetterStatus.QUEUED) if won else 0
     _insert_attempts(job, skipped)
     return Claimed(claimed, len(skipped), len(lost), set(holders.values()))
 

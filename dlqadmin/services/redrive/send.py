@@ -167,14 +167,14 @@ def claim(job: RedriveJob, size: int) -> Chunk | None:
         )
         if not ids:
             return None
-        RedriveAttempt.objects.filter(pk__in=ids).update(
+        RedriveAttempt.objects.filter(pk__any=ids).update(
             status=RedriveAttemptStatus.CLAIMED,
             claimed_at=timezone.now(),
             tries=F("tries") + 1,
             lease_token=token,
             lease_expires_at=expires,
         )
-    attempts = RedriveAttempt.objects.filter(pk__in=ids).order_by("id")
+    attempts = RedriveAttempt.objects.filter(pk__any=ids).order_by("id")
     if not job.use_revisions:
         rows = list(attempts.values_list(*_FIELDS))
         return Chunk(job=job, items=[_item(row, None) for row in rows], token=token)
@@ -194,7 +194,7 @@ def unclaim(chunk: Chunk) -> int:
     cancelled meanwhile); returns how many attempts went back to pending (only those this
     chunk's claim still owns)."""
     return RedriveAttempt.objects.filter(
-        pk__in=[item.pk for item in chunk.items],
+        pk__any=[item.pk for item in chunk.items],
         status=RedriveAttemptStatus.CLAIMED,
         lease_token=chunk.token,
     ).update(
@@ -351,11 +351,11 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
             if pk in recorded:
                 (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(letters[pk])
         if sent:
-            DeadLetterState.objects.filter(pk__in=sent).update(
+            DeadLetterState.objects.filter(pk__any=sent).update(
                 status=DeadLetterStatus.REDRIVEN, redrive_count=F("redrive_count") + 1, last_redriven_at=now
             )
         if failed:
-            DeadLetterState.objects.filter(pk__in=failed).update(status=DeadLetterStatus.FAILED)
+            DeadLetterState.objects.filter(pk__any=failed).update(status=DeadLetterStatus.FAILED)
         # monotonic counters for /metrics (a purge never lowers them)
         counters_add_for_letters(name=CounterName.REDRIVEN, letter_ids=sent)
         counters_add_for_letters(name=CounterName.REDRIVE_FAILED, letter_ids=failed)

@@ -57,8 +57,9 @@ class _Brokers:
         self.ctx, self.config = ctx, ctx.config
         run = self.config.run_id
         self.targets: list[_Target] = []
+        kinds = [kind for kind in KINDS if kind in self.config.brokers]
         for i in range(count):
-            kind = KINDS[i % len(KINDS)]
+            kind = kinds[i % len(kinds)]
             if kind == "rabbitmq":
                 self.targets.append(_Target(kind, f"{self.config.prefix()}.many.{i}.dlq"))
             elif kind == "kafka":
@@ -161,18 +162,22 @@ def _rss_mib(pid: int) -> float:
     return sum(processes.status_kib(p, "VmRSS") for p in processes.process_tree(pid)) / 1024
 
 
-def _feed(brokers: _Brokers, client, list_url: str, total: int, rate: float, at_middle) -> dict:
+def _feed(brokers: _Brokers, client, list_url: str, total: int, rate: float, at_middle, every) -> dict:
     """Dead-letter ``total`` messages at ``rate``/s (a shuffled rotation over the sources, never
-    two pending on one source; ``at_middle()`` once half are sent); returns {kind: [seconds]}."""
+    two pending on one source; ``at_middle()`` once half are sent, ``every()`` every 10 s);
+    returns {kind: [seconds]}."""
     rng = random.Random(18)
     order = brokers.targets[:]
     rng.shuffle(order)
     samples: dict[str, list[float]] = {kind: [] for kind in KINDS}
     pending: dict[int, tuple[_Target, float]] = {}
     sent, turn = 0, 0
-    started = time.monotonic()
+    started = tick = time.monotonic()
     while sent < total or pending:
         now = time.monotonic()
+        if now - tick >= 10:
+            every()
+            tick = now
         if sent < total and now >= started + sent / rate:
             target = order[turn % len(order)]
             if id(target) not in pending:  # else wait until its previous sample is visible
@@ -223,6 +228,7 @@ def run(ctx: Context) -> list[Metric]:
     brokers = _Brokers(ctx, count)
     harvester = None
     rss: dict[str, float] = {}
+    series: list[float] = []  # every 10 s of the feed
     try:
         brokers.setup()
         conns = {
@@ -252,20 +258,24 @@ def run(ctx: Context) -> list[Metric]:
         def at_middle() -> None:
             rss["middle"] = _rss_mib(harvester.pid)
 
-        samples = _feed(brokers, client, list_url, total, rate, at_middle)
+        def every() -> None:
+            series.append(round(_rss_mib(harvester.pid), 1))
+
+        samples = _feed(brokers, client, list_url, total, rate, at_middle, every)
         rss["end"] = _rss_mib(harvester.pid)
         rss.setdefault("middle", rss["end"])
     finally:
         if harvester is not None:
             harvester.stop()
         brokers.cleanup()
-    return _metrics(count, total, rate, warm, samples, rss)
+    per_kind = {kind: brokers.of(kind) for kind in KINDS}
+    return _metrics(count, total, rate, warm, samples, rss, series, per_kind)
 
 
-def _metrics(count, total, rate, warm, samples, rss) -> list[Metric]:
+def _metrics(count, total, rate, warm, samples, rss, series, per_kind) -> list[Metric]:
     metrics = []
     everything = [s for values in samples.values() for s in values]
-    split = ", ".join(f"{sum(1 for i in range(count) if KINDS[i % 3] == k)} {LABELS[k]}" for k in KINDS)
+    split = ", ".join(f"{len(values)} {LABELS[k]}" for k, values in per_kind.items() if values)
     for kind, values in [*samples.items(), ("all", everything)]:
         if not values:
             continue
@@ -295,7 +305,7 @@ def _metrics(count, total, rate, warm, samples, rss) -> list[Metric]:
             (1 + growth) / (1 + TARGET_GROWTH),
             f"VmRSS of the harvester process tree after the warm-up, after {total // 2} and after "
             f"{total} samples ({growth:+.1%})",
-            {**rss, "growth": growth},
+            {**rss, "growth": growth, "every_10s": series},
         )
     )
     return metrics

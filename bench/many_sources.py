@@ -32,6 +32,7 @@ from dlqadmin.services.connections import connection_create
 from . import data, processes, users
 from .context import Context
 from .report import Metric, summary
+from .scale import cpu_seconds
 
 TARGET_P95 = 2.0
 TARGET_GROWTH = 0.10
@@ -254,6 +255,7 @@ def run(ctx: Context) -> list[Metric]:
         )
         warm = _warm_up(brokers, client, list_url)
         rss["start"] = _rss_mib(harvester.pid)
+        cpu_from, fed_from = cpu_seconds(harvester.pid), time.monotonic()
 
         def at_middle() -> None:
             rss["middle"] = _rss_mib(harvester.pid)
@@ -263,16 +265,17 @@ def run(ctx: Context) -> list[Metric]:
 
         samples = _feed(brokers, client, list_url, total, rate, at_middle, every)
         rss["end"] = _rss_mib(harvester.pid)
+        cpu = (cpu_seconds(harvester.pid) - cpu_from) / (time.monotonic() - fed_from)
         rss.setdefault("middle", rss["end"])
     finally:
         if harvester is not None:
             harvester.stop()
         brokers.cleanup()
     per_kind = {kind: brokers.of(kind) for kind in KINDS}
-    return _metrics(count, total, rate, warm, samples, rss, series, per_kind)
+    return _metrics(count, total, rate, warm, samples, rss, series, per_kind, cpu)
 
 
-def _metrics(count, total, rate, warm, samples, rss, series, per_kind) -> list[Metric]:
+def _metrics(count, total, rate, warm, samples, rss, series, per_kind, cpu) -> list[Metric]:
     metrics = []
     everything = [s for values in samples.values() for s in values]
     split = ", ".join(f"{len(values)} {LABELS[k]}" for k, values in per_kind.items() if values)
@@ -304,8 +307,8 @@ def _metrics(count, total, rate, warm, samples, rss, series, per_kind) -> list[M
             growth <= TARGET_GROWTH,
             (1 + growth) / (1 + TARGET_GROWTH),
             f"VmRSS of the harvester process tree after the warm-up, after {total // 2} and after "
-            f"{total} samples ({growth:+.1%})",
-            {**rss, "growth": growth, "every_10s": series},
+            f"{total} samples ({growth:+.1%}); the harvester used {cpu:.0%} of a core meanwhile",
+            {**rss, "growth": growth, "every_10s": series, "cpu_cores": cpu},
         )
     )
     return metrics

@@ -6,12 +6,12 @@ once per connection (one open adapter per connection, shared by its passes), and
 ``poll_interval`` when the round found nothing. An idle source costs a few broker round trips per
 round and no waiting: a Kafka member only looks at what its consumer already fetched, and a pass
 that changed nothing writes nothing to the database (see :func:`source_harvest_with`). The
-harvester backs off
-exponentially from a broker that is down while recording the failure on the connection and
-the source. Any other failure of one source (a permanent broker error, a bug, an input nothing
-foresaw) is recorded on that source, which then backs off on its own: one bad source never
-stops the others. ``stop()`` (wired to SIGTERM/SIGINT) lets the pass in progress finish its batch:
-a batch is always committed to the database before the broker acks it, so nothing is lost.
+harvester backs off exponentially from a broker that is down while recording the failure on the
+connection and the source. Any other failure of one source (a permanent broker error, a bug, an
+input nothing foresaw) is recorded on that source, which then backs off on its own: one bad
+source never stops the others. ``stop()`` (wired to SIGTERM/SIGINT) lets the passes in progress
+finish their batch and starts no other: a batch is always committed to the database before the
+broker acks it, so nothing is lost.
 
 Several harvesters (replicas) may run at once on the same sources, and the brokers share the
 work between them: RabbitMQ competing consumers on the dead-letter queue, one Kafka consumer
@@ -49,10 +49,10 @@ from dlqadmin.services.harvest.store import (
 from dlqadmin.services.heartbeat import HARVESTER_BEAT_SECONDS, heartbeat_beat, heartbeat_stopped
 from dlqadmin.services.search import BacklogIndexer
 
-log = logging.getLogger("dlqadmin.services.harvester")
+log = logging.getLogger("dlqadmin.services.harvester")  # the pre-package name, kept for logging configs
 
 #: an idle pass that changes nothing rewrites its source row (last_harvest_at) at most this often
-IDLE_WRITE_SECONDS = 10.0  # the pre-package name, kept for logging configs
+IDLE_WRITE_SECONDS = 10.0
 
 
 def close_old_connections_now() -> None:

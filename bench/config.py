@@ -3,7 +3,7 @@
 ==========================  =================================================================
 ``BENCH_N``                 messages per broker for the raw / harvest / redrive runs (20 000)
 ``BENCH_BROKERS``           comma-separated subset of rabbitmq,kafka,nats (all)
-``BENCH_ONLY``              comma-separated subset of throughput,visibility,memory,latency,scale (all)
+``BENCH_ONLY``              comma-separated subset of throughput,visibility,memory,latency,scale,many (all)
 ``BENCH_TABLE_ROWS``        dead letters COPYed into the database before anything runs (1 000 000)
 ``BENCH_LATENCY_SAMPLES``   requests per latency case (200)
 ``BENCH_LATENCY_SECONDS``   time cap per latency case, seconds (10)
@@ -16,6 +16,9 @@
 ``BENCH_SCALE_VELOCITY``    that job's velocity, msg/s (2 000)
 ``BENCH_SCALE_BIG_N``       the big job a 10-message job must not wait behind (200 000)
 ``BENCH_SCALE_HARVEST_N``   dead letters two harvester replicas store, per broker (20 000)
+``BENCH_MANY_SOURCES``      sources (over the three brokers) on one harvester replica (300)
+``BENCH_MANY_SAMPLES``      time-to-visibility samples over those sources (120)
+``BENCH_MANY_RATE``         dead letters per second fed to them during the samples (2)
 ``BENCH_OUTPUT``            the Markdown report (docs/benchmarks.md)
 ``BENCH_JSON``              also write the results as JSON here (optional)
 ``BENCH_DATABASE_URL``      server to create the bench database on (default: DATABASE_URL's)
@@ -31,7 +34,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKERS = ("rabbitmq", "kafka", "nats")
-PARTS = ("throughput", "visibility", "memory", "latency", "scale")
+PARTS = ("throughput", "visibility", "memory", "latency", "scale", "many")
 
 
 def _int(name: str, default: int) -> int:
@@ -67,6 +70,9 @@ class BenchConfig:
     scale_velocity: int = 2_000
     scale_big_n: int = 200_000
     scale_harvest_n: int = 20_000
+    many_sources: int = 300
+    many_samples: int = 120
+    many_rate: float = 2.0
     output: Path = ROOT / "docs" / "benchmarks.md"
     json_path: Path | None = None
     database_url: str = ""
@@ -95,6 +101,9 @@ class BenchConfig:
             scale_velocity=_int("BENCH_SCALE_VELOCITY", 2_000),
             scale_big_n=_int("BENCH_SCALE_BIG_N", 200_000),
             scale_harvest_n=_int("BENCH_SCALE_HARVEST_N", 20_000),
+            many_sources=_int("BENCH_MANY_SOURCES", 300),
+            many_samples=_int("BENCH_MANY_SAMPLES", 120),
+            many_rate=float(os.environ.get("BENCH_MANY_RATE") or 2),
             output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "docs" / "benchmarks.md"),
             json_path=Path(json_path) if json_path else None,
             database_url=os.environ.get("BENCH_DATABASE_URL")

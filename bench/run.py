@@ -24,6 +24,7 @@ PART_TITLES = {
     "memory": "worker memory",
     "latency": "dashboard and API latency",
     "scale": "redrive scale-out (two workers, fairness, per core)",
+    "many": "many sources on one harvester",
 }
 
 
@@ -70,6 +71,10 @@ def _run_part(part: str, ctx: Context, fixture) -> list[report.Metric]:
         from . import memory
 
         return memory.run(ctx)
+    if part == "many":
+        from . import many_sources
+
+        return many_sources.run(ctx)
     if part == "scale":
         from . import scale
 
@@ -138,6 +143,8 @@ def main() -> int:
             "redrive batch": config.redrive_batch,
             "scale-out": f"{config.scale_n:,} at {config.scale_velocity:,}/s, "
             f"fairness vs {config.scale_big_n:,}",
+            "many sources": f"{config.many_sources} sources, {config.many_samples} samples at "
+            f"{config.many_rate:g}/s",
             "harvest batch": django_settings.DLQADMIN_HARVEST_BATCH_SIZE,
         }
         print()

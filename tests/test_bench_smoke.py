@@ -27,6 +27,9 @@ TINY = {
     "BENCH_SCALE_VELOCITY": "200",
     "BENCH_SCALE_BIG_N": "2000",
     "BENCH_SCALE_HARVEST_N": "300",
+    "BENCH_MANY_SOURCES": "6",
+    "BENCH_MANY_SAMPLES": "6",
+    "BENCH_MANY_RATE": "3",
 }
 BROKERS = ("RabbitMQ", "Kafka", "NATS JetStream")
 LATENCY_CASES = (
@@ -68,6 +71,11 @@ def expected_metrics() -> list[str]:
         "redrive fairness: a 10-message job during a 2,000-message job",
         "redrive per core, 2 workers, 2,000 messages",
         *(f"harvest per core, 2 replicas, {broker} 300" for broker in BROKERS),
+        *(
+            f"6 sources on one harvester: time to visibility, {broker}"
+            for broker in (*BROKERS, "all brokers")
+        ),
+        "6 sources on one harvester: RSS start / middle / end",
     ]
     return names
 
@@ -79,7 +87,7 @@ def test_the_bench_runs_end_to_end_and_reports_every_metric(tmp_path):
     env.pop("BENCH_ONLY", None)
     env.pop("BENCH_BROKERS", None)
     run = subprocess.run(
-        [sys.executable, "-m", "bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180
+        [sys.executable, "-m", "bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240
     )
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
 

@@ -39,6 +39,11 @@ def test_harvest_command_prints_counts(stored):
         run("harvest", "--source", "no-such-source")
 
 
+def test_harvest_follow_refuses_a_concurrency_below_one():
+    with pytest.raises(CommandError, match="--concurrency must be at least 1"):
+        run("harvest", "--follow", "--concurrency", "0")
+
+
 def test_redrive_dry_run_changes_nothing_and_here_redrives(stored):
     source, top = stored
     run("harvest", "--source", source.name)

@@ -53,6 +53,8 @@ HEADER_RULES = (
 )
 #: broker- and platform-internal topics (consumer offsets, transactions, schema registry ...).
 INTERNAL_PREFIXES = ("__", "_confluent", "_schemas")
+#: how often an idle follow-mode pass recounts a backlog it cannot know from its own partitions
+IDLE_BACKLOG_SECONDS = 10.0
 
 
 def name_reason(topic: str) -> str:
@@ -251,11 +253,20 @@ class KafkaAdapter(BrokerAdapter):
         if member is None:
             member = self._members[key] = await asyncio.to_thread(membership.GroupMember, self.config, source)
         try:
-            return await membership.harvest(member, source, sink, limit=limit, batch_size=batch_size)
+            result = await membership.harvest(member, source, sink, limit=limit, batch_size=batch_size)
         except BaseException:
             self._members.pop(key, None)
             await asyncio.to_thread(member.close)
             raise
+        if result.backlog is None and not result.received:
+            # an idle pass of a member that does not hold every partition (another replica
+            # does): the backlog takes a client of its own, so count it at most every few seconds
+            at, count = member.backlog_counted
+            if time.monotonic() - at >= IDLE_BACKLOG_SECONDS:
+                count = await self.backlog(source)
+                member.backlog_counted = (time.monotonic(), count)
+            result.backlog = count
+        return result
 
     def holdings(self) -> dict[str, list[int]]:
         return {topic: member.held() for (topic, _), member in self._members.items()}

@@ -68,6 +68,8 @@ class GroupMember:
         self.assigned: set[int] = set()
         self.at_eof: set[int] = set()
         self.cluster_id = ""
+        self.partitions = 0  # the topic's partition count when the member joined
+        self.backlog_counted: tuple[float, int | None] = (-1e9, None)  # (monotonic, backlog)
         # consume (read ahead) and commit run in worker threads, possibly at once; close waits
         # for both: a thread left running by a cancelled await must never meet a closed handle
         self._calls = threading.Condition()
@@ -77,7 +79,8 @@ class GroupMember:
             # subscribe only to a topic that exists: librdkafka (2.x) has crashed the process on
             # a subscription to a missing topic, and does on a subscribed topic being deleted
             # (docs/architecture.md, "Scaling out")
-            self.cluster_id, _ = topic_partitions(self.consumer, self.topic, config.timeout)
+            self.cluster_id, partitions = topic_partitions(self.consumer, self.topic, config.timeout)
+            self.partitions = len(partitions)
             self.consumer.subscribe(
                 [self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._revoked
             )
@@ -168,7 +171,13 @@ async def harvest(
 ) -> HarvestResult:
     """One pass of a group member: read what its partitions hold, store, commit. Returns when
     every partition it holds is at its end (``exhausted``), at ``limit``, or when a poll brings
-    nothing (no partition yet, or the group is rebalancing: the next pass goes on)."""
+    nothing (no partition yet, or the group is rebalancing: the next pass goes on).
+
+    The consumer fetches in the background between passes, so the pass's first poll does not
+    wait: an idle source costs one look at the consumer's queue, not ``POLL_SECONDS`` (a harvester
+    watching hundreds of sources would spend its round waiting on idle topics). Later polls of
+    the pass wait up to ``POLL_SECONDS`` for a full batch. When nothing was read and this member
+    holds every partition, all at their end, the backlog is 0 without asking the cluster."""
     if batch_size < 1 or (limit is not None and limit < 0):
         raise BrokerError("batch_size must be >= 1 and limit >= 0", permanent=True)
     topic = member.topic
@@ -176,10 +185,11 @@ async def harvest(
     committed: dict[int, int] = {}
 
     async def batches():
-        read = 0
+        read, wait = 0, 0.0  # the first call takes what the consumer already fetched, no wait
         while limit is None or read < limit:
             want = batch_size if limit is None else min(batch_size, limit - read)
-            records = await asyncio.to_thread(member.consume, want, POLL_SECONDS)
+            records = await asyncio.to_thread(member.consume, want, wait)
+            wait = POLL_SECONDS
             batch: list[Message] = []
             for msg in records:
                 err = msg.error()
@@ -221,5 +231,8 @@ async def harvest(
             "offsets": {**source.cursor.get("offsets", {}), **{str(p): o for p, o in committed.items()}},
         }
     )
+    holds_all = member.assigned and len(member.assigned) == member.partitions
+    if not result.received and holds_all and member.assigned <= member.at_eof:
+        result.backlog = 0
     log.debug("group %s: pass over %s in %.2fs", member.group, topic, time.monotonic() - started)
     return result

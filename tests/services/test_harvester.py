@@ -76,7 +76,7 @@ def test_a_new_dead_letter_is_stored_within_seconds(setup):
     proc = start(source)
     time.sleep(1.5)  # let it connect; then measure one genuine dead-lettering
     started = time.monotonic()
-    asyncio.run(rabbit._dead_letter_into(top, 1))
+    asyncio.run(rabbit._dead_letter_into(top, 1, wait=False))  # the harvester may take it at once
     assert wait_until(lambda: stored(source) == 1, 10)
     elapsed = time.monotonic() - started
     assert elapsed < 5, elapsed  # the 2 s p95 target is measured in `make bench`

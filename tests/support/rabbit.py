@@ -27,8 +27,12 @@ async def _connect():
     return await aio_pika.connect_robust(AMQP_URL, login="guest", password="guest")
 
 
-async def _dead_letter_into(top: Topology, count: int, payload_prefix: bytes = b"msg-", headers=None) -> None:
-    """Declare ``top`` (idempotent), publish ``count`` messages and reject each into the DLQ."""
+async def _dead_letter_into(
+    top: Topology, count: int, payload_prefix: bytes = b"msg-", headers=None, *, wait: bool = True
+) -> None:
+    """Declare ``top`` (idempotent), publish ``count`` messages and reject each into the DLQ;
+    with ``wait``, return once the DLQ holds them (never with a harvester running: it may take
+    them first, and the wait would last its 10 s)."""
     conn = await _connect()
     async with conn:
         ch = await conn.channel(publisher_confirms=True)
@@ -59,7 +63,7 @@ async def _dead_letter_into(top: Topology, count: int, payload_prefix: bytes = b
                 continue
             await msg.reject(requeue=False)
             rejected += 1
-        for _ in range(500):  # dead-lettering is asynchronous
+        for _ in range(500 if wait else 0):  # dead-lettering is asynchronous
             if (await dlq.declare()).message_count >= before + count:
                 break
             await asyncio.sleep(0.02)

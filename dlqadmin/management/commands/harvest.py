@@ -27,6 +27,12 @@ class Command(BaseCommand):
         parser.add_argument("--follow", action="store_true", help="Keep harvesting until stopped (SIGTERM).")
         parser.add_argument("--poll-interval", type=float, default=0.5, help="Seconds between idle passes.")
         parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=8,
+            help="With --follow: passes run at once per connection (its sources are polled together).",
+        )
+        parser.add_argument(
             "--max-backoff",
             type=float,
             default=30.0,
@@ -37,7 +43,10 @@ class Command(BaseCommand):
         self, *args, source=None, limit=None, follow=False, poll_interval=0.5, max_backoff=30.0, **options
     ):
         if follow:
-            return self.follow(source, limit, poll_interval, max_backoff)
+            concurrency = options.get("concurrency", 8)
+            if concurrency < 1:
+                raise CommandError("--concurrency must be at least 1")
+            return self.follow(source, limit, poll_interval, max_backoff, concurrency)
         sources = Source.objects.select_related("connection")
         if source:
             sources = sources.filter(name__in=source)
@@ -75,9 +84,13 @@ class Command(BaseCommand):
         if failures:
             raise CommandError(f"{failures} source(s) failed to harvest")
 
-    def follow(self, names, limit, poll_interval, max_backoff):
+    def follow(self, names, limit, poll_interval, max_backoff, concurrency=8):
         harvester = Harvester(
-            source_names=names, poll_interval=poll_interval, pass_limit=limit or 1000, max_backoff=max_backoff
+            source_names=names,
+            poll_interval=poll_interval,
+            pass_limit=limit or 1000,
+            max_backoff=max_backoff,
+            concurrency=concurrency,
         )
 
         async def main():

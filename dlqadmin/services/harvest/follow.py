@@ -1,12 +1,17 @@
 """The long-running harvester behind ``manage.py harvest --follow``.
 
-One asyncio loop watches every enabled source: it harvests each in bounded passes (so a stop
-request is honoured within one pass), keeps one open adapter per connection, and backs off
-exponentially from a broker that is down while recording the failure on the connection and
-the source. Any other failure of one source (a permanent broker error, a bug, an input nothing
-foresaw) is recorded on that source, which then backs off on its own: one bad source never
-stops the others. ``stop()`` (wired to SIGTERM/SIGINT) lets the pass in progress finish its batch:
-a batch is always committed to the database before the broker acks it, so nothing is lost.
+One asyncio loop watches every enabled source in rounds: each round gives every source one
+bounded pass (so a stop request is honoured within one pass), up to ``concurrency`` passes at
+once per connection (one open adapter per connection, shared by its passes), and sleeps
+``poll_interval`` when the round found nothing. An idle source costs a few broker round trips per
+round and no waiting: a Kafka member only looks at what its consumer already fetched, and a pass
+that changed nothing writes nothing to the database (see :func:`source_harvest_with`). The
+harvester backs off exponentially from a broker that is down while recording the failure on the
+connection and the source. Any other failure of one source (a permanent broker error, a bug, an
+input nothing foresaw) is recorded on that source, which then backs off on its own: one bad
+source never stops the others. ``stop()`` (wired to SIGTERM/SIGINT) lets the passes in progress
+finish their batch and starts no other: a batch is always committed to the database before the
+broker acks it, so nothing is lost.
 
 Several harvesters (replicas) may run at once on the same sources, and the brokers share the
 work between them: RabbitMQ competing consumers on the dead-letter queue, one Kafka consumer
@@ -46,6 +51,9 @@ from dlqadmin.services.search import BacklogIndexer
 
 log = logging.getLogger("dlqadmin.services.harvester")  # the pre-package name, kept for logging configs
 
+#: an idle pass that changes nothing rewrites its source row (last_harvest_at) at most this often
+IDLE_WRITE_SECONDS = 10.0
+
 
 def close_old_connections_now() -> None:
     """Close this thread's database connections (a broken one is reopened on next use)."""
@@ -61,6 +69,7 @@ class _ConnectionState:
     failures: int = 0
     retry_at: float = 0.0
     fingerprint: tuple = ()
+    slots: asyncio.Semaphore | None = None  # bounds the passes running at once on this connection
 
 
 @dataclass
@@ -76,6 +85,8 @@ class Harvester:
     source_names: list[str] | None = None
     poll_interval: float = 0.5
     pass_limit: int = 1000
+    #: passes running at once on one connection (sources of one connection are polled together)
+    concurrency: int = 8
     max_backoff: float = 30.0
     #: run the search indexer thread (dlqadmin.services.search) beside the harvest loop
     index_search: bool = True
@@ -86,6 +97,7 @@ class Harvester:
     _harvesting: dict[int, Source] = field(default_factory=dict)
     _last_batch: dict = field(default_factory=dict)
     _stored: int = 0
+    _beat_at: float = -1e9
 
     def stop(self) -> None:
         if self._stop is not None:
@@ -166,38 +178,66 @@ class Harvester:
                 log.warning("could not release what connection %s held", pk, exc_info=True)
 
     async def _beat(self) -> None:
+        # checked here too: holdings() walks every source, too much to compute after each pass
+        if time.monotonic() - self._beat_at < HARVESTER_BEAT_SECONDS:
+            return
+        self._beat_at = time.monotonic()
         await sync_to_async(heartbeat_beat, thread_sensitive=True)(
             component="harvester", every=HARVESTER_BEAT_SECONDS, details=self.holdings()
         )
 
     async def run_once(self) -> int:
-        """One pass over every source; returns how many messages were received."""
-        received = 0
+        """One round: a pass over every source, up to ``concurrency`` at once per connection;
+        returns how many messages were received. A pass in progress when ``stop()`` is called
+        finishes its batch; passes not yet started are skipped. A database outage in any pass is
+        raised once every pass of the round has ended."""
         sources = await sync_to_async(self._load_sources, thread_sensitive=True)()
         self._harvesting = {source.pk: source for source in sources}
         await self._release_unharvested(sources)
+        await self._reconnect_edited(sources)
         await self._beat()
+
+        async def one(source: Source) -> int:
+            state = self._connections.setdefault(source.connection_id, _ConnectionState())
+            if state.slots is None:
+                state.slots = asyncio.Semaphore(max(1, self.concurrency))
+            async with state.slots:
+                if self.stopping:
+                    return 0
+                report = await self.harvest_source(source)
+            await self._beat()  # a long round still beats (at most every HARVESTER_BEAT_SECONDS)
+            return report.received if report is not None else 0
+
+        results = await asyncio.gather(*(one(source) for source in sources), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result  # only a database outage gets here (harvest_source keeps the rest)
+        return sum(results)
+
+    def _fingerprint(self, source: Source) -> tuple:
+        conn = source.connection
+        return (conn.kind, conn.url, conn.username, conn.password_encrypted, conn.updated_at)
+
+    async def _reconnect_edited(self, sources: list[Source]) -> None:
+        """Close the adapter of a connection edited since it was opened (before the round's passes
+        start, so no pass is using it): the next pass reconnects with the new settings."""
+        seen: set[int] = set()
         for source in sources:
-            if self.stopping:
-                break
-            report = await self.harvest_source(source)
-            if report is not None:
-                received += report.received
-            await self._beat()  # a long pass still beats (at most every HARVESTER_BEAT_SECONDS)
-        return received
+            state = self._connections.get(source.connection_id)
+            if source.connection_id in seen or state is None:
+                continue
+            seen.add(source.connection_id)
+            if state.adapter is not None and state.fingerprint != self._fingerprint(source):
+                await self._drop(state)
 
     async def _adapter_for(self, source: Source) -> BrokerAdapter | None:
-        conn = source.connection
-        state = self._connections.setdefault(conn.pk, _ConnectionState())
-        fingerprint = (conn.kind, conn.url, conn.username, conn.password_encrypted, conn.updated_at)
-        if state.adapter is not None and state.fingerprint != fingerprint:
-            await self._drop(state)  # the connection was edited: reconnect with the new settings
+        state = self._connections.setdefault(source.connection_id, _ConnectionState())
         if time.monotonic() < state.retry_at:
             return None
-        if state.adapter is None:
-            state.adapter = brokers.get_adapter(connection_config(conn))
+        if state.adapter is None:  # no await from the check to the assignment: one adapter only
+            state.adapter = brokers.get_adapter(connection_config(source.connection))
             state.adapter.follow = True  # keep broker-side membership across passes (Kafka groups)
-            state.fingerprint = fingerprint
+            state.fingerprint = self._fingerprint(source)
         return state.adapter
 
     async def harvest_source(self, source: Source) -> HarvestReport | None:
@@ -217,7 +257,9 @@ class Harvester:
             return None  # backing off from this connection
         state = self._connections[source.connection.pk]
         try:
-            report = await source_harvest_with(adapter, source=source, limit=self.pass_limit)
+            report = await source_harvest_with(
+                adapter, source=source, limit=self.pass_limit, idle_write_every=IDLE_WRITE_SECONDS
+            )
         except DB_OUTAGES:
             raise
         except BrokerError as exc:
@@ -227,7 +269,7 @@ class Harvester:
             if not await self._healthy(adapter):
                 if exc.permanent:  # e.g. refused credentials: the source waits the longest already
                     await self._observe(source, ok=False, error=str(exc))
-                else:
+                elif state.adapter is adapter:  # not yet dropped by a concurrent pass's failure
                     await self._on_failure(source, state, exc)
             return None
         except Exception as exc:  # noqa: BLE001 - one source's failure must not stop the others

@@ -398,10 +398,27 @@ def _record_success(source: Source, cursor: dict, backlog: int | None) -> None:
     )
 
 
+def _unchanged(source: Source, received: int, cursor: dict, backlog: int | None, every: float) -> bool:
+    """True when a pass found nothing and would write what the row already says, less than
+    ``every`` seconds after the last write (``last_harvest_at`` is then at most that old)."""
+    if received or source.last_error or source.last_harvest_at is None:
+        return False
+    if (source.cursor or {}) != cursor or source.backlog != backlog:
+        return False
+    return (timezone.now() - source.last_harvest_at).total_seconds() < every
+
+
 async def source_harvest_with(
-    adapter: BrokerAdapter, *, source: Source, limit: int | None = None, batch_size: int | None = None
+    adapter: BrokerAdapter,
+    *,
+    source: Source,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    idle_write_every: float = 0.0,
 ) -> HarvestReport:
-    """One harvest pass over ``source`` through an open ``adapter`` (async; see source_harvest)."""
+    """One harvest pass over ``source`` through an open ``adapter`` (async; see source_harvest).
+    With ``idle_write_every`` (the follow-mode harvester), a pass that found nothing and changed
+    nothing writes the source row at most that often instead of after every pass."""
     report = HarvestReport(source=source.name)
     spec = source_spec(source)
     size = batch_size or int(spec.options.get("batch_size") or settings.DLQADMIN_HARVEST_BATCH_SIZE)
@@ -432,6 +449,8 @@ async def source_harvest_with(
     report.received = result.received
     report.backlog = backlog
     report.exhausted = result.exhausted
+    if idle_write_every and _unchanged(source, result.received, spec.cursor, backlog, idle_write_every):
+        return report
     await sync_to_async(_record_success, thread_sensitive=True)(source, spec.cursor, backlog)
     return report
 

@@ -33,10 +33,12 @@ MAIN_LOOPS = {
     ("brokers/simulate/__main__.py", "asyncio.run"),  # python -m brokers.simulate
 }
 
-#: pure memoisation of text helpers (compiled patterns), not client caches.
+#: memoisation of values (compiled patterns, parsed schemas by registry id), not client caches.
 PURE_MEMOS = {
     ("dlqadmin/services/grouping.py", "lru_cache"),
     ("dlqadmin/masking.py", "lru_cache"),
+    ("dlqadmin/decoding/confluent.py", "lru_cache"),  # a schema's parsed Avro, per schema text
+    ("dlqadmin/services/schemas.py", "OrderedDict"),  # schemas by registry URL and id (issue 17)
 }
 
 

@@ -16,6 +16,7 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
+from dlqadmin.models import DeadLetterState
 from tests.api.conftest import token_client
 from tests.conftest import AMQP_URL, unique
 from tests.support import kafka
@@ -146,7 +147,14 @@ def test_one_harvester_on_30_idle_sources_shows_a_new_dead_letter_within_2s(harv
     # warm-up: one dead letter everywhere (connections open, every Kafka group joined)
     for kind, address in sources:
         topology.dead_letter(kind, address)
-    assert wait_until(lambda: all(listed(pk) == 1 for pk, _ in sources.values()), 60), proc.log()[-3000:]
+    ids = [pk for pk, _ in sources.values()]
+
+    def warm() -> bool:  # read from the database: 30 sources polled over the API hit its throttle
+        stored = DeadLetterState.objects.filter(source_id__in=ids).values("source_id").distinct()
+        return stored.count() == len(ids)
+
+    assert wait_until(warm, 60, interval=0.2), proc.log()[-3000:]
+    assert all(listed(pk) == 1 for pk in ids)  # and the API shows each
 
     time.sleep(3)  # every source idle again for a few rounds
     waited = {}

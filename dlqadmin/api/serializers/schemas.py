@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -11,6 +12,7 @@ from dlqadmin.services.schemas import STORED_SCHEMA_FIELDS, stored_schema_save
 from .base import ServiceWritesMixin, StrictMixin
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {"type": "string"}})
 class ProtoFilesField(serializers.Field):
     """.proto files by name: a JSON object of file name -> text, or (multipart) several files
     uploaded under the one field name. Checked and compiled by the service."""

@@ -262,6 +262,14 @@ class Harvester:
             )
         except DB_OUTAGES:
             raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the harvester itself is being cancelled
+            # the client cancelled this pass's pending calls: its connection was closed under it
+            # (another pass of the round dropped it after a broker failure); retry later
+            self._source_failed(source, own, BrokerError("the broker connection was closed during the pass"))
+            return None
         except BrokerError as exc:
             self._source_failed(source, own, exc)
             # a transient error may be this source's alone (an exclusive queue, a busy group):

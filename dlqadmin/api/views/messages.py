@@ -10,11 +10,11 @@ from rest_framework.response import Response
 
 from dlqadmin import permissions as roles
 from dlqadmin.api.pagination import next_link, page_size_from
+from dlqadmin.api.serializers.message_edit import MessageEditSerializer
 from dlqadmin.api.serializers.messages import (
     FILTER_SCHEMA,
     CountSerializer,
     MessageDetailSerializer,
-    MessageEditSerializer,
     MessageListSerializer,
     SelectionSerializer,
     filter_from,

@@ -15,7 +15,7 @@ from django.urls import reverse
 from google.protobuf import descriptor_pb2
 
 from dlqadmin.models import AuditEvent, DeadLetter, StoredSchema
-from tests.conftest import AMQP_URL
+from tests.api.test_end_to_end import set_up_rabbitmq_source
 from tests.support import rabbit
 from tests.support.schema_registry import ORDER_AVRO, ORDER_JSON_SCHEMA, order_message_class
 
@@ -54,22 +54,7 @@ def world(as_admin):
         "other": (b"\xff\x01\x02", {"headers": {"type": "unknown"}}),
     }
     top = rabbit.dead_letter_bodies(list(bodies.values()))
-    conn = as_admin.post(
-        "/api/v1/connections/",
-        {
-            "name": f"rmq-{top.dlq}",
-            "kind": "rabbitmq",
-            "url": AMQP_URL,
-            "username": "guest",
-            "password": "guest",
-        },
-        format="json",
-    ).json()
-    source = as_admin.post(
-        "/api/v1/sources/",
-        {"name": top.dlq, "connection": conn["id"], "mode": "queue", "address": top.dlq},
-        format="json",
-    ).json()
+    source = set_up_rabbitmq_source(as_admin, top)
     assert as_admin.post(f"/api/v1/sources/{source['id']}/harvest/").json()["inserted"] == len(bodies)
     rows = DeadLetter.objects.filter(source_id=source["id"]).order_by("id")
     yield {"source": source, "letters": dict(zip(bodies, rows, strict=True)), "message_class": message_class}

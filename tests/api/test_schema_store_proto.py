@@ -12,7 +12,7 @@ from django.urls import reverse
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from dlqadmin.models import DeadLetter, StoredSchema
-from tests.conftest import AMQP_URL
+from tests.api.test_end_to_end import set_up_rabbitmq_source
 from tests.support import rabbit
 
 pytestmark = pytest.mark.django_db
@@ -60,22 +60,7 @@ def world(as_admin):
     order.total.currency = "EUR"
     order.placed.seconds = 1_700_000_000
     top = rabbit.dead_letter_bodies([(order.SerializeToString(), {"headers": {"type": "order"}})])
-    conn = as_admin.post(
-        "/api/v1/connections/",
-        {
-            "name": f"rmq-{top.dlq}",
-            "kind": "rabbitmq",
-            "url": AMQP_URL,
-            "username": "guest",
-            "password": "guest",
-        },
-        format="json",
-    ).json()
-    source = as_admin.post(
-        "/api/v1/sources/",
-        {"name": top.dlq, "connection": conn["id"], "mode": "queue", "address": top.dlq},
-        format="json",
-    ).json()
+    source = set_up_rabbitmq_source(as_admin, top)
     assert as_admin.post(f"/api/v1/sources/{source['id']}/harvest/").json()["inserted"] == 1
     yield {"source": source["id"], "letter": DeadLetter.objects.get(source_id=source["id"])}
     rabbit.delete(top)

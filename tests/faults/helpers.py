@@ -29,6 +29,7 @@ from tests.conftest import unique
 from tests.support import rabbit
 from tests.support.kafka import spring_headers
 from tests.support.nats import add_worker, advisory_source, connected
+from tests.support.processes import wait_until
 
 # --------------------------------------------------------------------------------------------
 # Database side
@@ -40,6 +41,26 @@ def stored(source) -> int:
 
 def distinct_positions(source) -> int:
     return DeadLetter.objects.filter(source=source).values("position").distinct().count()
+
+
+# --------------------------------------------------------------------------------------------
+# Harvester processes (started with the ``harvesters`` fixture of conftest.py)
+
+
+def harvest_until(harvesters, source, at_least: int, *, replicas: int = 1, timeout: float = 60) -> list:
+    """Start ``replicas`` follow-mode harvesters on ``source`` and wait until ``at_least`` of its
+    dead letters are stored; returns the processes (a failure shows the count and a log tail)."""
+    procs = [harvesters(source) for _ in range(replicas)]
+    assert wait_until(lambda: stored(source) >= at_least, timeout), (
+        f"only {stored(source)} stored\n{procs[0].log()[-3000:]}"
+    )
+    return procs
+
+
+def stop_cleanly(procs) -> None:
+    """SIGTERM each harvester; each must exit 0 (a clean stop, its last batch acked)."""
+    for proc in procs:
+        assert proc.stop() == 0, f"exit {proc.proc.returncode}\n{proc.log()[-3000:]}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from dlqadmin.services.harvest.store import source_harvest
 from tests.conftest import KAFKA_BOOTSTRAP, unique
 from tests.faults.helpers import (
     distinct_positions,
+    harvest_until,
     kafka_committed,
     kafka_create_topic,
     kafka_dead_letters,
@@ -29,6 +30,7 @@ from tests.faults.helpers import (
     nats_fail_more,
     queue_state,
     rabbit_at,
+    stop_cleanly,
     stored,
 )
 from tests.support import rabbit
@@ -83,8 +85,7 @@ def test_rabbitmq_node_restart_during_harvest(private_rabbit, harvesters):
     source = Source.objects.create(
         connection=conn, name=top.dlq, mode="queue", address=top.dlq, options={"batch_size": batch}
     )
-    proc = harvesters(source)
-    assert wait_until(lambda: stored(source) >= 100, 60), proc.log()[-3000:]
+    [proc] = harvest_until(harvesters, source, 100)
     private_rabbit.stop()
     at_stop = stored(source)
     assert at_stop < count, "the harvest was over before the broker stopped; the test proves nothing"
@@ -98,7 +99,7 @@ def test_rabbitmq_node_restart_during_harvest(private_rabbit, harvesters):
     with rabbit_at(private_rabbit.url):  # dead letters that happen after the restart
         asyncio.run(rabbit._dead_letter_into(top, later, payload_prefix=b"after-"))
     assert wait_until(lambda: stored(source) >= count + later, 30), stored(source)
-    assert proc.stop() == 0
+    stop_cleanly([proc])
     assert stored(source) == distinct_positions(source) == count + later
     assert queue_state(private_rabbit.url, top.dlq) == (0, 0)  # nothing left, nothing unacked
     bodies = set(DeadLetter.objects.filter(source=source).values_list("payload", flat=True))
@@ -118,8 +119,7 @@ def test_nats_server_restart_during_harvest(private_nats, harvesters, nats_strea
         address=spec.address,
         options={"batch_size": batch, "ack_wait": 2},
     )
-    proc = harvesters(source)
-    assert wait_until(lambda: stored(source) >= 200, 60), proc.log()[-3000:]
+    [proc] = harvest_until(harvesters, source, 200)
     private_nats.stop()  # same port and JetStream store directory when it comes back
     assert stored(source) < count, "the harvest was over before the server stopped; the test proves nothing"
 
@@ -129,7 +129,7 @@ def test_nats_server_restart_during_harvest(private_nats, harvesters, nats_strea
     wait_for_recovery(conn, source, count, proc)
     asyncio.run(nats_fail_more(private_nats.url, spec, subject, later, start=count))
     assert wait_until(lambda: stored(source) >= count + later, 30), stored(source)
-    assert proc.stop() == 0
+    stop_cleanly([proc])
     assert stored(source) == distinct_positions(source) == count + later
     assert wait_until(lambda: nats_consumer_state(private_nats.url, spec) == (0, 0), 10)
     payloads = {bytes(p) for p in DeadLetter.objects.filter(source=source).values_list("payload", flat=True)}
@@ -154,8 +154,7 @@ def test_kafka_broker_restart_during_harvest(private_tansu, harvesters):
         address=topic,
         options={"batch_size": 50, "group_id": group},
     )
-    proc = harvesters(source)
-    assert wait_until(lambda: stored(source) >= count, 60), proc.log()[-3000:]
+    [proc] = harvest_until(harvesters, source, count)
     private_tansu.stop()
 
     wait_for_outage(conn, source, proc, mentions=f"topic {topic!r}")
@@ -164,7 +163,7 @@ def test_kafka_broker_restart_during_harvest(private_tansu, harvesters):
     kafka_create_topic(private_tansu.bootstrap, topic)
     ends = kafka_dead_letters(private_tansu.bootstrap, topic, later, start=count)
     wait_for_recovery(conn, source, count + later, proc, timeout=75)
-    assert proc.stop() == 0
+    stop_cleanly([proc])
     assert stored(source) == distinct_positions(source) == count + later
     rows = DeadLetter.objects.filter(source=source)
     assert rows.filter(position__startswith=f"{first_cluster}/").count() == count

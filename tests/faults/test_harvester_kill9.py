@@ -15,6 +15,7 @@ from dlqadmin.services.connections import connection_create
 from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, NATS_URL, unique
 from tests.faults.helpers import (
     distinct_positions,
+    harvest_until,
     kafka_committed,
     kafka_create_topic,
     kafka_dead_letters,
@@ -22,6 +23,7 @@ from tests.faults.helpers import (
     nats_advisory_dead_letters,
     nats_consumer_state,
     queue_state,
+    stop_cleanly,
     stored,
 )
 from tests.support import rabbit
@@ -35,8 +37,7 @@ BATCH = 25
 
 def kill_mid_harvest(harvesters, source, at_least: int = 300):
     """Start a harvester, kill -9 it once ``at_least`` rows are stored; returns rows stored."""
-    proc = harvesters(source)
-    assert wait_until(lambda: stored(source) >= at_least, 60), f"only {stored(source)} stored\n{proc.log()}"
+    [proc] = harvest_until(harvesters, source, at_least)
     proc.kill9()
     assert proc.proc.returncode == -9
     mid = stored(source)
@@ -45,9 +46,8 @@ def kill_mid_harvest(harvesters, source, at_least: int = 300):
 
 
 def harvest_rest(harvesters, source, timeout: float = 90):
-    proc = harvesters(source)
-    assert wait_until(lambda: stored(source) >= COUNT, timeout), stored(source)
-    assert proc.stop() == 0, "the restarted harvester must stop cleanly on SIGTERM"
+    restarted = harvest_until(harvesters, source, COUNT, timeout=timeout)
+    stop_cleanly(restarted)  # the restarted harvester must stop cleanly on SIGTERM
     assert stored(source) == COUNT
     assert distinct_positions(source) == COUNT
     source.refresh_from_db()

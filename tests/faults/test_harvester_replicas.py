@@ -20,6 +20,7 @@ from dlqadmin.services.connections import connection_create
 from tests.conftest import AMQP_URL, KAFKA_BOOTSTRAP, NATS_URL, unique
 from tests.faults.helpers import (
     distinct_positions,
+    harvest_until,
     kafka_committed,
     kafka_create_topic,
     kafka_dead_letters,
@@ -27,6 +28,7 @@ from tests.faults.helpers import (
     nats_advisory_dead_letters,
     nats_consumer_state,
     queue_state,
+    stop_cleanly,
     stored,
 )
 from tests.support import rabbit
@@ -126,8 +128,7 @@ def test_kafka_replicas_split_the_partitions_and_take_over_a_killed_ones(harvest
                 -1500:
             ]
         assert wait_until(lambda: not taken(), 15, 0.2), taken()
-        for proc in survivors:
-            assert proc.stop() == 0
+        stop_cleanly(survivors)
         assert all("stopped_at" in heartbeat(proc) for proc in survivors)
     finally:
         kafka_delete_topic(KAFKA_BOOTSTRAP, topic)
@@ -143,16 +144,14 @@ def test_rabbitmq_replicas_compete_for_the_dlq_and_a_killed_ones_messages_come_b
         source = Source.objects.create(
             connection=conn, name=top.dlq, mode="queue", address=top.dlq, options={"batch_size": BATCH}
         )
-        replicas = [harvesters(source) for _ in range(3)]
-        assert wait_until(lambda: stored(source) >= 300, 60), stored(source)
+        replicas = harvest_until(harvesters, source, 300, replicas=3)
         replicas[0].kill9()
         assert stored(source) < count, "drained before the kill; the test proves nothing"
         assert wait_until(lambda: stored(source) >= count, 60, 0.2), stored(source)
         exactly_once(source, count)
         # both survivors took their share, and nothing is left unacked or ready
         assert wait_until(lambda: all(heartbeat(proc).get("stored", 0) > 0 for proc in replicas[1:]), 10)
-        for proc in replicas[1:]:
-            assert proc.stop() == 0
+        stop_cleanly(replicas[1:])
         assert queue_state(AMQP_URL, top.dlq) == (0, 0)
     finally:
         rabbit.delete(top)
@@ -169,12 +168,10 @@ def test_nats_replicas_fetch_one_durable_and_a_killed_ones_messages_are_redelive
         address=spec.address,
         options={"batch_size": BATCH, "ack_wait": 2},
     )
-    replicas = [harvesters(source) for _ in range(3)]
-    assert wait_until(lambda: stored(source) >= 100, 60), stored(source)
+    replicas = harvest_until(harvesters, source, 100, replicas=3)
     replicas[0].kill9()
     assert stored(source) < count, "drained before the kill; the test proves nothing"
     assert wait_until(lambda: stored(source) >= count, 60, 0.2), stored(source)
     exactly_once(source, count)
-    for proc in replicas[1:]:
-        assert proc.stop() == 0
+    stop_cleanly(replicas[1:])
     assert nats_consumer_state(NATS_URL, spec) == (0, 0)

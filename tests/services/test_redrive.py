@@ -9,6 +9,7 @@ from django.utils import timezone
 from brokers import headers
 from dlqadmin.models import (
     AuditEvent,
+    CounterName,
     DeadLetter,
     DeadLetterStatus,
     RedriveAttempt,
@@ -19,6 +20,7 @@ from dlqadmin.models import (
 )
 from dlqadmin.selectors import DeadLetterFilter
 from dlqadmin.services.connections import connection_create
+from dlqadmin.services.counters import counter_totals
 from dlqadmin.services.harvest.store import source_harvest
 from dlqadmin.services.redrive import destination as redrive_destination
 from dlqadmin.services.redrive.jobs import (
@@ -191,6 +193,9 @@ def test_an_unroutable_destination_fails_that_message_with_the_reason(harvested)
     attempt = RedriveAttempt.objects.get(job=job)
     assert attempt.status == RedriveAttemptStatus.FAILED and attempt.error.startswith("permanent:")
     assert DeadLetter.objects.get(pk=letter.pk).status == DeadLetterStatus.FAILED
+    totals = counter_totals()
+    assert totals[(source.pk, CounterName.REDRIVE_FAILED)] == 1
+    assert (source.pk, CounterName.REDRIVEN) not in totals
 
 
 def test_a_stale_claim_from_a_dead_worker_is_processed_once(harvested, settings):

@@ -12,6 +12,7 @@ from django.db import connection, connections, transaction
 
 from brokers.base import RedriveOutcome
 from dlqadmin.models import (
+    CounterName,
     DeadLetter,
     DeadLetterStatus,
     RedriveAttempt,
@@ -19,6 +20,7 @@ from dlqadmin.models import (
     RedriveJob,
     RedriveJobStatus,
 )
+from dlqadmin.services.counters import counter_totals
 from dlqadmin.services.redrive import lease as redrive_lease
 from dlqadmin.services.redrive import send as redrive_chunk
 from dlqadmin.services.redrive.jobs import RedriveError, redrive_job_cancel, redrive_job_create
@@ -199,6 +201,9 @@ def test_an_expired_claim_is_taken_over_and_the_late_owner_cannot_record(harvest
     assert (job.succeeded, job.failed) == (4, 0)
     assert set(attempts.values_list("status", flat=True)) == {RedriveAttemptStatus.SUCCEEDED}
     assert set(DeadLetter.objects.filter(source=source).values_list("status", flat=True)) == {"redriven"}
+    totals = counter_totals()  # the refused outcomes are not counted
+    assert totals[(source.pk, CounterName.REDRIVEN)] == 4
+    assert (source.pk, CounterName.REDRIVE_FAILED) not in totals
     assert len(rabbit.drain(top.work_queue)) == 4
 
 

@@ -59,6 +59,7 @@ _FIELDS = (
     "pk",
     "redrive_id",
     "dead_letter_id",
+    "dead_letter__source_id",
     "dead_letter__source__connection_id",
     "dead_letter__payload_available",
     "dead_letter__payload",
@@ -85,6 +86,7 @@ class Item:
 
     pk: int
     dead_letter_id: int
+    source_id: int
     connection_id: int
     revision_id: int | None
     message: RedriveMessage | None
@@ -211,6 +213,7 @@ def _item(row: tuple, revision: DeadLetterRevision | None) -> Item:
         pk,
         redrive_id,
         letter_id,
+        source_id,
         connection_id,
         available,
         payload,
@@ -231,7 +234,7 @@ def _item(row: tuple, revision: DeadLetterRevision | None) -> Item:
     ) = row
     revision_id = revision.pk if revision is not None else None
     if not available:
-        return Item(pk, letter_id, connection_id, revision_id, None)
+        return Item(pk, letter_id, source_id, connection_id, revision_id, None)
     extra = dict(extra or {})
     if revision is not None:
         payload, headers = revision.payload, revision.headers
@@ -257,7 +260,7 @@ def _item(row: tuple, revision: DeadLetterRevision | None) -> Item:
         ),
         retry_count=retry_count,
     )
-    return Item(pk, letter_id, connection_id, revision_id, message)
+    return Item(pk, letter_id, source_id, connection_id, revision_id, message)
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,22 +346,26 @@ def record(chunk: Chunk, results: list[tuple[Item, RedriveOutcome]]) -> int:
                 item.revision_id,
             )
         )
-    letters = {item.pk: item.dead_letter_id for item, _ in results}
+    items = {item.pk: item for item, _ in results}
     with transaction.atomic():
         recorded = _update_claimed(rows, now, chunk.token)
         sent, failed = [], []
         for pk, status, *_ in rows:
             if pk in recorded:
-                (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(letters[pk])
+                (sent if status == RedriveAttemptStatus.SUCCEEDED else failed).append(items[pk])
         if sent:
-            DeadLetterState.objects.filter(pk__any=sent).update(
+            DeadLetterState.objects.filter(pk__any=[item.dead_letter_id for item in sent]).update(
                 status=DeadLetterStatus.REDRIVEN, redrive_count=F("redrive_count") + 1, last_redriven_at=now
             )
         if failed:
-            DeadLetterState.objects.filter(pk__any=failed).update(status=DeadLetterStatus.FAILED)
+            DeadLetterState.objects.filter(pk__any=[item.dead_letter_id for item in failed]).update(
+                status=DeadLetterStatus.FAILED
+            )
         # monotonic counters for /metrics (a purge never lowers them)
-        counters_add_for_letters(name=CounterName.REDRIVEN, letter_ids=sent)
-        counters_add_for_letters(name=CounterName.REDRIVE_FAILED, letter_ids=failed)
+        counters_add_for_letters(name=CounterName.REDRIVEN, source_ids=[item.source_id for item in sent])
+        counters_add_for_letters(
+            name=CounterName.REDRIVE_FAILED, source_ids=[item.source_id for item in failed]
+        )
         if recorded:
             RedriveJob.objects.filter(pk=job.pk).update(
                 succeeded=F("succeeded") + len(sent), failed=F("failed") + len(failed), updated_at=now

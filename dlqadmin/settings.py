@@ -206,6 +206,15 @@ if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         "dlqadmin supports PostgreSQL only"
     )
 
+# Session settings of every database connection. The dashboard, the API and the harvest run short
+# indexed queries: there a parallel plan's worker start-up and JIT compilation cost more than they
+# save, and the workers take cores the other processes need (the header filter at 1M rows: 33 ms
+# with a parallel plan, 7-12 ms serial; docs/benchmarks.md). DB_SESSION_OPTIONS= keeps the server's.
+DB_SESSION_OPTIONS = env_str("DB_SESSION_OPTIONS", "-c jit=off -c max_parallel_workers_per_gather=0")
+if DB_SESSION_OPTIONS.strip():
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} {DB_SESSION_OPTIONS}".strip()
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = ["dlqadmin.auth.ThrottledModelBackend"]

@@ -159,8 +159,7 @@ def results_context(request, data: QueryDict) -> tuple[dict, int]:
             # go out first and the page fetches the (capped) count right after
             total, count_deferred = selectors_dashboard.MatchCount(len(result.items), False), True
         else:
-            # ``visible`` narrowed as ``pinned`` is (the same filter up to max_id): not built again
-            matching = visible if filters.max_id is not None else visible.filter(id__lte=pinned.max_id)
+            matching = dead_letters_for(request.user, pinned, counting=True)
             total = selectors_dashboard.count_capped(
                 matching, at_least=len(result.items) if cursor is None else 0
             )
@@ -266,7 +265,7 @@ def messages_count(request):
         filters = DeadLetterFilter.parse(data)
     except FilterError as exc:
         return HttpResponseBadRequest("; ".join(exc.errors.values()))
-    visible = dead_letters_for(request.user, filters)
+    visible = dead_letters_for(request.user, filters, counting=True)
     total = selectors_dashboard.count_capped(visible) if capped else selectors_dashboard.count_exact(visible)
     return page(
         request,

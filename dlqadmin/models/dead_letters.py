@@ -214,22 +214,28 @@ def partitions_ensure_now(alias: str = "default", *, ahead: int = 0) -> list[str
     created."""
     with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
         created, spare_from = partition_sql.ensure(cursor, settings.DLQADMIN_PARTITION_SIZE, ahead=ahead)
-        # remembered once committed (a rolled-back partition must not be counted on)
+    if created:  # counted on once committed (a partition rolled back must not be)
         transaction.on_commit(lambda: _spare_from.__setitem__(alias, spare_from), using=alias)
+    else:
+        _spare_from[alias] = spare_from
     return created
 
 
 def partitions_ahead(alias: str = "default", *, last: int | None = None) -> None:
     """Cheap unless needed: run :func:`partitions_ensure_now` when ``last`` (the highest id just
-    stored; by default the sequence's) reaches the highest partition, which leaves no spare."""
-    if last is None:
-        with connections[alias].cursor() as cursor:
+    stored; by default the sequence's next) reaches the highest partition, which leaves no spare.
+    The highest partition's bound is remembered per process (read from the catalog once)."""
+    with connections[alias].cursor() as cursor:
+        if alias not in _spare_from:
+            found = partition_sql.partitions(cursor)
+            _spare_from[alias] = found[-1].lower if found and found[-1].lower is not None else 0
+        if last is None:
             last = partition_sql.last_id(cursor) + 1
-    if last >= _spare_from.get(alias, 0):
+    if last >= _spare_from[alias]:
         partitions_ensure_now(alias)
 
 
-#: per database: the lower bound of the highest partition, as last ensured and committed
+#: per database: the lower bound of the highest partition, as last read or ensured (and committed)
 _spare_from: dict[str, int] = {}
 
 

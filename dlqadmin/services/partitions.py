@@ -40,9 +40,14 @@ def partitions_ensure(*, ahead: int = 0) -> list[str]:
 
 def partitions_after_store(*, ids: list[int]) -> None:
     """After a store: nothing unless its ids reached the highest partition (compared with the
-    bound this process remembers), then the DDL of :func:`partitions_ensure`."""
-    if ids:
+    bound this process remembers), then the DDL of :func:`partitions_ensure`. The batch is
+    stored already: a lock wait that timed out is logged and left for the next store or beat."""
+    if not ids:
+        return
+    try:
         partitions_ahead(last=max(ids))
+    except OperationalError as exc:
+        log.warning("dead-letter partitions not created ahead this time: %s", exc)
 
 
 class _Survivor(Exception):  # noqa: N818 - control flow, never escapes this module

@@ -183,3 +183,17 @@ def test_retention_leaves_a_partition_a_running_job_holds(tiny, source):
 def _partition_names() -> set[str]:
     with connection.cursor() as cursor:
         return {p.name for p in partition_sql.partitions(cursor)}
+
+
+def test_the_beat_task_keeps_the_spare_partition(tiny, settings):
+    from dlqadmin import tasks
+
+    assert settings.CELERY_BEAT_SCHEDULE["partitions-ensure"]["task"] == tasks.partitions_ensure.name
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [partition_sql.STATES, tiny + 3 * SIZE]
+        )
+    assert tasks.partitions_ensure() == [
+        f"{partition_sql.LETTERS}_p{tiny + SIZE}",
+        f"{partition_sql.LETTERS}_p{tiny + 4 * SIZE}",
+    ]

@@ -66,9 +66,15 @@ def _next_boundary(value: int, size: int) -> int:
 
 
 def create(cursor, lower: int | None, upper: int) -> str:
+    """One new partition: created apart, then attached. ``CREATE TABLE ... PARTITION OF`` would
+    lock the dead-letter table against readers too (``ACCESS EXCLUSIVE``); ``ATTACH PARTITION``
+    takes ``SHARE UPDATE EXCLUSIVE`` on it (reads and inserts go on). Both take ``SHARE ROW
+    EXCLUSIVE`` on the state, revision and attempt tables for their foreign keys (writes there
+    wait, briefly)."""
     name = f"{LETTERS}_p{lower or 0}"
     start = "MINVALUE" if lower is None else str(lower)
-    cursor.execute(f"CREATE TABLE {name} PARTITION OF {LETTERS} FOR VALUES FROM ({start}) TO ({upper})")
+    cursor.execute(f"CREATE TABLE {name} (LIKE {LETTERS} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+    cursor.execute(f"ALTER TABLE {LETTERS} ATTACH PARTITION {name} FOR VALUES FROM ({start}) TO ({upper})")
     return name
 
 

@@ -341,6 +341,10 @@ DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
 # whole partition once all its messages may go. May change at any time (it applies to the next
 # partition created). docs/architecture.md, "Storage".
 DLQADMIN_PARTITION_SIZE = env_int("DLQADMIN_PARTITION_SIZE", 1_000_000)
+if DLQADMIN_PARTITION_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"DLQADMIN_PARTITION_SIZE must be a positive number of ids, not {DLQADMIN_PARTITION_SIZE}"
+    )
 # The lease of a claimed redrive chunk: its worker renews it while alive; once it expired (the
 # worker died), another worker claims the chunk again under a new fencing token.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)

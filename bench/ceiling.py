@@ -26,7 +26,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from dlqadmin import search_sql
-from dlqadmin.models import Connection, DeadLetter, DeadLetterState, DeadLetterStatus, Source
+from dlqadmin.models import Connection, DeadLetter, DeadLetterKey, DeadLetterState, DeadLetterStatus, Source
 from dlqadmin.services.search import INDEX_BATCH
 
 from . import data, table
@@ -75,16 +75,17 @@ class Batch:
     ids: list[int]
     bodies: list[list]
     states: list[list]
+    keys: list[list]
 
 
 def _batches(source, groups: dict, count: int, size: int) -> list[Batch]:
     """``count`` freshly harvested dead letters in batches, encoded for COPY (built before any
     timing), with ids from the real sequence."""
     rng, now = random.Random(11), timezone.now()
-    body, state = table.copy_layout(DeadLetter), table.copy_layout(DeadLetterState)
+    body, state, key = (table.copy_layout(m) for m in (DeadLetter, DeadLetterState, DeadLetterKey))
     first, out = table.reserve_ids(count), []
     for start in range(0, count, size):
-        batch = Batch([], [], [])
+        batch = Batch([], [], [], [])
         for n in range(start, min(start + size, count)):
             kind = data.failure_kind(rng)
             values = table.row(n, source, now, rng, kind=kind, group_id=groups[(source.pk, kind)])
@@ -95,6 +96,7 @@ def _batches(source, groups: dict, count: int, size: int) -> list[Batch]:
             batch.ids.append(first + n)
             batch.bodies.append(body.values(values))
             batch.states.append(state.values(values))
+            batch.keys.append(key.values(values))
         out.append(batch)
     return out
 
@@ -105,8 +107,9 @@ def _flush_gin(pg: psycopg.Connection) -> None:
     its end (timed), a pass pays for exactly its own index entries."""
     pg.execute(
         "SELECT gin_clean_pending_list(x.indexrelid) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
-        "JOIN pg_am a ON a.oid = i.relam WHERE x.indrelid = ANY(%s::regclass[]) AND a.amname = 'gin'",
-        [table.TABLES],
+        "JOIN pg_am a ON a.oid = i.relam WHERE x.indrelid = ANY(%s::regclass[]) AND a.amname = 'gin' "
+        "AND i.relkind = 'i'",  # a partitioned table's index holds nothing: its partitions' do
+        [table.storage_tables()],
     )
 
 
@@ -122,13 +125,13 @@ def _timed(pg: psycopg.Connection, done: Pass):
 
 
 def _store(pg: psycopg.Connection, batches: list[Batch]) -> Pass:
-    body, state = table.copy_layout(DeadLetter), table.copy_layout(DeadLetterState)
+    body, state, key = (table.copy_layout(m) for m in (DeadLetter, DeadLetterState, DeadLetterKey))
     done = Pass(rows=sum(len(b.ids) for b in batches))
     _flush_gin(pg)
     pg.commit()
     for batch in batches:
         with _timed(pg, done), pg.cursor() as cursor:
-            for layout, rows in ((body, batch.bodies), (state, batch.states)):
+            for layout, rows in ((key, batch.keys), (body, batch.bodies), (state, batch.states)):
                 with cursor.copy(layout.statement) as copy:
                     copy.set_types(layout.types)
                     for values in rows:
@@ -207,7 +210,8 @@ def measure(config: BenchConfig, url: str) -> Ceiling:
             ids = "SELECT id FROM dlqadmin_deadletterstate WHERE source_id = %s"
             pg.execute(f"DELETE FROM {search_sql.SEARCH} WHERE dead_letter_id IN ({ids})", [source.pk])
             pg.execute(f"DELETE FROM {search_sql.BACKLOG} WHERE dead_letter_id IN ({ids})", [source.pk])
-            pg.execute(f"DELETE FROM {DeadLetter._meta.db_table} WHERE source_key = %s", [source.pk])
+            pg.execute(f"DELETE FROM {DeadLetter._meta.db_table} WHERE id IN ({ids})", [source.pk])
+            pg.execute(f"DELETE FROM {DeadLetterKey._meta.db_table} WHERE source_key = %s", [source.pk])
             pg.execute(f"DELETE FROM {table.STATES} WHERE source_id = %s", [source.pk])
             for name in table.TABLES:
                 pg.execute(f"VACUUM {name}")

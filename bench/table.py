@@ -14,15 +14,17 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from dlqadmin import search_sql
-from dlqadmin.models import Connection, DeadLetter, DeadLetterState, ErrorGroup, Source
+from dlqadmin.models import Connection, DeadLetter, DeadLetterKey, DeadLetterState, ErrorGroup, Source
 from dlqadmin.services.connections import connection_create
 from dlqadmin.services.grouping import fingerprint, normalise_message
+from dlqadmin.services.partitions import partitions_ensure
 
 from . import data
 
 STATES = DeadLetterState._meta.db_table
-#: the tables a dead letter is stored in (bench tables are COPYed into all three, then indexed)
-TABLES = [STATES, DeadLetter._meta.db_table, search_sql.SEARCH]
+#: the tables a dead letter is stored in (bench tables are COPYed into all four, then indexed); the
+#: body is partitioned (:func:`storage_tables` names its partitions too)
+TABLES = [STATES, DeadLetter._meta.db_table, DeadLetterKey._meta.db_table, search_sql.SEARCH]
 SOURCES_PER_KIND = 4
 DAYS = 30
 #: status mix of a table that has been in use for a month
@@ -164,8 +166,8 @@ class CopyLayout:
 
 
 def copy_layout(model=DeadLetter) -> CopyLayout:
-    """The COPY of ``model``'s own table (``DeadLetterState`` or the body, ``DeadLetter``), ids
-    included: rows get theirs from :func:`reserve_ids`."""
+    """The COPY of ``model``'s own table (``DeadLetterState``, the body ``DeadLetter`` or
+    ``DeadLetterKey``), ids included: rows get theirs from :func:`reserve_ids`."""
     fields = list(model._meta.local_concrete_fields)
     columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(model._meta.db_table)
@@ -185,27 +187,40 @@ def copy_layout(model=DeadLetter) -> CopyLayout:
 
 
 def reserve_ids(count: int) -> int:
-    """Take ``count`` ids from the dead letters' sequence; returns the first."""
+    """Take ``count`` ids from the dead letters' sequence, their partitions created (and a spare
+    one, as the harvester keeps it); returns the first."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [STATES])
         (sequence,) = cursor.fetchone()
         cursor.execute("SELECT setval(%s, nextval(%s) + %s) - %s", [sequence, sequence, count - 1, count - 1])
-        return cursor.fetchone()[0]
+        first = cursor.fetchone()[0]
+    partitions_ensure()
+    return first
+
+
+def storage_tables() -> list[str]:
+    """:data:`TABLES` and the partitions of the body (the tables that hold rows and indexes)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT inhrelid::regclass::text FROM pg_inherits WHERE inhparent = %s::regclass",
+            [DeadLetter._meta.db_table],
+        )
+        return TABLES + [name for (name,) in cursor.fetchall()]
 
 
 def with_ids(row: dict, pk: int) -> dict:
-    """``row`` (from :func:`row`) as both tables need it: its id, and the source's id again for
-    the body's unique position."""
-    return {**row, "id": pk, "state_ptr_id": pk, "source_key": row["source_id"]}
+    """``row`` (from :func:`row`) as the tables need it: its id, and the source's id again for
+    the key's unique position (and the body)."""
+    return {**row, "id": pk, "state_ptr_id": pk, "dead_letter_id": pk, "source_key": row["source_id"]}
 
 
 def copy_rows(rows, count: int, *, index: bool = True) -> float:
     """COPY ``count`` row dicts (an iterable) into the dead-letter tables (bodies streamed, the
-    narrow state rows kept until the bodies are in), then their search text (``index``), as the
-    indexer would have written it; returns seconds."""
+    narrow state and key rows kept until the bodies are in), then their search text (``index``),
+    as the indexer would have written it; returns seconds."""
     start = time.perf_counter()
-    body, state = copy_layout(DeadLetter), copy_layout(DeadLetterState)
-    first, states = reserve_ids(count), []
+    body, state, key = copy_layout(DeadLetter), copy_layout(DeadLetterState), copy_layout(DeadLetterKey)
+    first, states, keys = reserve_ids(count), [], []
     with transaction.atomic(), connection.cursor() as cursor:  # the body's key to its state: at commit
         with cursor.copy(body.statement) as copy:
             copy.set_types(body.types)
@@ -213,10 +228,12 @@ def copy_rows(rows, count: int, *, index: bool = True) -> float:
                 values = with_ids(values, pk)
                 copy.write_row(body.values(values))
                 states.append(state.values(values))
-        with cursor.copy(state.statement) as copy:
-            copy.set_types(state.types)
-            for values in states:
-                copy.write_row(values)
+                keys.append(key.values(values))
+        for layout, narrow in ((state, states), (key, keys)):
+            with cursor.copy(layout.statement) as copy:
+                copy.set_types(layout.types)
+                for values in narrow:
+                    copy.write_row(values)
         if index:
             cursor.execute(search_sql.BACKFILL + " WHERE d.id >= %s", [first])
     return time.perf_counter() - start
@@ -249,7 +266,8 @@ def _without_indexes(table: str):
         )
     for name, definition in indexes:
         drops.append(f"DROP INDEX {connection.ops.quote_name(name)}")
-        statements.insert(0, definition)
+        # a partitioned table's index reads back as "ON ONLY": rebuilt, it must reach the partitions
+        statements.insert(0, definition.replace(" ON ONLY ", " ON ", 1))
     with connection.cursor() as cursor:
         for statement in drops:
             cursor.execute(statement)

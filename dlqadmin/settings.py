@@ -300,6 +300,7 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-evaluate": {"task": "dlqadmin.tasks.alerts_evaluate", "schedule": 60.0},
     "connections-health": {"task": "dlqadmin.tasks.connections_check_idle", "schedule": 60.0},
     "retention-purge": {"task": "dlqadmin.tasks.retention_purge", "schedule": 6 * 3600.0},
+    "partitions-ensure": {"task": "dlqadmin.tasks.partitions_ensure", "schedule": 300.0},
 }
 CELERY_TIMEZONE = TIME_ZONE
 
@@ -345,6 +346,14 @@ DLQADMIN_HARVEST_BATCH_SIZE = env_int("DLQADMIN_HARVEST_BATCH_SIZE", 500)
 DLQADMIN_MAX_REDRIVES = env_int("DLQADMIN_MAX_REDRIVES", 5)
 # Resolved / discarded / archived dead letters are deleted this many days after they failed (0 = keep).
 DLQADMIN_RETENTION_DAYS = env_int("DLQADMIN_RETENTION_DAYS", 30)
+# Dead-letter bodies are stored in partitions of this many ids (in harvest order); retention drops a
+# whole partition once all its messages may go. May change at any time (it applies to the next
+# partition created). docs/architecture.md, "Storage".
+DLQADMIN_PARTITION_SIZE = env_int("DLQADMIN_PARTITION_SIZE", 1_000_000)
+if DLQADMIN_PARTITION_SIZE < 1:
+    raise ImproperlyConfigured(
+        f"DLQADMIN_PARTITION_SIZE must be a positive number of ids, not {DLQADMIN_PARTITION_SIZE}"
+    )
 # The lease of a claimed redrive chunk: its worker renews it while alive; once it expired (the
 # worker died), another worker claims the chunk again under a new fencing token.
 DLQADMIN_STALE_CLAIM_SECONDS = env_int("DLQADMIN_STALE_CLAIM_SECONDS", 120)

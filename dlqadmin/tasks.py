@@ -8,7 +8,7 @@ from django.conf import settings
 
 from brokers import shared as brokers_shared
 from dlqadmin.models import AlertDelivery
-from dlqadmin.services import alerts, connection_health, maintenance, search
+from dlqadmin.services import alerts, connection_health, maintenance, partitions, search
 from dlqadmin.services.heartbeat import heartbeat_beat
 from dlqadmin.services.redrive import worker as redrive_worker
 
@@ -45,6 +45,13 @@ def auto_retry_run() -> list[int]:
 def retention_purge() -> int:
     """Daily (beat): delete resolved/discarded/archived rows older than DLQADMIN_RETENTION_DAYS."""
     return maintenance.retention_purge(days=settings.DLQADMIN_RETENTION_DAYS)
+
+
+@shared_task(ignore_result=True)
+def partitions_ensure() -> list[str]:
+    """Periodic (beat): keep a spare dead-letter partition ahead of the ids (the harvester does
+    too, after its stores; this covers stores made when no harvester runs)."""
+    return partitions.partitions_ensure()
 
 
 @shared_task(ignore_result=True)

@@ -49,6 +49,7 @@ LAYERS = [
             "dlqadmin.live",
             "dlqadmin.tally_sql",
             "dlqadmin.search_sql",
+            "dlqadmin.partition_sql",
             "dlqadmin.proxies",
         ),
     ),

@@ -2,6 +2,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import IntegrityError, transaction
 
 
 @pytest.mark.django_db
@@ -117,3 +118,61 @@ def test_0016_moves_each_dead_letter_into_state_and_body_and_indexes_its_text():
     }
     newer = Letter.objects.create(source_id=source.pk, position="after")
     assert newer.pk > max(row.pk for row in old.values())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0020_partitions_the_bodies_in_place_and_moves_the_dedupe_to_the_key_table():
+    """Rows from before 0020 keep their ids, bodies, revisions and attempts; their positions are
+    found again by the store; new ids continue after them, into partitions made ahead."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("dlqadmin", "0019_connection_schema_registry")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("dlqadmin")
+    executor.migrate(before)
+    try:
+        apps = executor.loader.project_state(before).apps
+        Connection, Source = apps.get_model("dlqadmin", "Connection"), apps.get_model("dlqadmin", "Source")
+        Body = apps.get_model("dlqadmin", "DeadLetter")
+        Job, Attempt = apps.get_model("dlqadmin", "RedriveJob"), apps.get_model("dlqadmin", "RedriveAttempt")
+        Revision = apps.get_model("dlqadmin", "DeadLetterRevision")
+        conn = Connection.objects.create(name="m20", kind="nats", url="nats://127.0.0.1:4222")
+        source = Source.objects.create(connection=conn, name="m20", mode="dlq_stream", address="M20")
+        old = [
+            Body.objects.create(source=source, source_key=source.pk, position=f"M20:{n}", payload=b"x")
+            for n in range(3)
+        ]
+        Revision.objects.create(dead_letter_id=old[0].pk, payload=b"edited")
+        Attempt.objects.create(job=Job.objects.create(status="running"), dead_letter_id=old[1].pk, holds=True)
+        executor = MigrationExecutor(connection)
+        executor.migrate(latest)
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    from brokers.base import HarvestedMessage, Origin
+    from dlqadmin import partition_sql
+    from dlqadmin.models import DeadLetter, DeadLetterKey, DeadLetterRevision, RedriveAttempt
+    from dlqadmin.models import Source as Sources
+    from dlqadmin.services.harvest.store import dead_letters_store
+
+    ids = [row.pk for row in old]
+    assert sorted(DeadLetter.objects.filter(source_id=source.pk).values_list("pk", flat=True)) == ids
+    assert dict(DeadLetterKey.objects.values_list("dead_letter_id", "position")) == {
+        pk: f"M20:{n}" for n, pk in enumerate(ids)
+    }
+    assert DeadLetterRevision.objects.get().dead_letter.pk == ids[0]  # the foreign keys still hold
+    assert RedriveAttempt.objects.get().dead_letter_id == ids[1]
+    with connection.cursor() as cursor:
+        parts = partition_sql.partitions(cursor)
+        cursor.execute("SELECT relkind FROM pg_class WHERE relname = %s", [partition_sql.LETTERS])
+        assert cursor.fetchone()[0] == "p"
+    assert parts[0].lower is None and parts[0].upper > max(ids) and len(parts) >= 2
+    batch = [
+        HarvestedMessage(position=f"M20:{n}", payload=b"x", origin=Origin(stream="M20", seq=n))
+        for n in range(4)
+    ]
+    result = dead_letters_store(source=Sources.objects.get(pk=source.pk), batch=batch)
+    assert (result.inserted, result.duplicates) == (1, 3)  # the old positions are known
+    assert result.inserted_ids[0] > max(ids)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DeadLetter.objects.create(source_id=source.pk, position="M20:0")

@@ -207,3 +207,11 @@ def test_every_response_carries_a_csp_without_inline_script(client):
     assert "frame-ancestors 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
     assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_a_partition_size_below_one_id_refuses_to_start():
+    result = load_settings(
+        SECRET_KEY=GOOD_KEY, DLQADMIN_ENCRYPTION_KEY=FERNET_KEY, DLQADMIN_PARTITION_SIZE="0"
+    )
+    assert result.returncode != 0
+    assert "DLQADMIN_PARTITION_SIZE must be a positive number of ids" in result.stderr

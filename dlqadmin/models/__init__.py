@@ -5,6 +5,7 @@ from .brokers import BrokerKind, Connection, HealthStatus, Source, SourceMode
 from .counters import CounterName, SourceCounter
 from .dead_letters import (
     DeadLetter,
+    DeadLetterKey,
     DeadLetterRevision,
     DeadLetterSearch,
     DeadLetterState,
@@ -41,6 +42,7 @@ __all__ = [
     "Connection",
     "CounterName",
     "DeadLetter",
+    "DeadLetterKey",
     "DeadLetterRevision",
     "DeadLetterSearch",
     "DeadLetterState",

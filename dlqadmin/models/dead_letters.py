@@ -1,10 +1,10 @@
 """Harvested dead letters, their edited revisions and the error groups they fall into."""
 
 from django.conf import settings
-from django.db import connections, models
+from django.db import connections, models, transaction
 from django.utils import timezone
 
-from dlqadmin import search_sql
+from dlqadmin import partition_sql, search_sql
 
 from .brokers import Source
 
@@ -111,8 +111,11 @@ class DeadLetter(DeadLetterState):
 
     ``position`` identifies the message on the broker (RabbitMQ: queue + fingerprint; Kafka:
     cluster + topic + partition + offset; NATS: stream + seq or advisory id). It is UNIQUE per
-    source (``source_key``, the source's id again: a constraint cannot span the parent's
-    ``source``), so harvesting the same message twice inserts nothing.
+    source through :class:`DeadLetterKey`, so harvesting the same message twice inserts nothing;
+    ``source_key`` (the source's id again) and ``position`` are kept here for reading.
+
+    The table is RANGE-partitioned on ``id`` (``dlqadmin/partition_sql.py``, migration 0020):
+    retention drops whole partitions.
     """
 
     state_ptr = models.OneToOneField(
@@ -158,26 +161,82 @@ class DeadLetter(DeadLetterState):
 
     class Meta:
         ordering = ["-failed_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["source_key", "position"], name="deadletter_unique_position"),
-        ]
 
     def __str__(self) -> str:
         return f"{self.source_id}:{self.position}"
 
     def save(self, *args, **kwargs):
         """An ORM save (tests, tools; the harvest writes in bulk) keeps the harvest's invariants:
-        the source id in ``source_key``; the new row searchable (indexed at once)."""
+        a partition ready for its id; the source id in ``source_key``; its key row (a position
+        stored before raises ``IntegrityError``); the new row searchable (indexed at once)."""
         self.source_key = self.source_id
         adding = self._state.adding
+        alias = self._state.db or kwargs.get("using") or "default"
+        if adding:
+            partitions_ahead(alias)
         super().save(*args, **kwargs)
         if adding:
-            with connections[self._state.db or "default"].cursor() as cursor:
+            DeadLetterKey.objects.using(alias).create(
+                dead_letter_id=self.pk, source_key=self.source_key, position=self.position
+            )
+            with connections[alias].cursor() as cursor:
                 cursor.execute(search_sql.INDEX_ONE, [self.pk])
 
     @property
     def original_destination(self) -> str:
         return self.origin_queue or self.origin_topic or self.origin_subject or ""
+
+
+class DeadLetterKey(models.Model):
+    """A stored dead letter's place on its broker: UNIQUE (source, position), the harvest's
+    dedupe. Narrow and insert-only, one global index for every partition of the bodies (a unique
+    index on the partitioned body would have to include ``id``). The store inserts the key first
+    and the rest only for the keys that went in (``services/harvest/store.py``)."""
+
+    dead_letter = models.OneToOneField(
+        DeadLetterState, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    source_key = models.BigIntegerField()
+    position = models.CharField(max_length=600)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source_key", "position"], name="deadletterkey_unique_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_key}:{self.position}"
+
+
+def partitions_ensure_now(alias: str = "default", *, ahead: int = 0) -> list[str]:
+    """Create dead-letter partitions until a spare one lies beyond the ids handed out
+    (and ``ahead`` more ids: ``partition_sql.ensure``, under its advisory lock); returns the names
+    created."""
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        created, spare_from = partition_sql.ensure(cursor, settings.DLQADMIN_PARTITION_SIZE, ahead=ahead)
+    if created:  # counted on once committed (a partition rolled back must not be)
+        transaction.on_commit(lambda: _spare_from.__setitem__(alias, spare_from), using=alias)
+    else:
+        _spare_from[alias] = spare_from
+    return created
+
+
+def partitions_ahead(alias: str = "default", *, last: int | None = None) -> None:
+    """Cheap unless needed: run :func:`partitions_ensure_now` when ``last`` (the highest id just
+    stored; by default the sequence's next) reaches the highest partition, which leaves no spare.
+    The highest partition's bound is remembered per process (read from the catalog once)."""
+    with connections[alias].cursor() as cursor:
+        if alias not in _spare_from:
+            found = partition_sql.partitions(cursor)
+            _spare_from[alias] = found[-1].lower if found and found[-1].lower is not None else 0
+        if last is None:
+            last = partition_sql.last_id(cursor) + 1
+    if last >= _spare_from[alias]:
+        partitions_ensure_now(alias)
+
+
+#: per database: the lower bound of the highest partition, as last read or ensured (and committed)
+_spare_from: dict[str, int] = {}
 
 
 class DeadLetterSearch(models.Model):

@@ -1,8 +1,8 @@
 """Harvest: read dead letters from a source's broker and store them in the database.
 
 ``dead_letters_store`` is the sink the adapters call with each batch: it commits the batch
-(idempotently: the (source, position) pair is UNIQUE) before the adapter acks anything on the
-broker. ``source_harvest`` runs one harvest pass for one source.
+(idempotently: the (source, position) pair is UNIQUE in the key table) before the adapter acks
+anything on the broker. ``source_harvest`` runs one harvest pass for one source.
 """
 
 from __future__ import annotations
@@ -31,8 +31,15 @@ from django.utils import timezone
 import brokers
 from brokers.base import BrokerAdapter, BrokerError, HarvestedMessage
 from dlqadmin import live
-from dlqadmin.models import DeadLetter, DeadLetterState, DeadLetterStatus, SearchBacklog, Source
-from dlqadmin.services import alerts
+from dlqadmin.models import (
+    DeadLetter,
+    DeadLetterKey,
+    DeadLetterState,
+    DeadLetterStatus,
+    SearchBacklog,
+    Source,
+)
+from dlqadmin.services import alerts, partitions
 from dlqadmin.services.connections import connection_config, source_spec
 from dlqadmin.services.grouping import Failure, error_groups_record
 
@@ -184,9 +191,10 @@ def _insert(
     """Insert ``messages`` (their error groups in ``groups``) whose position is not stored yet;
     returns ``(id, position)`` of the new rows, in batch order. Positions must be unique.
 
-    One statement, one round trip: ids drawn from the state table's sequence, the bodies
-    inserted with ``ON CONFLICT DO NOTHING`` (the (source, position) UNIQUE index finds a stored
-    position), then the state rows and the search backlog rows of the bodies that went in. Each
+    One statement, one round trip: ids drawn from the state table's sequence, the key rows
+    inserted with ``ON CONFLICT DO NOTHING`` (the key table's (source, position) UNIQUE index
+    finds a stored position), then the bodies (into their id-range partition), the state rows and
+    the search backlog rows of the keys that went in. Each
     table's columns come as one binary array parameter (``INSERT ... SELECT FROM unnest()``), on a
     server-side-binding cursor of Django's own connection (same transaction), the arrays built
     straight from the dataclasses: ``bulk_create`` compiles ~30 placeholders per row and
@@ -205,27 +213,33 @@ def _insert(
         error_group_id=[g.pk for g in groups],
     )
     quote = conn.ops.quote_name
+    key_names, key_select, key_arrays, key_params = _unnest(DeadLetterKey, values, n, conn)
     body_names, body_select, body_arrays, body_params = _unnest(DeadLetter, values, n, conn)
     state_names, state_select, state_arrays, state_params = _unnest(DeadLetterState, values, n, conn)
-    body, state = quote(DeadLetter._meta.db_table), quote(DeadLetterState._meta.db_table)
-    backlog, sequence = quote(SearchBacklog._meta.db_table), f"'{DeadLetterState._meta.db_table}'"
+    key, body = quote(DeadLetterKey._meta.db_table), quote(DeadLetter._meta.db_table)
+    state, backlog = quote(DeadLetterState._meta.db_table), quote(SearchBacklog._meta.db_table)
+    sequence = f"'{DeadLetterState._meta.db_table}'"
     sql = (
         f"WITH ids AS (SELECT nextval(pg_get_serial_sequence({sequence}, 'id')) AS id, "  # noqa: S608
         f"ord FROM generate_series(1, {n}) AS ord), "
+        f"keys AS (INSERT INTO {key} (dead_letter_id, {key_names}) "
+        f"SELECT ids.id, {key_select} FROM unnest({key_arrays}) WITH ORDINALITY "
+        f"AS r({_aliases(key_arrays)}, ord) JOIN ids ON ids.ord = r.ord "
+        "ON CONFLICT (source_key, position) DO NOTHING RETURNING dead_letter_id AS id, position), "
         f"body AS (INSERT INTO {body} (id, {body_names}) "
         f"SELECT ids.id, {body_select} FROM unnest({body_arrays}) WITH ORDINALITY "
         f"AS r({_aliases(body_arrays)}, ord) JOIN ids ON ids.ord = r.ord "
-        "ON CONFLICT (source_key, position) DO NOTHING RETURNING id, position), "
+        "WHERE ids.id IN (SELECT id FROM keys)), "
         f"state AS (INSERT INTO {state} (id, {state_names}) "
         f"SELECT ids.id, {state_select} FROM unnest({state_arrays}) WITH ORDINALITY "
         f"AS r({_aliases(state_arrays)}, ord) JOIN ids ON ids.ord = r.ord "
-        "WHERE ids.id IN (SELECT id FROM body)), "
-        f"backlog AS (INSERT INTO {backlog} (dead_letter_id) SELECT id FROM body) "
-        "SELECT id, position FROM body ORDER BY id"
+        "WHERE ids.id IN (SELECT id FROM keys)), "
+        f"backlog AS (INSERT INTO {backlog} (dead_letter_id) SELECT id FROM keys) "
+        "SELECT id, position FROM keys ORDER BY id"
     )
     conn.ensure_connection()
     with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:  # Django's exceptions
-        cursor.execute(sql, body_params + state_params)
+        cursor.execute(sql, key_params + body_params + state_params)
         return cursor.fetchall()
 
 
@@ -300,6 +314,7 @@ def dead_letters_store(*, source: Source, batch: list[HarvestedMessage]) -> Stor
     for message in batch:
         by_position.setdefault(_position(message), message)
     ids = _store_isolating(source, list(by_position.values()))
+    partitions.partitions_after_store(ids=ids)
     return StoreResult(inserted=len(ids), duplicates=len(batch) - len(ids), inserted_ids=ids)
 
 
@@ -325,19 +340,33 @@ def _store_isolating(source: Source, messages: list[HarvestedMessage]) -> list[i
 def _store_unique(source: Source, messages: list[HarvestedMessage]) -> list[int]:
     """Store ``messages`` (unique positions), skipping those stored before. A deadlock with
     another replica storing into the same source (they lock error groups and insert positions
-    in their own orders) rolls this transaction back; it is retried a few times."""
-    new, deadlocks = messages, 0
+    in their own orders) rolls this transaction back; it is retried a few times. So is a store
+    whose ids found no partition (none was created ahead: the partitions are created first)."""
+    new, deadlocks, missing_partitions = messages, 0, 0
     while True:  # ends: each retry stores strictly fewer messages, deadlocks are bounded
         try:
             return _store_new(source, new)
         except _AlreadyStored as stored:
             new = [m for m in new if _position(m) in stored.new]
+        except IntegrityError as exc:
+            if not _no_partition(exc):
+                raise
+            if missing_partitions >= _DEADLOCK_RETRIES:
+                raise
+            missing_partitions += 1
+            log.warning("no dead-letter partition for the batch's ids: creating it, storing again")
+            partitions.partitions_ensure(ahead=len(new))
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) != "40P01" or deadlocks >= _DEADLOCK_RETRIES:
                 raise
             deadlocks += 1
             log.info("source %s: deadlock with another harvester, storing the batch again", source.name)
             time.sleep(random.uniform(0, 0.05 * deadlocks))  # noqa: S311 - jitter, not a secret
+
+
+def _no_partition(exc: IntegrityError) -> bool:
+    """The ids outran the body's partitions (not a content error: never isolated row by row)."""
+    return getattr(exc.__cause__, "sqlstate", None) == "23514" and "no partition" in str(exc)
 
 
 @transaction.atomic

@@ -29,6 +29,7 @@ from dlqadmin.models import (
     ErrorGroupStatus,
     FailureTally,
     GroupDayTally,
+    GroupStatusTally,
     Heartbeat,
     RedriveAttemptStatus,
     RedriveJob,
@@ -269,10 +270,12 @@ def group_sparklines(group_ids: list[int], *, days: int = 14, now: datetime | No
 
 
 def group_status_counts(group: ErrorGroup) -> dict[str, int]:
+    """``{status: dead letters of ``group`` in it}``, from the tallies: a few rows, however big
+    the group (counting its rows of the state table grew with it: 40 ms for 400k)."""
     counts = dict.fromkeys(DeadLetterStatus.values, 0)
-    # the state table alone: its (error_group, status) index answers without reading a body
-    for row in group.dead_letter_states.order_by().values("status").annotate(n=Count("id")):
-        counts[row["status"]] = row["n"]
+    tallies = GroupStatusTally.objects.filter(error_group_id=group.pk).order_by()
+    for status, n in tallies.values("status").annotate(n=Sum("n")).values_list("status", "n"):
+        counts[status] = n
     return counts
 
 

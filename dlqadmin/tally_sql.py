@@ -1,7 +1,8 @@
 """The SQL that keeps the dashboard tallies (``dlqadmin.models.tallies``) on PostgreSQL.
 
 Migration 0009 (``dlqadmin/migrations/0009_dashboard_tallies.py``) runs ``create_statements()``
-and ``drop_statements()``; nothing else executes this SQL. Statement-level AFTER triggers with
+and ``drop_statements()`` (three tallies), migration 0021 ``added_statements(TALLIES_0021)`` (the
+fourth, ``GroupStatusTally``); nothing else executes this SQL. Statement-level AFTER triggers with
 transition tables on ``dlqadmin_deadletter``: one aggregate per INSERT / UPDATE / DELETE / COPY
 statement, appended as delta rows, so no writer locks a counter row and harvesters and redrive
 workers never wait on each other here. About one statement in 64 also folds the deltas into the
@@ -10,7 +11,8 @@ advisory lock that the others skip). The backfill runs with the table locked aga
 no row is counted twice or missed.
 
 A database already migrated keeps the functions it was created with: changing the SQL here needs
-a new migration that re-creates them (``CREATE OR REPLACE FUNCTION`` with ``functions()``), and
+a new migration that re-creates them (``CREATE OR REPLACE FUNCTION`` with ``functions()`` of its
+own frozen list, like ``TALLIES_0021``; its reverse re-creates the previous list's), and
 ``tests/views/test_tallies.py`` pins a digest of this SQL so such a change cannot go unnoticed.
 Plain strings only (no Django import): migrations may import it at any point in their history.
 """
@@ -37,7 +39,17 @@ TALLIES = [
         ],
         "error_group_id IS NOT NULL",
     ),
+    # since migration 0021: the group page's per-status counts
+    (
+        "dlqadmin_groupstatustally",
+        [("error_group_id", "error_group_id"), ("status", "status")],
+        "error_group_id IS NOT NULL",
+    ),
 ]
+#: the tallies each migration's functions keep: a migration installs its own list, never a later
+#: one (whose tables it has not created yet)
+TALLIES_0009 = TALLIES[:3]
+TALLIES_0021 = TALLIES[:4]
 TRIGGERS = {
     "dlqadmin_deadletter_tally_insert": "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows",
     "dlqadmin_deadletter_tally_update": (
@@ -54,11 +66,12 @@ def _parts(columns):
     return names, exprs, keys
 
 
-def statements(kind: str, table: str = LETTERS) -> str:
-    """One statement per tally for ``kind``: insert, delete, update (the trigger's branches),
-    compact (fold deltas into base rows) or backfill (base rows from the table as it is)."""
+def statements(kind: str, table: str = LETTERS, tallies: list | None = None) -> str:
+    """One statement per tally of ``tallies`` (default: all) for ``kind``: insert, delete, update
+    (the trigger's branches), compact (fold deltas into base rows) or backfill (base rows from
+    the table as it is)."""
     out = []
-    for tally, columns, where in TALLIES:
+    for tally, columns, where in TALLIES if tallies is None else tallies:
         names, exprs, keys = _parts(columns)
         insert = f"INSERT INTO {tally} ({names}, n, delta)"
         if kind == "insert":
@@ -90,24 +103,25 @@ def statements(kind: str, table: str = LETTERS) -> str:
     return "\n        ".join(out)
 
 
-def functions() -> str:
-    """``dlqadmin_tally_compact()`` and the trigger function ``dlqadmin_deadletter_tally()``."""
+def functions(tallies: list | None = None) -> str:
+    """``dlqadmin_tally_compact()`` and the trigger function ``dlqadmin_deadletter_tally()``,
+    keeping ``tallies`` (default: all)."""
     return f"""
 CREATE OR REPLACE FUNCTION dlqadmin_tally_compact() RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF pg_try_advisory_xact_lock(hashtext('dlqadmin_tally_compact')) THEN
-        {statements("compact")}
+        {statements("compact", tallies=tallies)}
     END IF;
 END $$;
 
 CREATE OR REPLACE FUNCTION dlqadmin_deadletter_tally() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        {statements("insert")}
+        {statements("insert", tallies=tallies)}
     ELSIF TG_OP = 'DELETE' THEN
-        {statements("delete")}
+        {statements("delete", tallies=tallies)}
     ELSE
-        {statements("update")}
+        {statements("update", tallies=tallies)}
     END IF;
     IF random() < 1.0 / 64 THEN
         PERFORM dlqadmin_tally_compact();
@@ -117,14 +131,32 @@ END $$;
 """
 
 
-def create_statements() -> list[str]:
-    """Install the tallies' delta indexes, functions and triggers, then backfill, in order."""
+def create_statements(tallies: list = TALLIES_0009) -> list[str]:
+    """What migration 0009 ran: install the tallies' delta indexes, functions and triggers, then
+    backfill, in order (``tallies``: its three, whatever was added since)."""
     out = [f"LOCK TABLE {LETTERS} IN SHARE MODE"]  # writes wait for the backfill
-    out += [f"CREATE INDEX {table}_deltas ON {table} (id) WHERE delta" for table, _, _ in TALLIES]
-    out.append(functions())
+    out += [delta_index(table) for table, _, _ in tallies]
+    out.append(functions(tallies))
     out += trigger_statements(LETTERS)
-    out.append(statements("backfill"))
+    out.append(statements("backfill", tallies=tallies))
     return out
+
+
+def delta_index(table: str) -> str:
+    return f"CREATE INDEX {table}_deltas ON {table} (id) WHERE delta"
+
+
+def added_statements(tallies: list) -> list[str]:
+    """Add the last of ``tallies`` (its table exists) to a database whose triggers are on
+    ``STATES``: its delta index, the functions re-created for ``tallies``, its base rows counted
+    from ``STATES`` with writes waiting (so no row is counted twice or missed)."""
+    added = tallies[-1:]
+    return [
+        f"LOCK TABLE {STATES} IN SHARE MODE",
+        delta_index(added[0][0]),
+        functions(tallies),
+        statements("backfill", STATES, tallies=added),
+    ]
 
 
 def trigger_statements(table: str) -> list[str]:

@@ -176,3 +176,43 @@ def test_0020_partitions_the_bodies_in_place_and_moves_the_dedupe_to_the_key_tab
     assert result.inserted_ids[0] > max(ids)
     with pytest.raises(IntegrityError), transaction.atomic():
         DeadLetter.objects.create(source_id=source.pk, position="M20:0")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_0021_counts_each_group_per_status_and_going_back_leaves_writes_working():
+    """Rows from before 0021 are counted into the group tally; going back re-creates the old
+    functions (a write to the state table after it still works, the tally table gone); coming
+    forward again counts those writes too."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("dlqadmin", "0020_deadletter_partitions")]
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("dlqadmin")
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        apps = executor.loader.project_state(before).apps
+        Connection, Source = apps.get_model("dlqadmin", "Connection"), apps.get_model("dlqadmin", "Source")
+        Group, State = apps.get_model("dlqadmin", "ErrorGroup"), apps.get_model("dlqadmin", "DeadLetterState")
+        conn = Connection.objects.create(name="m21", kind="nats", url="nats://127.0.0.1:4222")
+        source = Source.objects.create(connection=conn, name="m21", mode="dlq_stream", address="M21")
+        one, two = (Group.objects.create(fingerprint=f"m21-{n}", source=source) for n in range(2))
+        for status, group, n in [("new", one, 3), ("failed", one, 2), ("resolved", two, 4), ("new", None, 1)]:
+            State.objects.bulk_create([State(source=source, status=status, error_group=group)] * n)
+        MigrationExecutor(connection).migrate(latest)
+        from dlqadmin.models import DeadLetterState, ErrorGroup
+        from dlqadmin.selectors_dashboard import group_status_counts
+
+        def counted(pk: int) -> dict:
+            return {k: v for k, v in group_status_counts(ErrorGroup.objects.get(pk=pk)).items() if v}
+
+        assert counted(one.pk) == {"new": 3, "failed": 2}
+        assert counted(two.pk) == {"resolved": 4}
+        MigrationExecutor(connection).migrate(before)  # back: the old functions, no tally table
+        State.objects.filter(error_group=two, status="resolved").update(status="archived")
+        MigrationExecutor(connection).migrate(latest)
+        assert counted(two.pk) == {"archived": 4}
+        DeadLetterState.objects.filter(error_group_id=one.pk, status="new").update(error_group_id=two.pk)
+        assert (counted(one.pk), counted(two.pk)) == ({"failed": 2}, {"archived": 4, "new": 3})
+    finally:
+        MigrationExecutor(connection).migrate(latest)

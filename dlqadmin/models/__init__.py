@@ -26,7 +26,7 @@ from .redrive import (
     RedriveJobStatus,
 )
 from .schemas import SchemaKind, StoredSchema
-from .tallies import FailureTally, GroupDayTally, StatusTally
+from .tallies import FailureTally, GroupDayTally, GroupStatusTally, StatusTally
 
 __all__ = [
     "ACTIVE_JOB_STATUSES",
@@ -51,6 +51,7 @@ __all__ = [
     "ErrorGroupStatus",
     "FailureTally",
     "GroupDayTally",
+    "GroupStatusTally",
     "HealthStatus",
     "MaskingKind",
     "MaskingRule",

@@ -14,9 +14,9 @@ appends a negative delta instead of needing its source or group to still exist.
 
 from django.db import models
 
-# The triggers that keep these tables: SQL in dlqadmin/tally_sql.py, installed by migration 0009
-# (docs/architecture.md, "Package map"). A change there needs a new migration for databases
-# already migrated (tests/views/test_tallies.py pins the SQL).
+# The triggers that keep these tables: SQL in dlqadmin/tally_sql.py, installed by migration 0009,
+# re-created by 0021 for GroupStatusTally (docs/architecture.md, "Package map"). A change there
+# needs a new migration for databases already migrated (tests/views/test_tallies.py pins the SQL).
 
 
 class Tally(models.Model):
@@ -72,3 +72,16 @@ class GroupDayTally(Tally):
 
     def __str__(self) -> str:
         return f"group {self.error_group_id} {self.day:%Y-%m-%d}: {self.n:+d}"
+
+
+class GroupStatusTally(Tally):
+    """Dead letters per (error group, status): the group page's counts (since migration 0021)."""
+
+    error_group_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [base_row("error_group_id", "status", name="groupstatustally_base")]
+
+    def __str__(self) -> str:
+        return f"group {self.error_group_id} {self.status}: {self.n:+d}"

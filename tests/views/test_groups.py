@@ -81,7 +81,13 @@ def test_the_group_page_lists_its_messages_and_offers_redrive_of_the_open_ones(a
     a, b = store(harvested(error="order 1 not found"), harvested(error="order 2 not found"))
     other = store(harvested(error="something else"))[0]
     DeadLetter.objects.filter(pk=b.pk).update(status="redriven")
-    body = as_user(operator).get(reverse("dlq-group", args=[a.error_group_id])).content.decode()
+    response = as_user(operator).get(reverse("dlq-group", args=[a.error_group_id]))
+    body = response.content.decode()
+    assert {s: n for s, n in response.context["counts"].items() if n} == {"new": 1, "redriven": 1}
+    status_links = body.split('class="status-counts"')[1].split("</ul>")[0]
+    assert f"error_group={a.error_group_id}&status=new" in status_links
+    assert f"error_group={a.error_group_id}&status=redriven" in status_links
+    assert "status=failed" not in status_links  # a status with no messages is not listed
     assert f'name="ids" value="{a.pk}"' in body and f'name="ids" value="{b.pk}"' in body
     assert f'name="ids" value="{other.pk}"' not in body
     assert "Redrive group (1)" in body

@@ -23,6 +23,10 @@ KEYS = "dlqadmin_deadletterkey"
 #: pg_advisory_xact_lock key of partition DDL (two harvester replicas, beat, retention)
 LOCK = 0x646C71_70617274  # "dlq" "part"
 
+#: ids that outran the partitions by fewer partitions than this get them on the grid (a COPY
+#: of millions, a burst between two checks); a bigger jump, one partition covering the gap
+GRID_FILL = 64
+
 _BOUND = re.compile(r"FROM \((?P<lower>[^)]*)\) TO \((?P<upper>[^)]*)\)")
 
 
@@ -88,7 +92,8 @@ def ensure(cursor, size: int, *, ahead: int = 0) -> tuple[list[str], int]:
     existing = partitions(cursor)
     current = last_id(cursor) + ahead
     created = []
-    if not existing or existing[-1].upper <= current:  # none yet, or the ids outran them
+    if not existing or (current - existing[-1].upper) // size >= GRID_FILL:
+        # none yet, or the ids jumped far past them: not thousands of empty partitions
         lower = existing[-1].upper if existing else None
         top = _next_boundary(current, size)
         created.append(create(cursor, lower, top))  # one partition covers the gap

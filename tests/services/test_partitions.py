@@ -108,6 +108,20 @@ def test_a_store_that_outran_the_partitions_creates_them_and_stores(tiny, source
     result = dead_letters_store(source=source, batch=messages(0, 15))
     assert result.inserted == 15 and min(result.inserted_ids) > tiny + 5 * SIZE
     assert DeadLetter.objects.count() == 15
+    ours = [(lower, upper) for lower, upper in bounds() if lower is not None and lower >= tiny]
+    assert all(upper - lower == SIZE for lower, upper in ours)  # the gap filled on the grid
+    assert all(b[0] == a[1] for a, b in zip(ours, ours[1:], strict=False))
+
+
+def test_ids_that_jumped_far_get_one_partition_for_the_gap_not_thousands(tiny, source):
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)",
+            [partition_sql.STATES, tiny + (partition_sql.GRID_FILL + 10) * SIZE],
+        )
+    before = len(bounds())
+    assert dead_letters_store(source=source, batch=messages(0, 3)).inserted == 3
+    assert len(bounds()) - before <= 3  # the gap, the one being filled, a spare
 
 
 def test_the_partition_size_may_change_between_partitions(tiny, source, settings):
@@ -193,7 +207,5 @@ def test_the_beat_task_keeps_the_spare_partition(tiny, settings):
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence(%s, 'id'), %s)", [partition_sql.STATES, tiny + 3 * SIZE]
         )
-    assert tasks.partitions_ensure() == [
-        f"{partition_sql.LETTERS}_p{tiny + SIZE}",
-        f"{partition_sql.LETTERS}_p{tiny + 4 * SIZE}",
-    ]
+    # the ids outran the spare: the grid filled up to them, and a spare beyond
+    assert tasks.partitions_ensure() == [f"{partition_sql.LETTERS}_p{tiny + k * SIZE}" for k in range(1, 5)]

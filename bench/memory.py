@@ -45,6 +45,7 @@ def run(ctx: Context) -> list[Metric]:
                 yield values
 
         table.copy_rows(rows(), count)
+        table.analyze()
         worker = processes.celery_worker(ctx.env, ctx.celery_queue, ctx.log_dir / "worker-memory.log")
         idle_kib = processes.status_kib(worker.pid, "VmRSS")
         with processes.RssSampler(worker.pid) as sampler:

@@ -70,6 +70,7 @@ def _source(ctx: Context, tag: str, count: int):
             yield values
 
     table.copy_rows(rows(), count)
+    table.analyze()
     return bench, source
 
 

@@ -349,9 +349,7 @@ def _store_unique(source: Source, messages: list[HarvestedMessage]) -> list[int]
         except _AlreadyStored as stored:
             new = [m for m in new if _position(m) in stored.new]
         except IntegrityError as exc:
-            if not _no_partition(exc):
-                raise
-            if missing_partitions >= _DEADLOCK_RETRIES:
+            if not _no_partition(exc) or missing_partitions >= _DEADLOCK_RETRIES:
                 raise
             missing_partitions += 1
             log.warning("no dead-letter partition for the batch's ids: creating it, storing again")
